@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything sealvault needs on Debian or Ubuntu: the system packages (only those missing,
+# through apt, with sudo when not root), the npm dependencies, the native build and the bundle.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# build-essential/python3: node-gyp; libsecret-1-dev: keytar builds from source;
+# gnome-keyring, dbus, dbus-x11: a real Secret Service for the keychain and its tests;
+# util-linux (script): terminal tests; passwd (useradd): tests as an unprivileged user.
+packages=(build-essential python3 libsecret-1-dev gnome-keyring dbus dbus-x11 util-linux passwd git)
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "sealvault needs Node.js 20 or newer (found: $(node --version 2>/dev/null || echo none)); install it first" >&2
+  exit 1
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  echo "installing system packages: ${missing[*]}" >&2
+  "${sudo[@]}" apt-get update
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# npm ci runs our own install script (node-gyp) and prepare (the bundle); package.json's
+# allowScripts lets keytar build from source under npm 11.
+npm ci --no-audit --no-fund

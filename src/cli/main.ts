@@ -1,0 +1,339 @@
+/**
+ * `vault`: commander wiring only. Each action parses its flags, calls src/vault/, and prints.
+ * Output contract: data a script may capture goes to stdout (a token alone on its line, --json);
+ * everything meant for people goes to stderr.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { hashCommand } from '../vault/binary.js';
+import { VaultError } from '../vault/errors.js';
+import { keychainUnavailableReason } from '../vault/keychain.js';
+import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
+import { TIERS, type Tier } from '../vault/format.js';
+import type { SlotRequest } from '../vault/keyslots.js';
+import { native } from '../vault/native.js';
+import { resolveVaultDirectory } from '../vault/paths.js';
+import { checkSecretName } from '../vault/names.js';
+import { type UnlockedVault, Vault } from '../vault/vault.js';
+import { isTestBuild } from './build-flags.js';
+import { renderAudit, renderGrants, renderSecrets, renderSlots } from './render.js';
+import { readSecretValue } from './secret-input.js';
+import { askHiddenTwice, askHidden, hasTerminal } from './terminal.js';
+
+const say = (text: string) => process.stderr.write(`${text}\n`);
+const print = (text: string) => process.stdout.write(text);
+const printJson = (data: unknown) => process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+
+const program = new Command('vault')
+  .description('A write-only secret vault: secrets go in, and come out only into sandboxed programs granted them.')
+  .option('--vault <dir>', 'vault directory (default: $VAULT_DIR, else $XDG_DATA_HOME/sealvault)')
+  .showHelpAfterError(false)
+  .exitOverride()
+  .configureOutput({
+    outputError: (message, write) => write(`vault: ${message.replace(/^error: /, '').trim()} (see \`vault --help\`)\n`),
+  });
+
+function vaultDir(): string {
+  return resolveVaultDirectory(program.opts<{ vault?: string }>().vault);
+}
+
+async function unlocked(vault: Vault): Promise<UnlockedVault> {
+  return vault.unlock(hasTerminal() ? { askPassphrase: (attempt) => askHidden(attempt === 1 ? 'Vault passphrase: ' : 'Wrong passphrase, try again: ') } : {});
+}
+
+/** Runs `work` with the vault unlocked, and wipes the private key however it ends. */
+async function withUnlocked<T>(work: (vault: UnlockedVault) => T | Promise<T>, options: { checkPin?: boolean } = {}): Promise<T> {
+  const open = await unlocked(Vault.open(vaultDir(), options));
+  try {
+    return await work(open);
+  } finally {
+    open.close();
+  }
+}
+
+interface SlotFlags {
+  token?: boolean;
+  passphrase?: boolean;
+  keychain?: boolean;
+  insecureTestKdf?: boolean;
+}
+
+function slotKindOption(command: Command): Command {
+  return command
+    .option('--token', 'a random token for CI, printed once, alone on stdout')
+    .option('--passphrase', 'a passphrase (argon2id), from the terminal or the environment')
+    .option('--keychain', 'a key kept in the OS keychain (Secret Service)')
+    .addOption(new Option('--insecure-test-kdf', 'test build only: weakest argon2id parameters').hideHelp());
+}
+
+const MIN_PASSPHRASE = 8;
+
+async function newPassphrase(variable: string): Promise<Uint8Array> {
+  const fromEnv = process.env[variable];
+  let passphrase: Uint8Array;
+  if (fromEnv !== undefined && fromEnv !== '') passphrase = new TextEncoder().encode(fromEnv);
+  else if (hasTerminal()) passphrase = await askHiddenTwice('New vault passphrase');
+  else throw new VaultError('usage', `no terminal to ask for the new passphrase: set ${variable}`);
+  if (passphrase.length < MIN_PASSPHRASE) {
+    wipe(passphrase);
+    throw new VaultError('usage', `the passphrase is shorter than ${MIN_PASSPHRASE} bytes; choose a longer one`);
+  }
+  return passphrase;
+}
+
+/** Turns --token/--passphrase/--keychain into a slot request; `fallback` picks when none is given. */
+async function slotRequest(flags: SlotFlags, passphraseVariable: string, fallback: () => Promise<SlotRequest['kind']>): Promise<SlotRequest> {
+  if (flags.insecureTestKdf && !isTestBuild) {
+    throw new VaultError('usage', '--insecure-test-kdf exists only in the test build, because it makes passphrases easy to guess');
+  }
+  const chosen = (['token', 'passphrase', 'keychain'] as const).filter((k) => flags[k]);
+  if (chosen.length > 1) throw new VaultError('usage', `choose one of --${chosen.join(', --')}`);
+  const kind = chosen[0] ?? (await fallback());
+  if (kind !== 'passphrase') return { kind };
+  const passphrase = await newPassphrase(passphraseVariable);
+  return { kind, passphrase, ...(flags.insecureTestKdf ? { kdf: KDF_TEST_ONLY } : {}) };
+}
+
+slotKindOption(program.command('init'))
+  .description('create a vault and its first key slot (default with a terminal: keychain, else passphrase)')
+  .action(async (flags: SlotFlags) => {
+    const dir = vaultDir();
+    const request = await slotRequest(flags, 'VAULT_PASSPHRASE', async () => {
+      if (!hasTerminal()) throw new VaultError('usage', 'no terminal: choose --token (for CI), --passphrase (with VAULT_PASSPHRASE) or --keychain');
+      const unavailable = await keychainUnavailableReason();
+      if (unavailable === undefined) return 'keychain';
+      say(`no OS keychain here (${unavailable}); using a passphrase`);
+      return 'passphrase';
+    });
+    const { vault, token } = await Vault.create(dir, request);
+    say(`created vault ${dir}\nfingerprint ${vault.fingerprint} (people who put secrets into it can compare this)\nfirst key slot: ${request.kind}`);
+    if (token !== undefined) {
+      say('the token below is shown only once: store it as a CI secret, then use it as VAULT_KEY');
+      print(`${token}\n`);
+    }
+  });
+
+program
+  .command('put')
+  .description('seal a value into the vault (stdin, --from-file, or typed without echo); needs no unlock')
+  .argument('<NAME>', 'secret name: A-Z, 0-9, _')
+  .option('--from-file <file>', 'read the value from a file')
+  .option('--trim', 'drop trailing newlines from the value')
+  .option('-f, --force', 'replace an existing value (the old one is lost)')
+  .action(async (name: string, flags: { fromFile?: string; trim?: boolean; force?: boolean }) => {
+    checkSecretName(name);
+    const vault = Vault.open(vaultDir());
+    const value = await readSecretValue({ name, fromFile: flags.fromFile, trim: flags.trim === true });
+    try {
+      const done = await vault.put(name, value, { replace: flags.force === true });
+      say(`${done === 'put' ? 'stored' : 'replaced'} ${name} (${value.length} bytes)`);
+    } finally {
+      wipe(value);
+    }
+  });
+
+program
+  .command('list')
+  .description('names, sizes and dates of the secrets (never values)')
+  .option('--json', 'print JSON')
+  .action((flags: { json?: boolean }) => {
+    const secrets = Vault.open(vaultDir()).list();
+    if (flags.json) printJson(secrets);
+    else print(renderSecrets(secrets));
+  });
+
+program
+  .command('rm')
+  .description('delete a secret')
+  .argument('<NAME>')
+  .action((name: string) => {
+    checkSecretName(name);
+    Vault.open(vaultDir()).remove(name);
+    say(`removed ${name}`);
+  });
+
+const key = program.command('key').description('manage key slots (the ways to unlock the vault)');
+
+slotKindOption(key.command('add'))
+  .description('add a key slot (needs an unlock); a new passphrase comes from VAULT_NEW_PASSPHRASE or the terminal')
+  .action(async (flags: SlotFlags) => {
+    await withUnlocked(async (vault) => {
+      const request = await slotRequest(flags, 'VAULT_NEW_PASSPHRASE', () => {
+        throw new VaultError('usage', 'choose the kind of slot: --token, --passphrase or --keychain');
+      });
+      const made = await vault.addSlot(request);
+      say(`added ${made.slot.kind} slot ${made.slot.id}`);
+      if (made.token !== undefined) {
+        say('the token below is shown only once: store it as a CI secret, then use it as VAULT_KEY');
+        print(`${made.token}\n`);
+      }
+    });
+  });
+
+key
+  .command('list')
+  .description('the key slots: id, kind, date')
+  .option('--json', 'print JSON')
+  .action((flags: { json?: boolean }) => {
+    const slots = Vault.open(vaultDir()).slots();
+    if (flags.json) printJson(slots.map((s) => ({ id: s.id, kind: s.kind, created: s.created })));
+    else print(renderSlots(slots));
+  });
+
+key
+  .command('rm')
+  .description('remove a key slot (needs an unlock; the last slot cannot be removed)')
+  .argument('<ID>')
+  .action(async (id: string) => {
+    await withUnlocked(async (vault) => {
+      const slot = await vault.removeSlot(id);
+      say(`removed ${slot.kind} slot ${slot.id}`);
+    });
+  });
+
+program
+  .command('allow')
+  .description('grant secrets to one binary, pinned by its SHA-256 (needs an unlock)')
+  .argument('<NAME...>', 'secret names')
+  .requiredOption('--to <path>', 'the program that may receive them (a PATH name or a path)')
+  .addOption(new Option('--min-tier <tier>', 'the weakest sandbox tier it may run in').choices(TIERS).default('hardened'))
+  .option('--arg <arg>', 'pin an exact argument, in order (repeat it); needed for interpreters', (a: string, all: string[] = []) => [...all, a])
+  .option('--any-args', 'allow an interpreter with any arguments, knowing it then runs any code')
+  .action(async (names: string[], flags: { to: string; minTier: Tier; arg?: string[]; anyArgs?: boolean }) => {
+    if (flags.arg !== undefined && flags.anyArgs) throw new VaultError('usage', 'use either --arg or --any-args, not both');
+    names.forEach(checkSecretName);
+    const binary = hashCommand(flags.to);
+    await withUnlocked((vault) => {
+      vault.allow({ names, binary, minTier: flags.minTier, args: flags.arg ?? null, anyArgs: flags.anyArgs === true });
+      say(`granted ${names.join(', ')} to ${binary.path} (sha256 ${binary.sha256.slice(0, 16)}…) at tier ${flags.minTier} or stronger` +
+        (flags.arg !== undefined ? ` with arguments ${JSON.stringify(flags.arg)}` : ''));
+    });
+  });
+
+program
+  .command('revoke')
+  .description('withdraw grants of secrets from a binary (needs an unlock)')
+  .argument('<NAME...>', 'secret names')
+  .requiredOption('--from <path>', 'the program the grants were made to')
+  .action(async (names: string[], flags: { from: string }) => {
+    await withUnlocked((vault) => {
+      const { removed } = vault.revoke(names, flags.from);
+      say(`revoked ${removed} grant(s)`);
+    });
+  });
+
+program
+  .command('policy')
+  .description('list the grants, after checking their authentication (needs an unlock)')
+  .option('--json', 'print JSON')
+  .action(async (flags: { json?: boolean }) => {
+    await withUnlocked((vault) => {
+      const policy = vault.policy();
+      if (flags.json) printJson(policy);
+      else print(renderGrants(policy.grants, new Set(vault.vault.list().map((s) => s.name))));
+    });
+  });
+
+program
+  .command('audit')
+  .description('print the audit log; --verify checks its hash chain')
+  .option('--json', 'print JSON lines')
+  .option('--verify', 'check the chain and report the first broken entry')
+  .action((flags: { json?: boolean; verify?: boolean }) => {
+    const vault = Vault.open(vaultDir());
+    const reading = vault.readAudit();
+    if (flags.verify) {
+      if (reading.broken !== undefined) {
+        throw new VaultError('tampered', `audit log broken at line ${reading.broken.line}: ${reading.broken.reason}`);
+      }
+      if (reading.head !== undefined) vault.acceptAuditHead(reading.head);
+      say(`audit log intact: ${reading.entries.length} entries`);
+      return;
+    }
+    if (flags.json) print(reading.entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
+    else print(renderAudit(reading.entries));
+    if (reading.broken !== undefined) {
+      throw new VaultError('tampered', `audit log broken at line ${reading.broken.line}: ${reading.broken.reason}; entries from there on are not shown`);
+    }
+  });
+
+program
+  .command('verify')
+  .description('check the whole vault: every secret opens under its own name, the policy, the audit chain (needs an unlock)')
+  .action(async () => {
+    await withUnlocked((vault) => {
+      const { problems, summary } = vault.verify();
+      for (const problem of problems.slice(1)) say(`vault: ${problem.message}`);
+      if (problems[0] !== undefined) throw problems[0];
+      say(`ok: ${summary}`);
+    });
+  });
+
+program
+  .command('trust')
+  .description("re-pin the vault's public key after it changed: by unlocking it, or by its fingerprint")
+  .option('--fingerprint <fp>', 'the fingerprint you checked with the vault owner (svfp1_…)')
+  .action(async (flags: { fingerprint?: string }) => {
+    if (flags.fingerprint !== undefined) {
+      const vault = Vault.open(vaultDir(), { checkPin: false });
+      vault.trustFingerprint(flags.fingerprint);
+      say(`pinned ${vault.fingerprint}`);
+      return;
+    }
+    await withUnlocked((vault) => {
+      vault.trust();
+      say(`pinned ${vault.vault.fingerprint} (the unlock proved it belongs to the vault's private key)`);
+    }, { checkPin: false });
+  });
+
+program
+  .command('demo')
+  .description('a short tour on a throwaway vault')
+  .action(async () => {
+    const { runDemo } = await import('./demo.js');
+    await runDemo();
+  });
+
+function describeFailure(error: unknown): { message: string; code: number } {
+  if (error instanceof VaultError) return { message: error.message, code: error.exitCode };
+  const system = error as NodeJS.ErrnoException;
+  if (typeof system?.code === 'string' && typeof system.syscall === 'string') {
+    const where = system.path !== undefined ? ` ${system.path}` : '';
+    const hint = system.code === 'EACCES' || system.code === 'EPERM' ? '; check the permissions of the vault directory' : '';
+    return { message: `${system.syscall}${where} failed: ${system.code}${hint}`, code: 1 };
+  }
+  const first = (error instanceof Error ? error.message : String(error)).split('\n')[0];
+  return { message: `internal error: ${first}; please report it`, code: 1 };
+}
+
+function fail(error: unknown): void {
+  const { message, code } = describeFailure(error);
+  process.stderr.write(`vault: ${message}\n`);
+  process.exitCode = code;
+}
+
+async function main(): Promise<void> {
+  // no core dumps and no same-uid ptrace before anything touches a value or a key
+  native().hardenProcess();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      process.exitCode = error.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    fail(error);
+  }
+}
+
+process.on('uncaughtException', (error) => {
+  fail(error);
+  process.exit();
+});
+process.on('unhandledRejection', (error) => {
+  fail(error);
+  process.exit();
+});
+process.removeAllListeners('warning');
+process.on('warning', (warning) => process.stderr.write(`vault: warning: ${warning.message}\n`));
+
+await main();

@@ -1,0 +1,77 @@
+/**
+ * Asking a person for a secret at the terminal, without echo. Reads /dev/tty, not stdin, so that a
+ * prompt works while stdin is a pipe and never consumes piped input.
+ */
+import * as fs from 'node:fs';
+import * as tty from 'node:tty';
+import { VaultError } from '../vault/errors.js';
+
+export function hasTerminal(): boolean {
+  if (!process.stdin.isTTY && !process.stderr.isTTY) return false;
+  try {
+    fs.closeSync(fs.openSync('/dev/tty', 'r+'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Reads one line without echo. The bytes are the caller's to wipe. */
+export function askHidden(question: string): Promise<Uint8Array> {
+  const fd = fs.openSync('/dev/tty', 'r+');
+  const input = new tty.ReadStream(fd);
+  input.setRawMode(true);
+  fs.writeSync(fd, question);
+  let typed = Buffer.alloc(0);
+  return new Promise<Uint8Array>((resolve, reject) => {
+    const finish = (error?: VaultError) => {
+      input.setRawMode(false);
+      input.removeAllListeners('data');
+      input.destroy(); // closes fd
+      if (error !== undefined) {
+        typed.fill(0);
+        reject(error);
+      } else {
+        resolve(new Uint8Array(typed));
+        typed.fill(0);
+      }
+    };
+    input.on('data', (chunk: Buffer) => {
+      for (const byte of chunk) {
+        if (byte === 0x0d || byte === 0x0a) {
+          fs.writeSync(fd, '\n');
+          finish();
+          return;
+        }
+        if (byte === 0x03 || byte === 0x04) {
+          fs.writeSync(fd, '\n');
+          finish(new VaultError('usage', 'cancelled at the prompt; nothing was changed'));
+          return;
+        }
+        if (byte === 0x7f || byte === 0x08) {
+          typed = typed.subarray(0, Math.max(0, typed.length - 1));
+          continue;
+        }
+        const grown = Buffer.alloc(typed.length + 1);
+        typed.copy(grown);
+        grown[typed.length] = byte;
+        typed.fill(0);
+        typed = grown;
+      }
+      chunk.fill(0);
+    });
+  });
+}
+
+/** Asks twice and insists that both answers match. */
+export async function askHiddenTwice(question: string): Promise<Uint8Array> {
+  const first = await askHidden(`${question}: `);
+  const second = await askHidden('Again, to confirm: ');
+  const same = first.length === second.length && first.every((b, i) => b === second[i]);
+  second.fill(0);
+  if (!same) {
+    first.fill(0);
+    throw new VaultError('usage', 'the two entries differ; nothing was changed, try again');
+  }
+  return first;
+}

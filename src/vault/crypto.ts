@@ -1,0 +1,148 @@
+/**
+ * The cryptography of docs/FORMAT.md, and nothing else. libsodium (WebAssembly) is loaded only by
+ * commands that need it; the sumo build, which alone has argon2id, only for passphrase slots.
+ */
+import { createHash } from 'node:crypto';
+import type SodiumModule from 'libsodium-wrappers';
+import { VaultError } from './errors.js';
+
+type Sodium = typeof SodiumModule;
+let loaded: Sodium | undefined;
+
+export async function loadCrypto(): Promise<void> {
+  if (loaded !== undefined) return;
+  const module = (await import('libsodium-wrappers')).default;
+  await module.ready;
+  loaded = module;
+}
+
+function sodium(): Sodium {
+  if (loaded === undefined) throw new Error('loadCrypto() was not awaited');
+  return loaded;
+}
+
+export const SEAL_OVERHEAD = 48; // crypto_box_SEALBYTES
+const encoder = new TextEncoder();
+
+export function randomBytes(length: number): Uint8Array {
+  return sodium().randombytes_buf(length);
+}
+
+/** Overwrites key material and plaintext once it is no longer needed. */
+export function wipe(...buffers: (Uint8Array | undefined)[]): void {
+  for (const buffer of buffers) if (buffer !== undefined) buffer.fill(0);
+}
+
+export interface KeyPair {
+  publicKey: Uint8Array;
+  secretKey: Uint8Array;
+}
+
+export function generateKeyPair(): KeyPair {
+  const pair = sodium().crypto_box_keypair();
+  return { publicKey: pair.publicKey, secretKey: pair.privateKey };
+}
+
+export function publicKeyMatches(secretKey: Uint8Array, publicKey: Uint8Array): boolean {
+  const derived = sodium().crypto_scalarmult_base(secretKey);
+  return sodium().memcmp(derived, publicKey);
+}
+
+/** `crypto_box_seal(NAME ‖ 0x00 ‖ value)`: the name is bound to the ciphertext. */
+export function sealSecret(publicKey: Uint8Array, name: string, value: Uint8Array): Uint8Array {
+  const nameBytes = encoder.encode(name);
+  const message = new Uint8Array(nameBytes.length + 1 + value.length);
+  message.set(nameBytes, 0);
+  message.set(value, nameBytes.length + 1);
+  try {
+    return sodium().crypto_box_seal(message, publicKey);
+  } finally {
+    wipe(message);
+  }
+}
+
+/** Opens a sealed value and checks that it was sealed under `name`; the caller wipes the result. */
+export function openSecret(keys: KeyPair, name: string, sealed: Uint8Array, file: string): Uint8Array {
+  let message: Uint8Array;
+  try {
+    message = sodium().crypto_box_seal_open(sealed, keys.publicKey, keys.secretKey);
+  } catch {
+    throw new VaultError('tampered', `${file} does not open with this vault's key: it was damaged or replaced; restore it or put the secret again`);
+  }
+  const nameBytes = encoder.encode(name);
+  const boundName = message.length > nameBytes.length && message[nameBytes.length] === 0 && sodium().memcmp(message.subarray(0, nameBytes.length), nameBytes);
+  if (!boundName) {
+    wipe(message);
+    throw new VaultError('tampered', `${file} holds a value sealed under another name: someone moved a ciphertext; put ${name} again`);
+  }
+  const value = message.slice(nameBytes.length + 1);
+  wipe(message);
+  return value;
+}
+
+export function slotAad(vaultId: Uint8Array, slotId: string, kind: string): Uint8Array {
+  const head = encoder.encode('sealvault-slot/1\0');
+  const tail = encoder.encode(`${slotId}\0${kind}`);
+  const aad = new Uint8Array(head.length + vaultId.length + tail.length);
+  aad.set(head, 0);
+  aad.set(vaultId, head.length);
+  aad.set(tail, head.length + vaultId.length);
+  return aad;
+}
+
+export function wrapKey(kek: Uint8Array, secretKey: Uint8Array, aad: Uint8Array): { nonce: Uint8Array; wrapped: Uint8Array } {
+  const nonce = randomBytes(24);
+  const wrapped = sodium().crypto_aead_xchacha20poly1305_ietf_encrypt(secretKey, aad, null, nonce, kek);
+  return { nonce, wrapped };
+}
+
+/** Returns the private key, or undefined when `kek` is not this slot's key. */
+export function unwrapKey(kek: Uint8Array, nonce: Uint8Array, wrapped: Uint8Array, aad: Uint8Array): Uint8Array | undefined {
+  try {
+    return sodium().crypto_aead_xchacha20poly1305_ietf_decrypt(null, wrapped, aad, nonce, kek);
+  } catch {
+    return undefined;
+  }
+}
+
+/** BLAKE2b-256 keyed MAC over the policy's canonical bytes, with a key derived from `sk`. */
+export function policyMac(secretKey: Uint8Array, canonical: string): Uint8Array {
+  const policyKey = sodium().crypto_generichash(32, encoder.encode('sealvault-policy-key/1'), secretKey);
+  try {
+    return sodium().crypto_generichash(32, encoder.encode(canonical), policyKey);
+  } finally {
+    wipe(policyKey);
+  }
+}
+
+export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && sodium().memcmp(a, b);
+}
+
+export const KDF_RELEASE = { opslimit: 3, memlimit: 268435456 } as const;
+export const KDF_TEST_ONLY = { opslimit: 1, memlimit: 8192 } as const;
+
+/** argon2id: only libsodium's sumo build has crypto_pwhash. */
+export async function keyFromPassphrase(passphrase: Uint8Array, salt: Uint8Array, opslimit: number, memlimit: number): Promise<Uint8Array> {
+  const sumo = (await import('libsodium-wrappers-sumo')).default;
+  await sumo.ready;
+  return sumo.crypto_pwhash(32, passphrase, salt, opslimit, memlimit, sumo.crypto_pwhash_ALG_ARGON2ID13);
+}
+
+/** What people compare out of band: `svfp1_` and 20 bytes of SHA-256(public key), hex. */
+export function fingerprint(publicKey: Uint8Array): string {
+  return `svfp1_${createHash('sha256').update(publicKey).digest('hex').slice(0, 40)}`;
+}
+
+export function sha256Hex(data: Uint8Array | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export function toBase64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+}
+
+/** Callers pass only strings a schema has already checked to be base64 of the right length. */
+export function fromBase64(text: string): Uint8Array {
+  return new Uint8Array(Buffer.from(text, 'base64'));
+}

@@ -1,0 +1,154 @@
+/**
+ * The vault file format of docs/FORMAT.md, as zod schemas, and the one function that turns the
+ * bytes of a vault file into validated data or a classified error (corrupt, foreign, future).
+ */
+import * as z from 'zod/mini';
+import { VaultError } from './errors.js';
+
+export const FORMAT_VERSION = 1;
+export const TIERS = ['none', 'hardened', 'lockdown'] as const;
+export type Tier = (typeof TIERS)[number];
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** A base64 string that decodes to exactly `bytes` bytes. */
+function base64Of(bytes: number) {
+  return z.string().check(
+    z.regex(BASE64),
+    z.refine((s) => Buffer.from(s, 'base64').length === bytes, `must decode to ${bytes} bytes`),
+  );
+}
+
+const base64Any = z.string().check(z.regex(BASE64), z.minLength(4));
+const time = z.iso.datetime();
+const hex64 = z.string().check(z.regex(/^[0-9a-f]{64}$/));
+export const SLOT_ID_PATTERN = /^[0-9a-f]{12}$/;
+
+export const vaultFileSchema = z.strictObject({
+  format: z.literal('sealvault-vault'),
+  version: z.literal(FORMAT_VERSION),
+  vault_id: base64Of(16),
+  public_key: base64Of(32),
+  created: time,
+});
+export type VaultFile = z.infer<typeof vaultFileSchema>;
+
+const slotCommon = {
+  format: z.literal('sealvault-slot'),
+  version: z.literal(FORMAT_VERSION),
+  id: z.string().check(z.regex(SLOT_ID_PATTERN)),
+  created: time,
+  nonce: base64Of(24),
+  wrapped_key: base64Of(48),
+};
+
+export const PASSPHRASE_LIMITS = { opsMin: 1, opsMax: 10, memMin: 8192, memMax: 1073741824 } as const;
+
+export const slotFileSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ ...slotCommon, kind: z.literal('token') }),
+  z.strictObject({
+    ...slotCommon,
+    kind: z.literal('keychain'),
+    keychain: z.strictObject({ service: z.literal('sealvault'), account: z.string().check(z.regex(/^[A-Za-z0-9_-]{22}\/[0-9a-f]{12}$/)) }),
+  }),
+  z.strictObject({
+    ...slotCommon,
+    kind: z.literal('passphrase'),
+    kdf: z.strictObject({
+      alg: z.literal('argon2id13'),
+      opslimit: z.int().check(z.gte(PASSPHRASE_LIMITS.opsMin), z.lte(PASSPHRASE_LIMITS.opsMax)),
+      memlimit: z.int().check(z.gte(PASSPHRASE_LIMITS.memMin), z.lte(PASSPHRASE_LIMITS.memMax)),
+      salt: base64Of(16),
+    }),
+  }),
+]);
+export type SlotFile = z.infer<typeof slotFileSchema>;
+export type SlotKind = SlotFile['kind'];
+
+export const secretFileSchema = z.strictObject({
+  format: z.literal('sealvault-secret'),
+  version: z.literal(FORMAT_VERSION),
+  created: time,
+  updated: time,
+  sealed: base64Any,
+});
+export type SecretFile = z.infer<typeof secretFileSchema>;
+
+export const grantSchema = z.strictObject({
+  secret: z.string().check(z.regex(/^[A-Z_][A-Z0-9_]{0,127}$/)),
+  sha256: hex64,
+  path: z.string().check(z.refine((p) => p.startsWith('/'), 'must be absolute')),
+  min_tier: z.enum(TIERS),
+  args: z.nullable(z.array(z.string())),
+  created: time,
+});
+export type Grant = z.infer<typeof grantSchema>;
+
+export const policyFileSchema = z.strictObject({
+  format: z.literal('sealvault-policy'),
+  version: z.literal(FORMAT_VERSION),
+  revision: z.int().check(z.gte(0)),
+  grants: z.array(grantSchema),
+  mac: base64Of(32),
+});
+export type PolicyFile = z.infer<typeof policyFileSchema>;
+
+export const auditEntrySchema = z.strictObject({
+  seq: z.int().check(z.gte(1)),
+  time,
+  event: z.string().check(z.regex(/^[a-z-]{1,32}$/)),
+  actor: z.strictObject({ uid: z.int(), user: z.string() }),
+  details: z.record(z.string(), z.unknown()),
+  prev: hex64,
+});
+export type AuditEntry = z.infer<typeof auditEntrySchema>;
+
+/** What a file of each kind is called in messages, and its `format` string. */
+const FORMAT_NAMES = {
+  'sealvault-vault': 'vault file',
+  'sealvault-slot': 'key slot',
+  'sealvault-secret': 'secret file',
+  'sealvault-policy': 'policy file',
+} as const;
+type FormatName = keyof typeof FORMAT_NAMES;
+
+/**
+ * Parses one vault file following "Classifying a bad file" in docs/FORMAT.md. The message names
+ * the file and says what to do: restore it from version control or a backup.
+ */
+export function parseVaultFile<S extends z.ZodMiniType>(
+  schema: S,
+  format: FormatName,
+  text: Buffer | string,
+  file: string,
+): z.infer<S> {
+  const what = FORMAT_NAMES[format];
+  let data: unknown;
+  try {
+    data = JSON.parse(typeof text === 'string' ? text : new TextDecoder('utf-8', { fatal: true }).decode(text));
+  } catch {
+    throw new VaultError('corrupt', `${file} is not valid JSON (truncated or damaged ${what}); restore it from version control or a backup`);
+  }
+  const fields = typeof data === 'object' && data !== null && !Array.isArray(data) ? (data as Record<string, unknown>) : {};
+  if (fields.format !== format) {
+    throw new VaultError('foreign', `${file} is not a sealvault ${what} (no "format":"${format}"); is --vault pointing at the right directory?`);
+  }
+  if (typeof fields.version === 'number' && fields.version > FORMAT_VERSION) {
+    throw new VaultError(
+      'futureVersion',
+      `${file} is a version ${fields.version} ${what}, newer than this sealvault understands (version ${FORMAT_VERSION}); upgrade sealvault`,
+    );
+  }
+  const result = schema.safeParse(data);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const where = issue === undefined || issue.path.length === 0 ? 'its fields' : `field ${issue.path.join('.')}`;
+    throw new VaultError('corrupt', `${file} is a damaged ${what}: ${where} does not follow docs/FORMAT.md; restore it from version control or a backup`);
+  }
+  return result.data as z.infer<S>;
+}
+
+/** JSON as written to vault files: one object, one trailing newline. */
+export function serialize(value: unknown): string {
+  return `${JSON.stringify(value)}\n`;
+}

@@ -1,0 +1,118 @@
+/**
+ * Per-user trust state outside every vault, in the spirit of ssh's known_hosts: the public key
+ * pinned on first use for each vault id, the paths the vault was seen at, and the audit witness
+ * (the newest audit entry this user wrote or verified), which exposes a truncated or rewritten log.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as z from 'zod/mini';
+import { VaultError } from './errors.js';
+import { readFileIfExists, withLock, writeFileAtomic } from './files.js';
+import { stateDirectory } from './paths.js';
+
+const stateSchema = z.strictObject({
+  version: z.literal(1),
+  vaults: z.record(
+    z.string(),
+    z.strictObject({
+      public_key: z.string(),
+      paths: z.array(z.string()),
+      audit: z.nullable(z.strictObject({ seq: z.int(), hash: z.string() })),
+    }),
+  ),
+});
+type State = z.infer<typeof stateSchema>;
+export type Pin = State['vaults'][string];
+export interface AuditHead {
+  seq: number;
+  hash: string;
+}
+
+function stateFile(): string {
+  return path.join(stateDirectory(), 'known_vaults.json');
+}
+
+function readState(): State {
+  const file = stateFile();
+  const text = readFileIfExists(file);
+  if (text === undefined) return { version: 1, vaults: {} };
+  let parsed: ReturnType<typeof stateSchema.safeParse>;
+  try {
+    parsed = stateSchema.safeParse(JSON.parse(text.toString('utf8')));
+  } catch {
+    parsed = stateSchema.safeParse(undefined);
+  }
+  if (!parsed.success) {
+    throw new VaultError('corrupt', `${file} is damaged; restore it from a backup, or delete it to pin every vault anew on next use`);
+  }
+  return parsed.data;
+}
+
+function updateState(change: (state: State) => void): void {
+  const dir = stateDirectory();
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  withLock(path.join(dir, 'known_vaults.lock'), () => {
+    const state = readState();
+    change(state);
+    writeFileAtomic(dir, stateFile(), `${JSON.stringify(state, null, 2)}\n`);
+  });
+}
+
+export interface PinCheck {
+  vaultId: string;
+  publicKey: string;
+  fingerprint: string;
+  realPath: string;
+}
+
+/**
+ * Refuses a vault whose public key differs from the one pinned for its id, or that appears at a
+ * pinned path under another id; pins it when neither is known yet.
+ */
+export function checkPin(vault: PinCheck): void {
+  const state = readState();
+  const pin = state.vaults[vault.vaultId];
+  const howToRepin =
+    `check the fingerprint ${vault.fingerprint} with the vault's owner, then run \`vault trust --fingerprint ${vault.fingerprint}\` (or \`vault trust\` if you can unlock it)`;
+  if (pin !== undefined && pin.public_key !== vault.publicKey) {
+    throw new VaultError(
+      'tampered',
+      `the public key of the vault at ${vault.realPath} changed since you pinned it: a put now could be read by whoever changed it; ${howToRepin}`,
+    );
+  }
+  const other = Object.entries(state.vaults).find(([id, p]) => id !== vault.vaultId && p.paths.includes(vault.realPath));
+  if (other !== undefined) {
+    throw new VaultError(
+      'tampered',
+      `the vault at ${vault.realPath} is not the one you pinned there (its vault id changed): it was re-created or replaced; ${howToRepin}`,
+    );
+  }
+  if (pin === undefined || !pin.paths.includes(vault.realPath)) pinVault(vault);
+}
+
+/** Pins `vault` at its path, replacing any earlier pin for that id or that path. */
+export function pinVault(vault: PinCheck): void {
+  updateState((state) => {
+    for (const [id, p] of Object.entries(state.vaults)) {
+      if (id !== vault.vaultId) p.paths = p.paths.filter((known) => known !== vault.realPath);
+    }
+    const pin = state.vaults[vault.vaultId];
+    if (pin !== undefined && pin.public_key === vault.publicKey) {
+      if (!pin.paths.includes(vault.realPath)) pin.paths.push(vault.realPath);
+    } else {
+      state.vaults[vault.vaultId] = { public_key: vault.publicKey, paths: [vault.realPath], audit: null };
+    }
+  });
+}
+
+export function auditWitness(vaultId: string): AuditHead | undefined {
+  return readState().vaults[vaultId]?.audit ?? undefined;
+}
+
+/** Moves the witness forward, never back: concurrent writers may report out of order. */
+export function recordAuditWitness(vaultId: string, head: AuditHead): void {
+  updateState((state) => {
+    const pin = state.vaults[vaultId];
+    if (pin !== undefined && (pin.audit === null || head.seq > pin.audit.seq)) pin.audit = head;
+  });
+}

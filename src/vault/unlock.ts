@@ -1,0 +1,117 @@
+/**
+ * Unlocking: `VAULT_KEY` (a token) → the OS keychain → `VAULT_PASSPHRASE` or a passphrase typed at
+ * the terminal. A credential that is given but opens nothing is an error, never a reason to fall
+ * through quietly. Every unlock checks that the private key belongs to the vault's public key.
+ */
+import { fromBase64, publicKeyMatches, wipe } from './crypto.js';
+import { VaultError } from './errors.js';
+import type { SlotFile } from './format.js';
+import { keychainRead } from './keychain.js';
+import { decodeToken, openPassphraseSlot, openSlot } from './keyslots.js';
+
+export interface UnlockOptions {
+  /** Asks for the passphrase at the terminal; absent when there is no terminal. */
+  askPassphrase?: (attempt: number) => Promise<Uint8Array>;
+}
+
+export interface UnlockedKey {
+  secretKey: Uint8Array;
+  slot: SlotFile;
+}
+
+const PROMPT_ATTEMPTS = 3;
+
+export async function unlockPrivateKey(
+  vaultId: Uint8Array,
+  publicKey: Uint8Array,
+  slots: SlotFile[],
+  options: UnlockOptions,
+): Promise<UnlockedKey> {
+  const unlocked = await findOpeningSlot(vaultId, slots, options);
+  if (!publicKeyMatches(unlocked.secretKey, publicKey)) {
+    wipe(unlocked.secretKey);
+    throw new VaultError(
+      'tampered',
+      `slot ${unlocked.slot.id} opened, but its private key does not belong to the public key in vault.json: someone replaced the public key; do not put secrets into this vault until you have restored vault.json`,
+    );
+  }
+  return unlocked;
+}
+
+async function findOpeningSlot(vaultId: Uint8Array, slots: SlotFile[], options: UnlockOptions): Promise<UnlockedKey> {
+  const tried: string[] = [];
+  const ofKind = <K extends SlotFile['kind']>(kind: K) => slots.filter((s): s is SlotFile & { kind: K } => s.kind === kind);
+
+  const token = process.env.VAULT_KEY;
+  if (token !== undefined && token !== '') {
+    const kek = decodeToken(token);
+    try {
+      for (const slot of ofKind('token')) {
+        const secretKey = openSlot(slot, vaultId, kek);
+        if (secretKey !== undefined) return { secretKey, slot };
+      }
+    } finally {
+      wipe(kek);
+    }
+    const count = ofKind('token').length;
+    throw new VaultError(
+      'wrongKey',
+      count === 0
+        ? 'VAULT_KEY is set but this vault has no token slot; unset it, or add one with `vault key add --token`'
+        : `VAULT_KEY opens none of this vault's ${count} token slot(s): it belongs to another vault or its slot was removed; check the token`,
+    );
+  }
+  tried.push('VAULT_KEY is not set');
+
+  const keychainSlots = ofKind('keychain');
+  for (const slot of keychainSlots) {
+    const read = await keychainRead(slot.keychain.account);
+    if (!read.found) {
+      tried.push(`keychain slot ${slot.id}: ${read.reason}`);
+      continue;
+    }
+    const kek = fromBase64(read.value);
+    const secretKey = openSlot(slot, vaultId, kek);
+    wipe(kek);
+    if (secretKey !== undefined) return { secretKey, slot };
+    tried.push(`keychain slot ${slot.id}: the keychain's key does not open it`);
+  }
+  if (keychainSlots.length === 0) tried.push('no keychain slot');
+
+  const passphraseSlots = ofKind('passphrase');
+  const fromEnv = process.env.VAULT_PASSPHRASE;
+  if (passphraseSlots.length > 0 && fromEnv !== undefined && fromEnv !== '') {
+    const opened = await openWithPassphrase(passphraseSlots, vaultId, new TextEncoder().encode(fromEnv));
+    if (opened !== undefined) return opened;
+    throw new VaultError('wrongKey', `VAULT_PASSPHRASE opens none of this vault's ${passphraseSlots.length} passphrase slot(s): wrong passphrase`);
+  }
+  if (passphraseSlots.length > 0 && options.askPassphrase !== undefined) {
+    for (let attempt = 1; attempt <= PROMPT_ATTEMPTS; attempt += 1) {
+      const opened = await openWithPassphrase(passphraseSlots, vaultId, await options.askPassphrase(attempt));
+      if (opened !== undefined) return opened;
+    }
+    throw new VaultError('wrongKey', `wrong passphrase, ${PROMPT_ATTEMPTS} times`);
+  }
+  tried.push(
+    passphraseSlots.length === 0
+      ? 'no passphrase slot'
+      : 'VAULT_PASSPHRASE is not set and there is no terminal to ask for the passphrase',
+  );
+  throw new VaultError('noUnlock', `cannot unlock the vault: ${tried.join('; ')}. Set VAULT_KEY to a token or VAULT_PASSPHRASE, or run in a terminal`);
+}
+
+async function openWithPassphrase(
+  slots: (SlotFile & { kind: 'passphrase' })[],
+  vaultId: Uint8Array,
+  passphrase: Uint8Array,
+): Promise<UnlockedKey | undefined> {
+  try {
+    for (const slot of slots) {
+      const secretKey = await openPassphraseSlot(slot, vaultId, passphrase);
+      if (secretKey !== undefined) return { secretKey, slot };
+    }
+    return undefined;
+  } finally {
+    wipe(passphrase);
+  }
+}

@@ -1,0 +1,393 @@
+/**
+ * A vault directory as docs/FORMAT.md describes it. `Vault` is what anyone who can write the
+ * directory can do (put, rm, list, read the audit log); `UnlockedVault` is what needs the private
+ * key (slots, grants, opening secrets for `vault exec`).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { type AuditEvent, type AuditReading, appendAudit, readAudit } from './audit.js';
+import { type HashedBinary, hashCommand } from './binary.js';
+import {
+  fingerprint, fromBase64, generateKeyPair, type KeyPair, loadCrypto, openSecret, SEAL_OVERHEAD, sealSecret, toBase64, wipe,
+} from './crypto.js';
+import { VaultError } from './errors.js';
+import {
+  FORMAT_VERSION, type Grant, parseVaultFile, secretFileSchema, serialize, type SlotFile, type Tier, type VaultFile, vaultFileSchema,
+} from './format.js';
+import { readFileIfExists, removeFileDurably, sweepTemporaryFiles, withLock, writeFileAtomic } from './files.js';
+import { keychainDelete } from './keychain.js';
+import { checkSlotId, createSlot, type NewSlot, readSlots, type SlotRequest } from './keyslots.js';
+import { checkSecretName } from './names.js';
+import { auditWitness, checkPin, pinVault, recordAuditWitness } from './pins.js';
+import { isInterpreter, type Policy, sameGrantTarget, sealPolicy, verifyPolicy } from './policy.js';
+import { type UnlockOptions, unlockPrivateKey } from './unlock.js';
+
+export const MAX_VALUE_BYTES = 1024 * 1024;
+const SECRET_FILE = /^([A-Z_][A-Z0-9_]{0,127})\.json$/;
+const GITIGNORE = '# local to this machine, never committed (docs/FORMAT.md)\n.lock\n.tmp/\n';
+
+type AuditRecord = [AuditEvent, Record<string, unknown>];
+
+export interface SecretInfo {
+  name: string;
+  size: number;
+  created: string;
+  updated: string;
+}
+
+export interface OpenOptions {
+  /** `vault trust` opens a vault whose pin it is about to replace; everything else checks it. */
+  checkPin?: boolean;
+}
+
+export class Vault {
+  private constructor(
+    readonly dir: string,
+    readonly file: VaultFile,
+  ) {}
+
+  readonly vaultId = (): Uint8Array => fromBase64(this.file.vault_id);
+  readonly publicKey = (): Uint8Array => fromBase64(this.file.public_key);
+  get fingerprint(): string {
+    return fingerprint(this.publicKey());
+  }
+
+  private get realPath(): string {
+    return fs.realpathSync(this.dir);
+  }
+  private at(...parts: string[]): string {
+    return path.join(this.dir, ...parts);
+  }
+  get auditFile(): string {
+    return this.at('audit.log');
+  }
+  get policyFile(): string {
+    return this.at('policy.json');
+  }
+
+  /** Creates a vault with one key slot in `dir`, which must be new or empty. */
+  static async create(dir: string, firstSlot: SlotRequest): Promise<{ vault: Vault; token?: string }> {
+    const existing = fs.existsSync(dir) ? fs.readdirSync(dir) : undefined;
+    if (existing?.includes('vault.json')) throw new VaultError('refused', `a vault already exists at ${dir}; use it, or choose another --vault directory`);
+    if (existing !== undefined && existing.length > 0) throw new VaultError('refused', `${dir} is not empty; choose a new or empty directory for the vault`);
+    await loadCrypto();
+    for (const sub of ['', 'slots', 'secrets', '.tmp']) fs.mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o700 });
+    const keys = generateKeyPair();
+    const vaultId = crypto.getRandomValues(new Uint8Array(16));
+    const file: VaultFile = {
+      format: 'sealvault-vault', version: FORMAT_VERSION, vault_id: toBase64(vaultId), public_key: toBase64(keys.publicKey), created: new Date().toISOString(),
+    };
+    const vault = new Vault(dir, file);
+    try {
+      const made = await createSlot(firstSlot, vaultId, keys.secretKey);
+      vault.write(() => {
+        fs.writeFileSync(vault.at('.gitignore'), GITIGNORE, { mode: 0o644 });
+        writeFileAtomic(vault.at('.tmp'), vault.at('slots', `${made.slot.id}.json`), serialize(made.slot));
+        writeFileAtomic(vault.at('.tmp'), vault.policyFile, serialize(sealPolicy(file.vault_id, keys.secretKey, { revision: 0, grants: [] })));
+        vault.appendAuditLocked('init', { vault_id: file.vault_id, fingerprint: vault.fingerprint, slot: made.slot.id, kind: made.slot.kind });
+        // vault.json last: its presence is what makes the directory a vault
+        writeFileAtomic(vault.at('.tmp'), vault.at('vault.json'), serialize(file), 0o644);
+      });
+      vault.pin();
+      vault.witnessHead();
+      return { vault, token: made.token };
+    } finally {
+      wipe(keys.secretKey);
+    }
+  }
+
+  static open(dir: string, options: OpenOptions = {}): Vault {
+    const file = path.join(dir, 'vault.json');
+    const text = readFileIfExists(file);
+    if (text === undefined) {
+      throw new VaultError('notFound', fs.existsSync(dir)
+        ? `${dir} holds no vault (no vault.json); create one with \`vault init\` or point --vault at an existing one`
+        : `no vault at ${dir}; create one with \`vault init\` or point --vault (or VAULT_DIR) at an existing one`);
+    }
+    const vault = new Vault(dir, parseVaultFile(vaultFileSchema, 'sealvault-vault', text, file));
+    if (options.checkPin !== false) checkPin(vault.pinFacts());
+    return vault;
+  }
+
+  private pinFacts() {
+    return { vaultId: this.file.vault_id, publicKey: this.file.public_key, fingerprint: this.fingerprint, realPath: this.realPath };
+  }
+
+  private pin(): void {
+    pinVault(this.pinFacts());
+  }
+
+  /** Runs a change under the vault's writer lock, after clearing what a dead writer left. */
+  private write<T>(change: () => T): T {
+    fs.mkdirSync(this.at('.tmp'), { recursive: true, mode: 0o700 });
+    return withLock(this.at('.lock'), () => {
+      sweepTemporaryFiles(this.at('.tmp'));
+      return change();
+    });
+  }
+
+  private appendAuditLocked(event: AuditEvent, details: Record<string, unknown>): void {
+    this.pendingWitness = appendAudit(this.auditFile, event, details);
+  }
+  private pendingWitness: { seq: number; hash: string } | undefined;
+
+  /** Records the entry this process appended as the user's audit witness. */
+  private witnessHead(): void {
+    if (this.pendingWitness !== undefined) recordAuditWitness(this.file.vault_id, this.pendingWitness);
+    this.pendingWitness = undefined;
+  }
+
+  /** Runs a change under the lock and records its audit entry in the same critical section. */
+  protected change<T>(work: () => T, describe: (result: T) => AuditRecord): T {
+    const result = this.write(() => {
+      const value = work();
+      this.appendAuditLocked(...describe(value));
+      return value;
+    });
+    this.witnessHead();
+    return result;
+  }
+
+  private secretFile(name: string): string {
+    return this.at('secrets', `${checkSecretName(name)}.json`);
+  }
+
+  has(name: string): boolean {
+    return fs.existsSync(this.secretFile(name));
+  }
+
+  /** Seals `value` under `name`. Needs no unlock. Replacing an existing secret must be asked for. */
+  async put(name: string, value: Uint8Array, options: { replace: boolean }): Promise<'put' | 'replace'> {
+    const file = this.secretFile(name);
+    if (value.length === 0) throw new VaultError('badSecret', `the value for ${name} is empty; nothing was stored`);
+    if (value.length > MAX_VALUE_BYTES) {
+      throw new VaultError('badSecret', `the value for ${name} is ${value.length} bytes, over the limit of ${MAX_VALUE_BYTES} (1 MiB); nothing was stored`);
+    }
+    await loadCrypto();
+    const sealed = toBase64(sealSecret(this.publicKey(), name, value));
+    return this.change(() => {
+      const previous = readFileIfExists(file);
+      if (previous !== undefined && !options.replace) {
+        throw new VaultError('refused', `${name} already exists; pass --force to replace its value (the old value is lost)`);
+      }
+      const now = new Date().toISOString();
+      const created = previous === undefined ? now : parseVaultFile(secretFileSchema, 'sealvault-secret', previous, file).created;
+      writeFileAtomic(this.at('.tmp'), file, serialize({ format: 'sealvault-secret', version: FORMAT_VERSION, created, updated: now, sealed }));
+      return previous === undefined ? 'put' : 'replace';
+    }, (event) => [event, { name }]);
+  }
+
+  remove(name: string): void {
+    const file = this.secretFile(name);
+    this.change(() => {
+      if (!fs.existsSync(file)) throw new VaultError('notFound', `no secret named ${name}; \`vault list\` shows the names`);
+      removeFileDurably(file);
+    }, () => ['rm', { name }]);
+  }
+
+  list(): SecretInfo[] {
+    const dir = this.at('secrets');
+    return fs
+      .readdirSync(dir)
+      .filter((entry) => SECRET_FILE.test(entry))
+      .sort()
+      .map((entry) => {
+        const name = entry.slice(0, -'.json'.length);
+        const file = path.join(dir, entry);
+        const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', fs.readFileSync(file), file);
+        const sealedBytes = Buffer.from(secret.sealed, 'base64').length;
+        return { name, size: sealedBytes - SEAL_OVERHEAD - Buffer.byteLength(name) - 1, created: secret.created, updated: secret.updated };
+      });
+  }
+
+  slots(): SlotFile[] {
+    return readSlots(this.at('slots'));
+  }
+
+  readAudit(): AuditReading {
+    return readAudit(this.auditFile, auditWitness(this.file.vault_id));
+  }
+
+  /** After a successful verification the user's witness moves to the newest entry. */
+  acceptAuditHead(head: { seq: number; hash: string }): void {
+    recordAuditWitness(this.file.vault_id, head);
+  }
+
+  async unlock(options: UnlockOptions = {}): Promise<UnlockedVault> {
+    const slots = this.slots();
+    if (slots.length === 0) throw new VaultError('noUnlock', `${this.at('slots')} holds no key slot, so nothing can unlock this vault; restore the slots from version control or a backup`);
+    await loadCrypto();
+    const { secretKey, slot } = await unlockPrivateKey(this.vaultId(), this.publicKey(), slots, options);
+    return new UnlockedVault(this, { publicKey: this.publicKey(), secretKey }, slot);
+  }
+
+  // The unlocked side reaches the locked helpers through these, not through a wider public API.
+  /** @internal */ runChange<T>(event: AuditEvent, details: Record<string, unknown>, work: () => T): T {
+    return this.change(work, () => [event, details]);
+  }
+  /** @internal */ writeVaultFile(relative: string, text: string): void {
+    writeFileAtomic(this.at('.tmp'), this.at(relative), text);
+  }
+  /** @internal */ removeVaultFile(relative: string): void {
+    removeFileDurably(this.at(relative));
+  }
+  /** @internal */ repin(): void {
+    this.pin();
+  }
+
+  /** Re-pins the public key when `expected` is its fingerprint, checked out of band by the user. */
+  trustFingerprint(expected: string): void {
+    if (expected !== this.fingerprint) {
+      throw new VaultError('tampered', `the vault's fingerprint is ${this.fingerprint}, not ${expected}; nothing was pinned`);
+    }
+    this.change(() => this.pin(), () => ['trust', { fingerprint: this.fingerprint, by: 'fingerprint' }]);
+  }
+}
+
+export interface GrantRequest {
+  names: string[];
+  binary: HashedBinary;
+  minTier: Tier;
+  /** Exact arguments after argv[0], or null for any. */
+  args: string[] | null;
+  /** The user said --any-args for an interpreter, knowingly. */
+  anyArgs: boolean;
+}
+
+export class UnlockedVault {
+  constructor(
+    readonly vault: Vault,
+    private readonly keys: KeyPair,
+    /** The slot that opened the vault. */
+    readonly openedWith: SlotFile,
+  ) {}
+
+  /** Wipes the private key; the object is useless afterwards. */
+  close(): void {
+    wipe(this.keys.secretKey);
+  }
+
+  async addSlot(request: SlotRequest): Promise<NewSlot> {
+    const made = await createSlot(request, this.vault.vaultId(), this.keys.secretKey);
+    this.vault.runChange('key-add', { slot: made.slot.id, kind: made.slot.kind }, () => {
+      this.vault.writeVaultFile(path.join('slots', `${made.slot.id}.json`), serialize(made.slot));
+    });
+    return made;
+  }
+
+  async removeSlot(id: string): Promise<SlotFile> {
+    checkSlotId(id);
+    const removed = this.vault.runChange('key-rm', { slot: id }, () => {
+      const slots = this.vault.slots();
+      const slot = slots.find((s) => s.id === id);
+      if (slot === undefined) throw new VaultError('notFound', `no key slot ${id}; \`vault key list\` shows the slots`);
+      if (slots.length === 1) throw new VaultError('refused', `slot ${id} is the vault's last key slot; removing it would lock the vault for good. Add another slot first`);
+      this.vault.removeVaultFile(path.join('slots', `${id}.json`));
+      return slot;
+    });
+    if (removed.kind === 'keychain') {
+      const failed = await keychainDelete(removed.keychain.account);
+      if (failed !== undefined) process.emitWarning(`the keychain item of slot ${id} could not be deleted (${failed}); it no longer opens anything`);
+    }
+    return removed;
+  }
+
+  policy(): Policy {
+    return verifyPolicy(readFileIfExists(this.vault.policyFile), this.vault.policyFile, this.vault.file.vault_id, this.keys.secretKey);
+  }
+
+  private writePolicy(event: 'allow' | 'revoke', details: Record<string, unknown>, change: (grants: Grant[]) => Grant[]): Policy {
+    return this.vault.runChange(event, details, () => {
+      const current = this.policy();
+      const next = { revision: current.revision + 1, grants: change(current.grants) };
+      this.vault.writeVaultFile('policy.json', serialize(sealPolicy(this.vault.file.vault_id, this.keys.secretKey, next)));
+      return next;
+    });
+  }
+
+  allow(request: GrantRequest): Policy {
+    const { binary, args } = request;
+    if (args === null && !request.anyArgs && isInterpreter(binary.path)) {
+      throw new VaultError(
+        'refused',
+        `${binary.path} is an interpreter: a grant to it hands the secret to any code it is told to run. Grant the script itself (with a #! line), pin the exact arguments with --arg, or pass --any-args if you mean it`,
+      );
+    }
+    const names = request.names.map(checkSecretName);
+    for (const name of names) if (!this.vault.has(name)) throw new VaultError('notFound', `no secret named ${name}; put it first, or check \`vault list\``);
+    const created = new Date().toISOString();
+    const details = { secrets: names, path: binary.path, sha256: binary.sha256, min_tier: request.minTier, args, any_args: request.anyArgs };
+    return this.writePolicy('allow', details, (grants) => {
+      const kept = grants.filter((g) => !names.some((secret) => sameGrantTarget(g, { secret, sha256: binary.sha256, args })));
+      return [...kept, ...names.map((secret) => ({ secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created }))];
+    });
+  }
+
+  /** Removes the grants of `names` to the binary at `target`, by its path or its current hash. */
+  revoke(names: string[], target: string): { policy: Policy; removed: number } {
+    names.forEach(checkSecretName);
+    let current: HashedBinary | undefined;
+    try {
+      current = hashCommand(target);
+    } catch {
+      current = undefined; // the binary may be gone; its recorded path still identifies the grants
+    }
+    const targetPath = current?.path ?? path.resolve(target);
+    const matches = (g: Grant) => names.includes(g.secret) && (g.path === targetPath || g.sha256 === current?.sha256);
+    const before = this.policy().grants.filter(matches).length;
+    if (before === 0) throw new VaultError('notFound', `no grant of ${names.join(', ')} to ${targetPath}; \`vault policy\` lists the grants`);
+    const policy = this.writePolicy('revoke', { secrets: names, path: targetPath }, (grants) => grants.filter((g) => !matches(g)));
+    return { policy, removed: before };
+  }
+
+  /** Opens the named secrets for `vault exec`; the caller wipes every value after hand-over. */
+  openSecrets(names: string[]): Map<string, Uint8Array> {
+    const values = new Map<string, Uint8Array>();
+    try {
+      for (const name of names) {
+        const file = path.join(this.vault.dir, 'secrets', `${checkSecretName(name)}.json`);
+        const text = readFileIfExists(file);
+        if (text === undefined) throw new VaultError('notFound', `no secret named ${name}; \`vault list\` shows the names`);
+        const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', text, file);
+        values.set(name, openSecret(this.keys, name, fromBase64(secret.sealed), file));
+      }
+      return values;
+    } catch (error) {
+      for (const value of values.values()) wipe(value);
+      throw error;
+    }
+  }
+
+  /** Checks every secret, the policy and the audit chain; returns one line per problem. */
+  verify(): { problems: VaultError[]; summary: string } {
+    const problems: VaultError[] = [];
+    const attempt = <T>(work: () => T): T | undefined => {
+      try {
+        return work();
+      } catch (error) {
+        if (!(error instanceof VaultError)) throw error;
+        problems.push(error);
+        return undefined;
+      }
+    };
+    const names = attempt(() => this.vault.list().map((s) => s.name)) ?? [];
+    for (const name of names) attempt(() => this.openSecrets([name]).forEach((value) => wipe(value)));
+    const policy = attempt(() => this.policy());
+    const audit = this.vault.readAudit();
+    if (audit.broken !== undefined) {
+      problems.push(new VaultError('tampered', `${this.vault.auditFile} line ${audit.broken.line}: ${audit.broken.reason}`));
+    } else if (audit.head !== undefined) {
+      this.vault.acceptAuditHead(audit.head);
+    }
+    const summary =
+      `${names.length} secret(s) open under their own names, ` +
+      `policy revision ${policy?.revision ?? '?'} with ${policy?.grants.length ?? '?'} grant(s) verified, ` +
+      `audit chain of ${audit.entries.length} entries intact, ${this.vault.slots().length} key slot(s)`;
+    return { problems, summary };
+  }
+
+  /** Re-pins this vault's public key; the unlock has just proved it belongs to the private key. */
+  trust(): void {
+    this.vault.runChange('trust', { fingerprint: this.vault.fingerprint, by: 'unlock' }, () => this.vault.repin());
+  }
+}
