@@ -8,7 +8,7 @@ import { hashCommand } from '../vault/binary.js';
 import { VaultError } from '../vault/errors.js';
 import { keychainUnavailableReason } from '../vault/keychain.js';
 import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
-import { TIERS, type Tier } from '../vault/format.js';
+import { TIERS, type Tier } from '../sandbox/tiers.js';
 import type { SlotRequest } from '../vault/keyslots.js';
 import { native } from '../vault/native.js';
 import { resolveVaultDirectory } from '../vault/paths.js';

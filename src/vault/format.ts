@@ -3,11 +3,10 @@
  * bytes of a vault file into validated data or a classified error (corrupt, foreign, future).
  */
 import * as z from 'zod/mini';
+import { TIERS } from '../sandbox/tiers.js';
 import { VaultError } from './errors.js';
 
 export const FORMAT_VERSION = 1;
-export const TIERS = ['none', 'hardened', 'lockdown'] as const;
-export type Tier = (typeof TIERS)[number];
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 

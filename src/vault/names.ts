@@ -34,10 +34,10 @@ export function checkSecretName(name: string): string {
   }
   const prefix = RESERVED_PREFIXES.find((p) => name.startsWith(p));
   if (prefix !== undefined || RESERVED_NAMES.includes(name)) {
-    const why = prefix !== undefined ? `names starting with ${prefix} are reserved` : 'it is reserved';
+    const why = prefix !== undefined ? `names starting with ${prefix} are reserved` : 'the name is reserved';
     throw new VaultError(
       'badSecret',
-      `secret name ${shown} is refused: ${why} because it could change how the child program runs (SECURITY.md, "Reserved names"); pick another name`,
+      `secret name ${shown} is refused: ${why}, as such a variable could change how the child program runs (SECURITY.md, "Reserved names"); pick another name`,
     );
   }
   return name;

@@ -6,7 +6,8 @@
 import * as path from 'node:path';
 import { constantTimeEqual, fromBase64, policyMac, toBase64 } from './crypto.js';
 import { VaultError } from './errors.js';
-import { FORMAT_VERSION, type Grant, parseVaultFile, type PolicyFile, policyFileSchema, type Tier, TIERS } from './format.js';
+import { type Tier, tierAtLeast } from '../sandbox/tiers.js';
+import { FORMAT_VERSION, type Grant, parseVaultFile, type PolicyFile, policyFileSchema } from './format.js';
 
 /**
  * Programs that run whatever code or command they are given. A grant to one of them is a grant to
@@ -17,10 +18,6 @@ const INTERPRETER =
 
 export function isInterpreter(...paths: string[]): boolean {
   return paths.some((p) => INTERPRETER.test(path.basename(p)));
-}
-
-export function tierAtLeast(tier: Tier, minimum: Tier): boolean {
-  return TIERS.indexOf(tier) >= TIERS.indexOf(minimum);
 }
 
 export interface Policy {

@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Tier } from '../sandbox/tiers.js';
 import { type AuditEvent, type AuditReading, appendAudit, readAudit } from './audit.js';
 import { type HashedBinary, hashCommand } from './binary.js';
 import {
@@ -12,7 +13,7 @@ import {
 } from './crypto.js';
 import { VaultError } from './errors.js';
 import {
-  FORMAT_VERSION, type Grant, parseVaultFile, secretFileSchema, serialize, type SlotFile, type Tier, type VaultFile, vaultFileSchema,
+  FORMAT_VERSION, type Grant, parseVaultFile, secretFileSchema, serialize, type SlotFile, type VaultFile, vaultFileSchema,
 } from './format.js';
 import { readFileIfExists, removeFileDurably, sweepTemporaryFiles, withLock, writeFileAtomic } from './files.js';
 import { keychainDelete } from './keychain.js';
