@@ -29,7 +29,7 @@ const program = new Command('vault')
   .showHelpAfterError(false)
   .exitOverride()
   .configureOutput({
-    outputError: (message, write) => write(`vault: ${message.replace(/^error: /, '').trim()} (see \`vault --help\`)\n`),
+    outputError: (message, write) => write(`vault: ${message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()} (see \`vault --help\`)\n`),
   });
 
 function vaultDir(): string {

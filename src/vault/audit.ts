@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { sha256Hex } from './crypto.js';
 import { VaultError } from './errors.js';
-import { type AuditEntry, auditEntrySchema } from './format.js';
+import { type AuditEntry, auditEntrySchema, jsonOrUndefined } from './format.js';
 import { readFileIfExists } from './files.js';
 import type { AuditHead } from './pins.js';
 
@@ -45,28 +45,40 @@ function lastLine(file: string): string | undefined {
       const chunk = Buffer.alloc(length);
       fs.readSync(fd, chunk, 0, length, start);
       tail = Buffer.concat([chunk, tail]);
-      const body = tail.subarray(0, tail.length - 1); // without the final newline
+      // a line that lacks its final newline (a torn write) is returned as it is, and fails to parse
+      const body = tail.at(-1) === 0x0a ? tail.subarray(0, -1) : tail;
       const newline = body.lastIndexOf(0x0a);
       if (newline >= 0) return body.subarray(newline + 1).toString('utf8');
+      if (start === 0) return body.length === 0 ? undefined : body.toString('utf8');
     }
-    return tail.length === 0 ? undefined : tail.subarray(0, tail.length - 1).toString('utf8');
+    return undefined;
   } finally {
     fs.closeSync(fd);
   }
 }
 
-export function appendAudit(file: string, event: AuditEvent, details: Record<string, unknown>): AuditHead {
+export interface AuditLink {
+  seq: number;
+  prev: string;
+}
+
+/**
+ * Where the next entry chains on. Writers call it before they change anything, so that a log
+ * whose last line is damaged refuses the change instead of recording it unaudited.
+ */
+export function nextAuditLink(file: string): AuditLink {
   const last = lastLine(file);
-  let seq = 1;
-  let prev = GENESIS_HASH;
-  if (last !== undefined) {
-    const parsed = auditEntrySchema.safeParse(safeJson(last));
-    if (!parsed.success) {
-      throw new VaultError('tampered', `the last line of ${file} is damaged, so nothing more can be chained to it; run \`vault audit --verify\``);
-    }
-    seq = parsed.data.seq + 1;
-    prev = sha256Hex(last);
+  if (last === undefined) return { seq: 1, prev: GENESIS_HASH };
+  const parsed = auditEntrySchema.safeParse(jsonOrUndefined(last));
+  if (!parsed.success) {
+    throw new VaultError('tampered', `the last line of ${file} is damaged, so nothing more can be chained to it; run \`vault audit --verify\``);
   }
+  return { seq: parsed.data.seq + 1, prev: sha256Hex(last) };
+}
+
+/** Appends one entry at `link` (from nextAuditLink, under the same lock). */
+export function appendAudit(file: string, link: AuditLink, event: AuditEvent, details: Record<string, unknown>): AuditHead {
+  const { seq, prev } = link;
   const entry: AuditEntry = { seq, time: new Date().toISOString(), event, actor: actor(), details, prev };
   const line = JSON.stringify(entry);
   const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o600);
@@ -78,14 +90,6 @@ export function appendAudit(file: string, event: AuditEvent, details: Record<str
     fs.closeSync(fd);
   }
   return { seq, hash: sha256Hex(line) };
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 export interface AuditReading {
@@ -105,7 +109,7 @@ export function readAudit(file: string, witness: AuditHead | undefined): AuditRe
   let head: AuditHead | undefined;
   for (const [index, raw] of lines.entries()) {
     const lineNo = index + 1;
-    const parsed = auditEntrySchema.safeParse(safeJson(raw));
+    const parsed = auditEntrySchema.safeParse(jsonOrUndefined(raw));
     if (!parsed.success) return { entries, head, broken: { line: lineNo, reason: 'not a valid audit entry' } };
     const entry = parsed.data;
     if (entry.seq !== lineNo) {

@@ -147,6 +147,15 @@ export function parseVaultFile<S extends z.ZodMiniType>(
   return result.data as z.infer<S>;
 }
 
+/** The JSON value of `text`, or undefined when it is not JSON; for callers that classify it themselves. */
+export function jsonOrUndefined(text: string | Buffer): unknown {
+  try {
+    return JSON.parse(typeof text === 'string' ? text : text.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
 /** JSON as written to vault files: one object, one trailing newline. */
 export function serialize(value: unknown): string {
   return `${JSON.stringify(value)}\n`;

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as z from 'zod/mini';
 import { VaultError } from './errors.js';
+import { jsonOrUndefined } from './format.js';
 import { readFileIfExists, withLock, writeFileAtomic } from './files.js';
 import { stateDirectory } from './paths.js';
 
@@ -36,12 +37,7 @@ function readState(): State {
   const file = stateFile();
   const text = readFileIfExists(file);
   if (text === undefined) return { version: 1, vaults: {} };
-  let parsed: ReturnType<typeof stateSchema.safeParse>;
-  try {
-    parsed = stateSchema.safeParse(JSON.parse(text.toString('utf8')));
-  } catch {
-    parsed = stateSchema.safeParse(undefined);
-  }
+  const parsed = stateSchema.safeParse(jsonOrUndefined(text));
   if (!parsed.success) {
     throw new VaultError('corrupt', `${file} is damaged; restore it from a backup, or delete it to pin every vault anew on next use`);
   }

@@ -6,14 +6,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Tier } from '../sandbox/tiers.js';
-import { type AuditEvent, type AuditReading, appendAudit, readAudit } from './audit.js';
+import { type AuditEvent, type AuditReading, appendAudit, nextAuditLink, readAudit } from './audit.js';
 import { type HashedBinary, hashCommand } from './binary.js';
 import {
-  fingerprint, fromBase64, generateKeyPair, type KeyPair, loadCrypto, openSecret, SEAL_OVERHEAD, sealSecret, toBase64, wipe,
+  fingerprint, fromBase64, generateKeyPair, type KeyPair, loadCrypto, openSecret, randomBytes, SEAL_OVERHEAD, sealSecret, toBase64, wipe,
 } from './crypto.js';
 import { VaultError } from './errors.js';
 import {
-  FORMAT_VERSION, type Grant, parseVaultFile, secretFileSchema, serialize, type SlotFile, type VaultFile, vaultFileSchema,
+  FORMAT_VERSION, type Grant, jsonOrUndefined, parseVaultFile, secretFileSchema, serialize, type SlotFile, type VaultFile, vaultFileSchema,
 } from './format.js';
 import { readFileIfExists, removeFileDurably, sweepTemporaryFiles, withLock, writeFileAtomic } from './files.js';
 import { keychainDelete } from './keychain.js';
@@ -74,7 +74,7 @@ export class Vault {
     await loadCrypto();
     for (const sub of ['', 'slots', 'secrets', '.tmp']) fs.mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o700 });
     const keys = generateKeyPair();
-    const vaultId = crypto.getRandomValues(new Uint8Array(16));
+    const vaultId = randomBytes(16);
     const file: VaultFile = {
       format: 'sealvault-vault', version: FORMAT_VERSION, vault_id: toBase64(vaultId), public_key: toBase64(keys.publicKey), created: new Date().toISOString(),
     };
@@ -82,10 +82,11 @@ export class Vault {
     try {
       const made = await createSlot(firstSlot, vaultId, keys.secretKey);
       vault.write(() => {
-        fs.writeFileSync(vault.at('.gitignore'), GITIGNORE, { mode: 0o644 });
+        writeFileAtomic(vault.at('.tmp'), vault.at('.gitignore'), GITIGNORE, 0o644);
         writeFileAtomic(vault.at('.tmp'), vault.at('slots', `${made.slot.id}.json`), serialize(made.slot));
         writeFileAtomic(vault.at('.tmp'), vault.policyFile, serialize(sealPolicy(file.vault_id, keys.secretKey, { revision: 0, grants: [] })));
-        vault.appendAuditLocked('init', { vault_id: file.vault_id, fingerprint: vault.fingerprint, slot: made.slot.id, kind: made.slot.kind });
+        const details = { vault_id: file.vault_id, fingerprint: vault.fingerprint, slot: made.slot.id, kind: made.slot.kind };
+        vault.pendingWitness = appendAudit(vault.auditFile, nextAuditLink(vault.auditFile), 'init', details);
         // vault.json last: its presence is what makes the directory a vault
         writeFileAtomic(vault.at('.tmp'), vault.at('vault.json'), serialize(file), 0o644);
       });
@@ -127,9 +128,6 @@ export class Vault {
     });
   }
 
-  private appendAuditLocked(event: AuditEvent, details: Record<string, unknown>): void {
-    this.pendingWitness = appendAudit(this.auditFile, event, details);
-  }
   private pendingWitness: { seq: number; hash: string } | undefined;
 
   /** Records the entry this process appended as the user's audit witness. */
@@ -141,8 +139,10 @@ export class Vault {
   /** Runs a change under the lock and records its audit entry in the same critical section. */
   protected change<T>(work: () => T, describe: (result: T) => AuditRecord): T {
     const result = this.write(() => {
+      const link = nextAuditLink(this.auditFile); // a damaged log refuses the change before it is made
       const value = work();
-      this.appendAuditLocked(...describe(value));
+      const [event, details] = describe(value);
+      this.pendingWitness = appendAudit(this.auditFile, link, event, details);
       return value;
     });
     this.witnessHead();
@@ -172,7 +172,8 @@ export class Vault {
         throw new VaultError('refused', `${name} already exists; pass --force to replace its value (the old value is lost)`);
       }
       const now = new Date().toISOString();
-      const created = previous === undefined ? now : parseVaultFile(secretFileSchema, 'sealvault-secret', previous, file).created;
+      // --force also mends a damaged secret file: its old creation date is then unknown
+      const created = previous === undefined ? now : (secretFileSchema.safeParse(jsonOrUndefined(previous)).data?.created ?? now);
       writeFileAtomic(this.at('.tmp'), file, serialize({ format: 'sealvault-secret', version: FORMAT_VERSION, created, updated: now, sealed }));
       return previous === undefined ? 'put' : 'replace';
     }, (event) => [event, { name }]);
