@@ -185,6 +185,24 @@ describe('tampering with the vault files', () => {
       expectOneLine(result, policyFile(), /authentication/);
     });
 
+    it('an older authentic policy.json put back (rollback): policy and verify exit 9', () => {
+      const script = path.join(ws.root, 'deploy.sh');
+      fs.writeFileSync(script, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+      expect(ws.run(['allow', 'ALPHA', '--to', script]).status).toBe(0);
+      const withGrant = fs.readFileSync(policyFile());
+      expect(ws.run(['revoke', 'ALPHA', '--from', script]).status).toBe(0);
+      fs.writeFileSync(policyFile(), withGrant);
+
+      for (const args of [['policy'], ['verify']]) {
+        const result = runUnchanged(ws, args);
+        expect(result.status, args[0]).toBe(TAMPERED);
+        expectOneLine(result, policyFile(), /revision 1, but you have seen revision 2/);
+      }
+      // another user, who never saw revision 2, has no way to tell: SECURITY.md says so
+      const fresh = ws.run(['policy', '--json'], { env: { XDG_STATE_HOME: path.join(ws.root, 'other-state') } });
+      expect(fresh.status, fresh.stderr).toBe(0);
+    });
+
     it('policy.json deleted: policy exits 9 and says it is missing', () => {
       fs.rmSync(policyFile());
       const result = runUnchanged(ws, ['policy']);

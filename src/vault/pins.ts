@@ -1,7 +1,8 @@
 /**
  * Per-user trust state outside every vault, in the spirit of ssh's known_hosts: the public key
  * pinned on first use for each vault id, the paths the vault was seen at, and the audit witness
- * (the newest audit entry this user wrote or verified), which exposes a truncated or rewritten log.
+ * (the newest audit entry this user wrote or verified), which exposes a truncated or rewritten log,
+ * and the highest policy revision this user has seen, which exposes an older policy put back.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -19,6 +20,7 @@ const stateSchema = z.strictObject({
       public_key: z.string(),
       paths: z.array(z.string()),
       audit: z.nullable(z.strictObject({ seq: z.int(), hash: z.string() })),
+      policy_revision: z.int(),
     }),
   ),
 });
@@ -49,8 +51,9 @@ function updateState(change: (state: State) => void): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   withLock(path.join(dir, 'known_vaults.lock'), () => {
     const state = readState();
+    const before = JSON.stringify(state);
     change(state);
-    writeFileAtomic(dir, stateFile(), `${JSON.stringify(state, null, 2)}\n`);
+    if (JSON.stringify(state) !== before) writeFileAtomic(dir, stateFile(), `${JSON.stringify(state, null, 2)}\n`);
   });
 }
 
@@ -96,7 +99,7 @@ export function pinVault(vault: PinCheck): void {
     if (pin !== undefined && pin.public_key === vault.publicKey) {
       if (!pin.paths.includes(vault.realPath)) pin.paths.push(vault.realPath);
     } else {
-      state.vaults[vault.vaultId] = { public_key: vault.publicKey, paths: [vault.realPath], audit: null };
+      state.vaults[vault.vaultId] = { public_key: vault.publicKey, paths: [vault.realPath], audit: null, policy_revision: 0 };
     }
   });
 }
@@ -110,5 +113,16 @@ export function recordAuditWitness(vaultId: string, head: AuditHead): void {
   updateState((state) => {
     const pin = state.vaults[vaultId];
     if (pin !== undefined && (pin.audit === null || head.seq > pin.audit.seq)) pin.audit = head;
+  });
+}
+
+export function policyRevisionSeen(vaultId: string): number {
+  return readState().vaults[vaultId]?.policy_revision ?? 0;
+}
+
+export function recordPolicyRevision(vaultId: string, revision: number): void {
+  updateState((state) => {
+    const pin = state.vaults[vaultId];
+    if (pin !== undefined && revision > pin.policy_revision) pin.policy_revision = revision;
   });
 }

@@ -19,7 +19,7 @@ import { readFileIfExists, removeFileDurably, sweepTemporaryFiles, withLock, wri
 import { keychainDelete } from './keychain.js';
 import { checkSlotId, createSlot, type NewSlot, readSlots, type SlotRequest } from './keyslots.js';
 import { checkSecretName } from './names.js';
-import { auditWitness, checkPin, pinVault, recordAuditWitness } from './pins.js';
+import { auditWitness, checkPin, pinVault, policyRevisionSeen, recordAuditWitness, recordPolicyRevision } from './pins.js';
 import { isInterpreter, type Policy, sameGrantTarget, sealPolicy, verifyPolicy } from './policy.js';
 import { type UnlockOptions, unlockPrivateKey } from './unlock.js';
 
@@ -294,8 +294,19 @@ export class UnlockedVault {
     return removed;
   }
 
+  /** The verified policy; refuses one older than the newest this user has seen (a rollback). */
   policy(): Policy {
-    return verifyPolicy(readFileIfExists(this.vault.policyFile), this.vault.policyFile, this.vault.file.vault_id, this.keys.secretKey);
+    const { policyFile, file } = this.vault;
+    const policy = verifyPolicy(readFileIfExists(policyFile), policyFile, file.vault_id, this.keys.secretKey);
+    const seen = policyRevisionSeen(file.vault_id);
+    if (policy.revision < seen) {
+      throw new VaultError(
+        'tampered',
+        `${policyFile} is at revision ${policy.revision}, but you have seen revision ${seen}: an older policy was put back, which can restore revoked grants; restore the newer policy.json from version control`,
+      );
+    }
+    if (policy.revision > seen) recordPolicyRevision(file.vault_id, policy.revision);
+    return policy;
   }
 
   private writePolicy(event: 'allow' | 'revoke', details: Record<string, unknown>, change: (grants: Grant[]) => Grant[]): Policy {
@@ -303,6 +314,7 @@ export class UnlockedVault {
       const current = this.policy();
       const next = { revision: current.revision + 1, grants: change(current.grants) };
       this.vault.writeVaultFile('policy.json', serialize(sealPolicy(this.vault.file.vault_id, this.keys.secretKey, next)));
+      recordPolicyRevision(this.vault.file.vault_id, next.revision);
       return next;
     });
   }
