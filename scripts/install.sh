@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # build-essential/python3: node-gyp; libsecret-1-dev: keytar builds from source;
 # gnome-keyring, dbus, dbus-x11: a real Secret Service for the keychain and its tests;
+# libsecret-tools (secret-tool): tests check the keychain with a client other than keytar;
 # util-linux (script): terminal tests; passwd (useradd): tests as an unprivileged user.
-packages=(build-essential python3 libsecret-1-dev gnome-keyring dbus dbus-x11 util-linux passwd git)
+packages=(build-essential python3 libsecret-1-dev libsecret-tools gnome-keyring dbus dbus-x11 util-linux passwd git)
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 20 ]; then

@@ -3,7 +3,7 @@
  * and what to do, and an exit code that tells scripts which kind of failure it was.
  */
 export const EXIT_CODES = {
-  /** Something sealvault did not expect; a bug. */
+  /** A system call failed (the message names it, e.g. permissions), or something sealvault did not expect. */
   internal: 1,
   /** Bad flags, names, values or environment. */
   usage: 2,

@@ -72,30 +72,39 @@ export class Vault {
     if (existing?.includes('vault.json')) throw new VaultError('refused', `a vault already exists at ${dir}; use it, or choose another --vault directory`);
     if (existing !== undefined && existing.length > 0) throw new VaultError('refused', `${dir} is not empty; choose a new or empty directory for the vault`);
     await loadCrypto();
-    for (const sub of ['', 'slots', 'secrets', '.tmp']) fs.mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o700 });
     const keys = generateKeyPair();
     const vaultId = randomBytes(16);
     const file: VaultFile = {
       format: 'sealvault-vault', version: FORMAT_VERSION, vault_id: toBase64(vaultId), public_key: toBase64(keys.publicKey), created: new Date().toISOString(),
     };
     const vault = new Vault(dir, file);
+    let made: NewSlot | undefined;
     try {
-      const made = await createSlot(firstSlot, vaultId, keys.secretKey);
+      // the slot first: the keychain may refuse, and then nothing is on disk yet
+      made = await createSlot(firstSlot, vaultId, keys.secretKey);
+      const slot = made.slot;
+      for (const sub of ['', 'slots', 'secrets', '.tmp']) fs.mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o700 });
       vault.write(() => {
         writeFileAtomic(vault.at('.tmp'), vault.at('.gitignore'), GITIGNORE, 0o644);
-        writeFileAtomic(vault.at('.tmp'), vault.at('slots', `${made.slot.id}.json`), serialize(made.slot));
+        writeFileAtomic(vault.at('.tmp'), vault.at('slots', `${slot.id}.json`), serialize(slot));
         writeFileAtomic(vault.at('.tmp'), vault.policyFile, serialize(sealPolicy(file.vault_id, keys.secretKey, { revision: 0, grants: [] })));
-        const details = { vault_id: file.vault_id, fingerprint: vault.fingerprint, slot: made.slot.id, kind: made.slot.kind };
+        const details = { vault_id: file.vault_id, fingerprint: vault.fingerprint, slot: slot.id, kind: slot.kind };
         vault.pendingWitness = appendAudit(vault.auditFile, nextAuditLink(vault.auditFile), 'init', details);
         // vault.json last: its presence is what makes the directory a vault
         writeFileAtomic(vault.at('.tmp'), vault.at('vault.json'), serialize(file), 0o644);
       });
-      vault.pin();
-      vault.witnessHead();
-      return { vault, token: made.token };
+    } catch (error) {
+      // leave the directory as it was found (absent or empty), so that init can simply be run again
+      if (existing === undefined) fs.rmSync(dir, { recursive: true, force: true });
+      else for (const entry of fs.existsSync(dir) ? fs.readdirSync(dir) : []) fs.rmSync(path.join(dir, entry), { recursive: true, force: true });
+      if (made?.slot.kind === 'keychain') await keychainDelete(made.slot.keychain.account);
+      throw error;
     } finally {
       wipe(keys.secretKey);
     }
+    vault.pin();
+    vault.witnessHead();
+    return { vault, token: made.token };
   }
 
   static open(dir: string, options: OpenOptions = {}): Vault {
