@@ -32,6 +32,12 @@ const program = new Command('vault')
     outputError: (message, write) => write(`vault: ${message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()} (see \`vault --help\`)\n`),
   });
 
+/** The token alone on stdout, so that `VAULT_KEY=$(vault init --token)` works; the advice on stderr. */
+function showToken(token: string): void {
+  say('the token below is shown only once: store it as a CI secret, then use it as VAULT_KEY');
+  print(`${token}\n`);
+}
+
 function vaultDir(): string {
   return resolveVaultDirectory(program.opts<{ vault?: string }>().vault);
 }
@@ -106,10 +112,7 @@ slotKindOption(program.command('init'))
     });
     const { vault, token } = await Vault.create(dir, request);
     say(`created vault ${dir}\nfingerprint ${vault.fingerprint} (people who put secrets into it can compare this)\nfirst key slot: ${request.kind}`);
-    if (token !== undefined) {
-      say('the token below is shown only once: store it as a CI secret, then use it as VAULT_KEY');
-      print(`${token}\n`);
-    }
+    if (token !== undefined) showToken(token);
   });
 
 program
@@ -162,10 +165,7 @@ slotKindOption(key.command('add'))
       });
       const made = await vault.addSlot(request);
       say(`added ${made.slot.kind} slot ${made.slot.id}`);
-      if (made.token !== undefined) {
-        say('the token below is shown only once: store it as a CI secret, then use it as VAULT_KEY');
-        print(`${made.token}\n`);
-      }
+      if (made.token !== undefined) showToken(made.token);
     });
   });
 

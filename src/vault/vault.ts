@@ -42,6 +42,9 @@ export interface OpenOptions {
 }
 
 export class Vault {
+  /** The audit entry this process appended, to become the user's witness once the lock is released. */
+  private pendingWitness: { seq: number; hash: string } | undefined;
+
   private constructor(
     readonly dir: string,
     readonly file: VaultFile,
@@ -124,7 +127,8 @@ export class Vault {
     return { vaultId: this.file.vault_id, publicKey: this.file.public_key, fingerprint: this.fingerprint, realPath: this.realPath };
   }
 
-  private pin(): void {
+  /** Pins this vault's public key for the current user (first use, or `vault trust`). */
+  pin(): void {
     pinVault(this.pinFacts());
   }
 
@@ -137,8 +141,6 @@ export class Vault {
     });
   }
 
-  private pendingWitness: { seq: number; hash: string } | undefined;
-
   /** Records the entry this process appended as the user's audit witness. */
   private witnessHead(): void {
     if (this.pendingWitness !== undefined) recordAuditWitness(this.file.vault_id, this.pendingWitness);
@@ -146,7 +148,7 @@ export class Vault {
   }
 
   /** Runs a change under the lock and records its audit entry in the same critical section. */
-  protected change<T>(work: () => T, describe: (result: T) => AuditRecord): T {
+  change<T>(work: () => T, describe: (result: T) => AuditRecord): T {
     const result = this.write(() => {
       const link = nextAuditLink(this.auditFile); // a damaged log refuses the change before it is made
       const value = work();
@@ -158,7 +160,8 @@ export class Vault {
     return result;
   }
 
-  private secretFile(name: string): string {
+  /** Where the secret `name` lives; checks the name first. */
+  secretFile(name: string): string {
     return this.at('secrets', `${checkSecretName(name)}.json`);
   }
 
@@ -232,18 +235,13 @@ export class Vault {
     return new UnlockedVault(this, { publicKey: this.publicKey(), secretKey }, slot);
   }
 
-  // The unlocked side reaches the locked helpers through these, not through a wider public API.
-  /** @internal */ runChange<T>(event: AuditEvent, details: Record<string, unknown>, work: () => T): T {
-    return this.change(work, () => [event, details]);
-  }
-  /** @internal */ writeVaultFile(relative: string, text: string): void {
+  /** Atomic write of a file below the vault; callers are inside change(). */
+  writeVaultFile(relative: string, text: string): void {
     writeFileAtomic(this.at('.tmp'), this.at(relative), text);
   }
-  /** @internal */ removeVaultFile(relative: string): void {
+  /** Durable removal of a file below the vault; callers are inside change(). */
+  removeVaultFile(relative: string): void {
     removeFileDurably(this.at(relative));
-  }
-  /** @internal */ repin(): void {
-    this.pin();
   }
 
   /** Re-pins the public key when `expected` is its fingerprint, checked out of band by the user. */
@@ -280,25 +278,26 @@ export class UnlockedVault {
 
   async addSlot(request: SlotRequest): Promise<NewSlot> {
     const made = await createSlot(request, this.vault.vaultId(), this.keys.secretKey);
-    this.vault.runChange('key-add', { slot: made.slot.id, kind: made.slot.kind }, () => {
-      this.vault.writeVaultFile(path.join('slots', `${made.slot.id}.json`), serialize(made.slot));
-    });
+    this.vault.change(
+      () => this.vault.writeVaultFile(path.join('slots', `${made.slot.id}.json`), serialize(made.slot)),
+      () => ['key-add', { slot: made.slot.id, kind: made.slot.kind }],
+    );
     return made;
   }
 
   async removeSlot(id: string): Promise<SlotFile> {
     checkSlotId(id);
-    const removed = this.vault.runChange('key-rm', { slot: id }, () => {
+    const removed = this.vault.change(() => {
       const slots = this.vault.slots();
       const slot = slots.find((s) => s.id === id);
       if (slot === undefined) throw new VaultError('notFound', `no key slot ${id}; \`vault key list\` shows the slots`);
       if (slots.length === 1) throw new VaultError('refused', `slot ${id} is the vault's last key slot; removing it would lock the vault for good. Add another slot first`);
       this.vault.removeVaultFile(path.join('slots', `${id}.json`));
       return slot;
-    });
+    }, () => ['key-rm', { slot: id }]);
     if (removed.kind === 'keychain') {
       const failed = await keychainDelete(removed.keychain.account);
-      if (failed !== undefined) process.emitWarning(`the keychain item of slot ${id} could not be deleted (${failed}); it no longer opens anything`);
+      if (failed !== undefined) process.emitWarning(`the keychain item of slot ${id} could not be deleted (${failed}); remove it with your keychain manager (service "sealvault", account ${removed.keychain.account})`);
     }
     return removed;
   }
@@ -319,13 +318,13 @@ export class UnlockedVault {
   }
 
   private writePolicy(event: 'allow' | 'revoke', details: Record<string, unknown>, change: (grants: Grant[]) => Grant[]): Policy {
-    return this.vault.runChange(event, details, () => {
+    return this.vault.change(() => {
       const current = this.policy();
       const next = { revision: current.revision + 1, grants: change(current.grants) };
       this.vault.writeVaultFile('policy.json', serialize(sealPolicy(this.vault.file.vault_id, this.keys.secretKey, next)));
       recordPolicyRevision(this.vault.file.vault_id, next.revision);
       return next;
-    });
+    }, () => [event, details]);
   }
 
   allow(request: GrantRequest): Policy {
@@ -368,7 +367,7 @@ export class UnlockedVault {
     const values = new Map<string, Uint8Array>();
     try {
       for (const name of names) {
-        const file = path.join(this.vault.dir, 'secrets', `${checkSecretName(name)}.json`);
+        const file = this.vault.secretFile(name);
         const text = readFileIfExists(file);
         if (text === undefined) throw new VaultError('notFound', `no secret named ${name}; \`vault list\` shows the names`);
         const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', text, file);
@@ -411,6 +410,6 @@ export class UnlockedVault {
 
   /** Re-pins this vault's public key; the unlock has just proved it belongs to the private key. */
   trust(): void {
-    this.vault.runChange('trust', { fingerprint: this.vault.fingerprint, by: 'unlock' }, () => this.vault.repin());
+    this.vault.change(() => this.vault.pin(), () => ['trust', { fingerprint: this.vault.fingerprint, by: 'unlock' }]);
   }
 }
