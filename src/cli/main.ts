@@ -229,7 +229,7 @@ program
     await withUnlocked((vault) => {
       const policy = vault.policy();
       if (flags.json) printJson(policy);
-      else print(renderGrants(policy.grants, new Set(vault.vault.list().map((s) => s.name))));
+      else print(renderGrants(policy.grants, (name) => vault.vault.has(name)));
     });
   });
 

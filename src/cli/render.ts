@@ -17,12 +17,12 @@ export function renderSlots(slots: SlotFile[]): string {
   return table(['ID', 'KIND', 'CREATED'], slots.map((s) => [s.id, s.kind, s.created]));
 }
 
-export function renderGrants(grants: Grant[], existing: Set<string>): string {
+export function renderGrants(grants: Grant[], exists: (secret: string) => boolean): string {
   if (grants.length === 0) return '(no grants; add one with `vault allow NAME --to PATH`)\n';
   return table(
     ['SECRET', 'MIN-TIER', 'SHA256', 'PATH', 'ARGS'],
     grants.map((g) => [
-      existing.has(g.secret) ? g.secret : `${g.secret} (missing)`,
+      exists(g.secret) ? g.secret : `${g.secret} (missing)`,
       g.min_tier,
       g.sha256.slice(0, 16),
       g.path,

@@ -199,19 +199,22 @@ export class Vault {
     }, () => ['rm', { name }]);
   }
 
-  list(): SecretInfo[] {
-    const dir = this.at('secrets');
+  /** The names of the stored secrets, from the directory listing alone. */
+  names(): string[] {
     return fs
-      .readdirSync(dir)
+      .readdirSync(this.at('secrets'))
       .filter((entry) => SECRET_FILE.test(entry))
       .sort()
-      .map((entry) => {
-        const name = entry.slice(0, -'.json'.length);
-        const file = path.join(dir, entry);
-        const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', fs.readFileSync(file), file);
-        const sealedBytes = Buffer.from(secret.sealed, 'base64').length;
-        return { name, size: sealedBytes - SEAL_OVERHEAD - Buffer.byteLength(name) - 1, created: secret.created, updated: secret.updated };
-      });
+      .map((entry) => entry.slice(0, -'.json'.length));
+  }
+
+  list(): SecretInfo[] {
+    return this.names().map((name) => {
+      const file = this.secretFile(name);
+      const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', fs.readFileSync(file), file);
+      const sealedBytes = Buffer.from(secret.sealed, 'base64').length;
+      return { name, size: sealedBytes - SEAL_OVERHEAD - Buffer.byteLength(name) - 1, created: secret.created, updated: secret.updated };
+    });
   }
 
   slots(): SlotFile[] {
@@ -392,7 +395,7 @@ export class UnlockedVault {
         return undefined;
       }
     };
-    const names = attempt(() => this.vault.list().map((s) => s.name)) ?? [];
+    const names = attempt(() => this.vault.names()) ?? [];
     for (const name of names) attempt(() => this.openSecrets([name]).forEach((value) => wipe(value)));
     const policy = attempt(() => this.policy());
     const audit = this.vault.readAudit();
