@@ -13,7 +13,7 @@ import type { SlotRequest } from '../vault/keyslots.js';
 import { native } from '../vault/native.js';
 import { resolveVaultDirectory } from '../vault/paths.js';
 import { checkSecretName } from '../vault/names.js';
-import { type UnlockedVault, Vault } from '../vault/vault.js';
+import { existsError, type UnlockedVault, Vault } from '../vault/vault.js';
 import { isTestBuild } from './build-flags.js';
 import { renderAudit, renderGrants, renderSecrets, renderSlots } from './render.js';
 import { readSecretValue } from './secret-input.js';
@@ -125,6 +125,8 @@ program
   .action(async (name: string, flags: { fromFile?: string; trim?: boolean; force?: boolean }) => {
     checkSecretName(name);
     const vault = Vault.open(vaultDir());
+    // refuse before anyone types or pipes a value in vain; put() checks again under the lock
+    if (flags.force !== true && vault.has(name)) throw existsError(name);
     const value = await readSecretValue({ name, fromFile: flags.fromFile, trim: flags.trim === true });
     try {
       const done = await vault.put(name, value, { replace: flags.force === true });
@@ -262,9 +264,9 @@ program
   .action(async () => {
     await withUnlocked((vault) => {
       const { problems, summary } = vault.verify();
-      for (const problem of problems.slice(1)) say(`vault: ${problem.message}`);
-      if (problems[0] !== undefined) throw problems[0];
-      say(`ok: ${summary}`);
+      for (const problem of problems) say(`vault: ${problem.message}`);
+      if (problems[0] !== undefined) process.exitCode = problems[0].exitCode;
+      else say(`ok: ${summary}`);
     });
   });
 

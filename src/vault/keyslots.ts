@@ -78,7 +78,7 @@ export async function createSlot(request: SlotRequest, vaultId: Uint8Array, secr
           };
           return { slot };
         } finally {
-          wipe(passphraseKey);
+          wipe(passphraseKey, request.passphrase);
         }
       }
     }

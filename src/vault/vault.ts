@@ -29,6 +29,11 @@ const GITIGNORE = '# local to this machine, never committed (docs/FORMAT.md)\n.l
 
 type AuditRecord = [AuditEvent, Record<string, unknown>];
 
+/** Replacing a value loses the old one, so it must be asked for. */
+export function existsError(name: string): VaultError {
+  return new VaultError('refused', `${name} already exists; pass --force to replace its value (the old value is lost)`);
+}
+
 export interface SecretInfo {
   name: string;
   size: number;
@@ -180,9 +185,7 @@ export class Vault {
     const sealed = toBase64(sealSecret(this.publicKey(), name, value));
     return this.change(() => {
       const previous = readFileIfExists(file);
-      if (previous !== undefined && !options.replace) {
-        throw new VaultError('refused', `${name} already exists; pass --force to replace its value (the old value is lost)`);
-      }
+      if (previous !== undefined && !options.replace) throw existsError(name);
       const now = new Date().toISOString();
       // --force also mends a damaged secret file: its old creation date is then unknown
       const created = previous === undefined ? now : (secretFileSchema.safeParse(jsonOrUndefined(previous)).data?.created ?? now);
