@@ -142,6 +142,7 @@ describe('vault demo', () => {
       expect(result.stdout).toMatch(/\$ vault put DEMO_API_KEY/);
       expect(result.stdout).toMatch(/unknown command 'get'/);
       expect(result.stdout).toMatch(/ok: 1 secret/);
+      expect(result.stdout).toMatch(/the demo value is in none of them/);
       expect(result.stdout + result.stderr).not.toContain('demo-value-that-never-comes-back');
       expect(result.stdout).not.toMatch(/svt1_[A-Za-z0-9_-]{43}/);
       const after = fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('sealvault-demo-'));

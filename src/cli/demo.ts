@@ -10,6 +10,15 @@ import { VaultError } from '../vault/errors.js';
 
 const DEMO_VALUE = 'demo-value-that-never-comes-back';
 
+/** The files below `dir` whose bytes contain `needle`. */
+function filesContaining(dir: string, needle: Buffer): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) return filesContaining(full, needle);
+    return entry.isFile() && fs.readFileSync(full).includes(needle) ? [full] : [];
+  });
+}
+
 export async function runDemo(): Promise<void> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-demo-'));
   const cli = process.argv[1];
@@ -47,7 +56,9 @@ export async function runDemo(): Promise<void> {
     step('Every change is in a hash-chained audit log.', ['audit']);
     step('Check the whole vault: every secret opens under its own name, policy and audit chain verify.', ['verify']);
     out('\nNext: `vault exec --tier lockdown -- ./deploy.sh` will hand DEMO_API_KEY to deploy.sh inside a namespace sandbox (not built yet: see the open issues).');
-    out(`The demo value was "${'*'.repeat(8)}" and appears nowhere in ${root}. Removing it now.`);
+    const holding = filesContaining(root, Buffer.from(DEMO_VALUE));
+    if (holding.length > 0) throw new VaultError('internal', `the demo value was found in ${holding.join(', ')}; please report this`);
+    out(`Searched every file under ${root}: the demo value is in none of them. Removing the directory now.`);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
