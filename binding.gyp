@@ -7,6 +7,13 @@
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags": ["-Wall", "-Wextra", "-Werror"],
       "cflags_cc": ["-Wall", "-Wextra", "-Werror"]
+    },
+    {
+      "target_name": "spawn_helper",
+      "type": "executable",
+      "sources": ["native/spawn_helper.c"],
+      "cflags": ["-Wall", "-Wextra", "-Werror"],
+      "cflags_c": ["-std=gnu11"]
     }
   ]
 }

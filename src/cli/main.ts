@@ -4,7 +4,9 @@
  * everything meant for people goes to stderr.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { hashCommand } from '../vault/binary.js';
+import * as fs from 'node:fs';
+import { execGranted } from '../sandbox/exec.js';
+import { hashCommand, openPinned, type PinnedBinary } from '../vault/binary.js';
 import { VaultError } from '../vault/errors.js';
 import { keychainUnavailableReason } from '../vault/keychain.js';
 import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
@@ -24,6 +26,7 @@ const print = (text: string) => process.stdout.write(text);
 const printJson = (data: unknown) => process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
 
 const program = new Command('vault')
+  .enablePositionalOptions()
   .description('A write-only secret vault: secrets go in, and come out only into sandboxed programs granted them.')
   .option('--vault <dir>', 'vault directory (default: $VAULT_DIR, else $XDG_DATA_HOME/sealvault)')
   .showHelpAfterError(false)
@@ -285,6 +288,56 @@ program
       vault.trust();
       say(`pinned ${vault.vault.fingerprint} (the unlock proved it belongs to the vault's private key)`);
     }, { checkPin: false });
+  });
+
+program
+  .command('exec')
+  .description('run a program in a sandbox with the secrets granted to it (needs an unlock)')
+  .addOption(new Option('--tier <tier>', 'isolation: none, hardened (own user/PID/IPC namespaces), lockdown (also mount and network)').choices(TIERS).default('hardened'))
+  .option('--only <names>', 'release only these secrets (comma-separated)', (list: string) => list.split(',').filter((n) => n !== ''))
+  .option('--file <NAME>', 'deliver NAME as a file, its path in NAME_FILE (repeat it)', (name: string, all: string[] = []) => [...all, name])
+  .option('--info', "print the child's namespace inode numbers on stderr")
+  .argument('<command>', 'the program: a PATH name or a path')
+  .argument('[args...]', 'its arguments (after --)')
+  .passThroughOptions()
+  .action(async (command: string, args: string[], flags: { tier: Tier; only?: string[]; file?: string[]; info?: boolean }) => {
+    process.exitCode = await runExec(command, args, flags);
+  });
+
+/** `vault exec`'s own failures exit 125 (126 not executable, 127 not found), apart from the child's codes. */
+async function runExec(command: string, args: string[], flags: { tier: Tier; only?: string[]; file?: string[]; info?: boolean }): Promise<number> {
+  let binary: PinnedBinary;
+  try {
+    (flags.only ?? []).forEach(checkSecretName);
+    (flags.file ?? []).forEach(checkSecretName);
+    binary = openPinned(command);
+  } catch (error) {
+    fail(error);
+    return error instanceof VaultError && error.kind === 'notFound' ? 127 : error instanceof VaultError && error.kind === 'usage' ? 126 : 125;
+  }
+  try {
+    const result = await withUnlocked((vault) =>
+      execGranted(vault, binary, { tier: flags.tier, argv: [command, ...args], only: flags.only, files: flags.file ?? [] }),
+    );
+    if (flags.info && result.info !== undefined) say(`vault: info ${JSON.stringify(result.info)}`);
+    return result.exitCode;
+  } catch (error) {
+    fail(error);
+    return 125;
+  } finally {
+    fs.closeSync(binary.fd);
+  }
+}
+
+program
+  .command('doctor')
+  .description('what this host can isolate: namespaces, capabilities, keychain, the helper, each tier')
+  .option('--json', 'print JSON')
+  .action(async (flags: { json?: boolean }) => {
+    const { doctorReport, renderDoctor } = await import('../sandbox/doctor.js');
+    const report = await doctorReport();
+    if (flags.json) printJson(report);
+    else print(renderDoctor(report));
   });
 
 program

@@ -62,12 +62,28 @@ export interface HashedBinary {
   sha256: string;
 }
 
-export function hashCommand(command: string): HashedBinary {
+export interface PinnedBinary extends HashedBinary {
+  /** Open read-only; the caller executes this very fd and closes it. */
+  fd: number;
+}
+
+/**
+ * Opens the binary once and hashes that open file: a file renamed over the path later changes
+ * neither the hash nor what runs.
+ */
+export function openPinned(command: string): PinnedBinary {
   const resolved = resolveCommand(command);
   const fd = fs.openSync(resolved, fs.constants.O_RDONLY);
   try {
-    return { path: resolved, sha256: sha256OfFd(fd) };
-  } finally {
+    return { path: resolved, sha256: sha256OfFd(fd), fd };
+  } catch (error) {
     fs.closeSync(fd);
+    throw error;
   }
+}
+
+export function hashCommand(command: string): HashedBinary {
+  const { fd, path: resolved, sha256 } = openPinned(command);
+  fs.closeSync(fd);
+  return { path: resolved, sha256 };
 }

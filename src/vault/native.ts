@@ -12,17 +12,17 @@ export interface NativeAddon {
 
 let addon: NativeAddon | undefined;
 
-const ADDON = path.join('build', 'Release', 'sealvault_native.node');
+const ADDON = 'sealvault_native.node';
 
 /**
- * `npm install` builds the addon (binding.gyp) into build/Release at the package root. This module
- * runs from src/vault/ in tests and from dist/ or dist/test/ once bundled, so look upwards for it.
+ * `npm install` builds the native parts (binding.gyp) into build/Release at the package root. The
+ * code runs from src/ in tests and from dist/ or dist/test/ once bundled, so look upwards for it.
  */
-function findAddon(): string | undefined {
+export function findBuildArtifact(name: string): string | undefined {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let level = 0; level < 4; level += 1) {
     if (fs.existsSync(path.join(dir, 'package.json'))) {
-      const candidate = path.join(dir, ADDON);
+      const candidate = path.join(dir, 'build', 'Release', name);
       return fs.existsSync(candidate) ? candidate : undefined;
     }
     dir = path.dirname(dir);
@@ -32,8 +32,8 @@ function findAddon(): string | undefined {
 
 export function native(): NativeAddon {
   if (addon === undefined) {
-    const file = findAddon();
-    if (file === undefined) throw new VaultError('internal', `the native addon (${ADDON}) is not built: run \`npm run build\``);
+    const file = findBuildArtifact(ADDON);
+    if (file === undefined) throw new VaultError('internal', `the native addon (build/Release/${ADDON}) is not built: run \`npm run build\``);
     addon = createRequire(import.meta.url)(file) as NativeAddon;
   }
   return addon;

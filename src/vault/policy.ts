@@ -70,3 +70,49 @@ export function findGrant(policy: Policy, secret: string, sha256: string, args: 
 export function sameGrantTarget(a: Grant, b: { secret: string; sha256: string; args: string[] | null }): boolean {
   return a.secret === b.secret && a.sha256 === b.sha256 && JSON.stringify(a.args) === JSON.stringify(b.args);
 }
+
+export interface ReleaseRequest {
+  binary: { path: string; sha256: string };
+  /** The arguments after argv[0]. */
+  args: readonly string[];
+  tier: Tier;
+  /** --only: exactly these secrets; otherwise every secret granted to the binary. */
+  only?: readonly string[];
+}
+
+/**
+ * Which secrets `vault exec` may release for this run. Refuses, naming the secret, the binary, its
+ * hash and the command that would fix it, whenever one of them lacks a matching grant.
+ */
+export function secretsToRelease(policy: Policy, request: ReleaseRequest): string[] {
+  const { binary, args, tier } = request;
+  const names = request.only ?? [...new Set(policy.grants.filter((g) => g.sha256 === binary.sha256).map((g) => g.secret))];
+  if (names.length === 0) {
+    const samePath = policy.grants.find((g) => g.path === binary.path);
+    if (samePath !== undefined) {
+      throw new VaultError(
+        'refused',
+        `${binary.path} changed since ${samePath.secret} was granted to it (granted sha256 ${samePath.sha256}, now ${binary.sha256}); if the change is yours, run \`vault allow ${samePath.secret} --to ${binary.path}\` again`,
+      );
+    }
+    throw new VaultError('refused', `no secret is granted to ${binary.path} (sha256 ${binary.sha256}); grant one with \`vault allow NAME --to ${binary.path}\``);
+  }
+  for (const name of names) {
+    if (findGrant(policy, name, binary.sha256, args, tier) !== undefined) continue;
+    const sameBinary = policy.grants.filter((g) => g.secret === name && g.sha256 === binary.sha256);
+    const samePath = policy.grants.find((g) => g.secret === name && g.path === binary.path);
+    const weakest = sameBinary.find((g) => !tierAtLeast(tier, g.min_tier));
+    let why: string;
+    if (weakest !== undefined && sameBinary.every((g) => !tierAtLeast(tier, g.min_tier))) {
+      why = `its grant needs tier ${weakest.min_tier} or stronger; run with --tier ${weakest.min_tier}`;
+    } else if (sameBinary.length > 0) {
+      why = `it is granted only with the arguments ${sameBinary.map((g) => JSON.stringify(g.args)).join(' or ')}`;
+    } else if (samePath !== undefined) {
+      why = `${binary.path} changed since the grant (granted sha256 ${samePath.sha256}); if the change is yours, run \`vault allow ${name} --to ${binary.path}\` again`;
+    } else {
+      why = `run \`vault allow ${name} --to ${binary.path}\` to grant it`;
+    }
+    throw new VaultError('refused', `${name} is not granted to ${binary.path} (sha256 ${binary.sha256}): ${why}`);
+  }
+  return [...names];
+}

@@ -1,0 +1,67 @@
+/**
+ * `vault exec`: release the secrets granted to one pinned binary into a sandboxed run of it, and
+ * record the run in the audit log. Plaintext lives only in buffers that are wiped after hand-over.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { PinnedBinary } from '../vault/binary.js';
+import { wipe } from '../vault/crypto.js';
+import { VaultError } from '../vault/errors.js';
+import { stateDirectory } from '../vault/paths.js';
+import { secretsToRelease } from '../vault/policy.js';
+import type { UnlockedVault } from '../vault/vault.js';
+import { targetEnvironment } from './environment.js';
+import { runSandboxed, type SandboxOptions, type SandboxResult } from './spawn.js';
+import type { Tier } from './tiers.js';
+
+export interface ExecRequest {
+  tier: Tier;
+  /** argv of the target: argv[0] as the user typed the command, then its arguments. */
+  argv: string[];
+  /** --only: release exactly these. */
+  only?: string[];
+  /** --file: deliver these as files instead of environment variables. */
+  files: string[];
+}
+
+/** What the target must not see in lockdown: the vault, the user's keychain and session sockets, our state. */
+function directoriesToHide(vaultDir: string): string[] {
+  const runtime = process.env.XDG_RUNTIME_DIR ?? `/run/user/${process.getuid?.() ?? 0}`;
+  return [vaultDir, runtime, stateDirectory(), path.join(os.homedir(), '.local', 'share', 'keyrings')]
+    .filter((dir) => path.isAbsolute(dir) && fs.existsSync(dir))
+    .map((dir) => fs.realpathSync(dir));
+}
+
+export async function execGranted(
+  vault: UnlockedVault,
+  binary: PinnedBinary,
+  request: ExecRequest,
+  options: SandboxOptions = {},
+): Promise<SandboxResult> {
+  const names = secretsToRelease(vault.policy(), { binary, args: request.argv.slice(1), tier: request.tier, only: request.only });
+  const stray = request.files.find((name) => !names.includes(name));
+  if (stray !== undefined) throw new VaultError('usage', `--file ${stray}: ${stray} is not among the secrets released to this run (${names.join(', ')})`);
+
+  const values = vault.openSecrets(names);
+  let env: Uint8Array[] = [];
+  let running: Promise<SandboxResult>;
+  try {
+    const inEnvironment = new Map([...values].filter(([name]) => !request.files.includes(name)));
+    env = targetEnvironment(process.env, inEnvironment);
+    const files = request.files.map((name) => ({ name, value: values.get(name) ?? new Uint8Array() }));
+    // runSandboxed encodes its request before it returns, so the plaintext can go now
+    running = runSandboxed(
+      { tier: request.tier, argv: request.argv, env, files, hide: directoriesToHide(vault.vault.dir), executableFd: binary.fd },
+      options,
+    );
+  } finally {
+    wipe(...values.values(), ...env);
+  }
+  const result = await running;
+  vault.vault.change(() => undefined, () => [
+    'exec',
+    { path: binary.path, sha256: binary.sha256, tier: request.tier, secrets: names, files: request.files, exit: result.exitCode },
+  ]);
+  return result;
+}

@@ -1,0 +1,714 @@
+/**
+ * native/spawn_helper against the real kernel: each tier's namespaces, mounts, network, secrets,
+ * exit statuses, signals and fds, seen from inside by a target that reports what it finds. The
+ * helper is driven here directly (fds 3, 4 and 5 as docs/helper-protocol.md says), so that these
+ * tests depend on nothing but the helper and the request encoder.
+ *
+ * Run as root (the usual case here) the tier tests run twice: as root, and as an unprivileged
+ * user created by the test (setpriv). The paths without user namespaces run for real in a user
+ * namespace whose user.max_user_namespaces is 0 (see /work/shared/facts.md).
+ */
+import { type ChildProcess, spawn, spawnSync, type StdioOptions } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Duplex } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeHelperRequest } from '../src/sandbox/helper-protocol.js';
+import { TIERS, type Tier } from '../src/sandbox/tiers.js';
+import { ROOT } from './helpers/cli.js';
+
+const IS_ROOT = process.getuid?.() === 0;
+const BUILT_HELPER = path.join(ROOT, 'build', 'Release', 'spawn_helper');
+const NAMESPACES = ['user', 'pid', 'ipc', 'mnt', 'net', 'uts', 'cgroup'] as const;
+type Namespace = (typeof NAMESPACES)[number];
+/** The namespaces each tier gives the target of its own. */
+const OWN_NAMESPACES: Record<Tier, Namespace[]> = {
+  none: [],
+  hardened: ['user', 'pid', 'ipc'],
+  lockdown: ['user', 'pid', 'ipc', 'mnt', 'net'],
+};
+const PATH_ENV = 'PATH=/usr/bin:/bin';
+
+interface HelperInfo {
+  tier: Tier;
+  userns: boolean;
+  ns: Record<Namespace, number>;
+}
+
+/** How the helper is started: directly, or through commands that end by exec'ing it (so fds 3-5 pass through). */
+interface Launcher {
+  label: string;
+  uid: number;
+  gid: number;
+  command: string[];
+  /** Extra fds (from 6 on) the launcher itself needs, e.g. to be told when to go on. */
+  ownFds?: number;
+  prepare?: (child: ChildProcess, fds: Duplex[]) => Promise<void>;
+}
+
+interface RunOptions {
+  tier: Tier;
+  /** Opened read-only here and passed as fd 4, as vault passes the pinned binary. */
+  executable: string;
+  argv: string[];
+  env?: (string | Uint8Array)[];
+  files?: { name: string; value: string | Uint8Array }[];
+  hide?: string[];
+  /** Sent instead of the encoded request. */
+  payload?: Uint8Array;
+  /** Leave fd 5 closed. */
+  noInfo?: boolean;
+  /** Pipes the test passes at fds above 5, which the helper must not hand on. */
+  strayFds?: number;
+  /** Leave the helper's stdin open (a target that waits on it); by default it is closed at once. */
+  keepStdin?: boolean;
+}
+
+interface HelperResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stdoutBytes: Buffer;
+  stderr: string;
+  info: HelperInfo | undefined;
+}
+
+interface Running {
+  child: ChildProcess;
+  pid: number;
+  /** Resolves once stdout holds a match for `pattern`. */
+  output(pattern: RegExp): Promise<void>;
+  done: Promise<HelperResult>;
+}
+
+let base: string;
+/** Outside /tmp, which lockdown replaces: for directories the sandbox should (not) see. */
+let outsideTmp: string;
+let rootLauncher: Launcher;
+let userLauncher: Launcher;
+let user: { name: string; uid: number; gid: number };
+const fixtures: Record<string, string> = {};
+
+function encodeRequest(options: RunOptions): Uint8Array {
+  const encoder = new TextEncoder();
+  return encodeHelperRequest({
+    tier: options.tier,
+    argv: options.argv,
+    env: (options.env ?? [PATH_ENV]).map((e) => (typeof e === 'string' ? encoder.encode(e) : e)),
+    files: (options.files ?? []).map((f) => ({ name: f.name, value: typeof f.value === 'string' ? encoder.encode(f.value) : f.value })),
+    hide: options.hide ?? [],
+  });
+}
+
+function start(launcher: Launcher, options: RunOptions): Running {
+  const executableFd = fs.openSync(options.executable, 'r');
+  const ownFds = launcher.ownFds ?? 0;
+  const stdio: StdioOptions = ['pipe', 'pipe', 'pipe', 'pipe', executableFd, options.noInfo === true ? 'ignore' : 'pipe'];
+  for (let i = 0; i < ownFds + (options.strayFds ?? 0); i += 1) stdio.push('pipe');
+  const child = spawn(launcher.command[0]!, launcher.command.slice(1), { env: {}, stdio });
+  fs.closeSync(executableFd);
+  const pipes = child.stdio as unknown as (Duplex | null)[];
+
+  const payload = options.payload ?? encodeRequest(options);
+  pipes[3]!.on('error', () => undefined); // a helper that refused the request early is reported by its status
+  pipes[3]!.end(payload);
+  if (options.keepStdin !== true) child.stdin!.end();
+  child.stdin!.on('error', () => undefined);
+
+  const stdout: Buffer[] = [];
+  const stderr: Buffer[] = [];
+  let info = '';
+  const waiters: { pattern: RegExp; resolve: () => void }[] = [];
+  const text = () => Buffer.concat(stdout).toString('utf8');
+  child.stdout!.on('data', (chunk: Buffer) => {
+    stdout.push(chunk);
+    for (const waiter of waiters.splice(0)) {
+      if (waiter.pattern.test(text())) waiter.resolve();
+      else waiters.push(waiter);
+    }
+  });
+  child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk));
+  pipes[5]?.on('data', (chunk: Buffer) => {
+    info += chunk.toString('utf8');
+  });
+
+  const done = new Promise<HelperResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      let parsed: HelperInfo | undefined;
+      if (info !== '') {
+        if (!/^\{[^\n]*\}\n$/.test(info)) {
+          reject(new Error(`the info pipe carries more or less than one JSON line: ${JSON.stringify(info)}`));
+          return;
+        }
+        parsed = JSON.parse(info) as HelperInfo;
+      }
+      const stdoutBytes = Buffer.concat(stdout);
+      resolve({ code, signal, stdout: stdoutBytes.toString('utf8'), stdoutBytes, stderr: Buffer.concat(stderr).toString('utf8'), info: parsed });
+    });
+  });
+  if (launcher.prepare !== undefined) {
+    const own = pipes.slice(6, 6 + ownFds).filter((p): p is Duplex => p !== null);
+    launcher.prepare(child, own).catch((error: unknown) => child.emit('error', error));
+  }
+  return {
+    child,
+    pid: child.pid!,
+    output(pattern) {
+      if (pattern.test(text())) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no ${pattern} on stdout within 10 s: ${text()}`)), 10_000);
+        waiters.push({ pattern, resolve: () => { clearTimeout(timer); resolve(); } });
+        done.then((r) => reject(new Error(`helper ended (${r.code}) before ${pattern}: ${r.stdout} ${r.stderr}`)), reject);
+      });
+    },
+    done,
+  };
+}
+
+function run(launcher: Launcher, options: RunOptions): Promise<HelperResult> {
+  return start(launcher, options).done;
+}
+
+/** `key=value` lines, as the fixture scripts print them. */
+function report(stdout: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of stdout.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return out;
+}
+
+function ownNamespaces(): Record<Namespace, number> {
+  return Object.fromEntries(NAMESPACES.map((ns) => [ns, fs.statSync(`/proc/self/ns/${ns}`).ino])) as Record<Namespace, number>;
+}
+
+/** Field `n` (1-based, as in proc(5)) of /proc/PID/stat. */
+function statField(pid: number | 'self', n: number): string {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[n - 3]!;
+}
+
+function childrenOf(pid: number): number[] {
+  return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+}
+
+function isGone(pid: number): boolean {
+  try {
+    return ['Z', 'X'].includes(statField(pid, 3));
+  } catch {
+    return true;
+  }
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Every readable mapping of `pid`'s memory, for searching it. */
+function memoryOf(pid: number): Buffer[] {
+  const regions: Buffer[] = [];
+  const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
+  try {
+    for (const line of fs.readFileSync(`/proc/${pid}/maps`, 'utf8').trim().split('\n')) {
+      const [range, perms] = line.split(' ');
+      if (range === undefined || perms === undefined || !perms.startsWith('r') || /\[(vvar|vsyscall|vvar_vclock)\]/.test(line)) continue;
+      const [from, to] = range.split('-').map((h) => parseInt(h, 16)) as [number, number];
+      const buffer = Buffer.alloc(to - from);
+      try {
+        fs.readSync(fd, buffer, 0, buffer.length, from);
+        regions.push(buffer);
+      } catch {
+        // a mapping that vanished or cannot be read (e.g. guard pages)
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return regions;
+}
+
+/** One line `vault: <step>: <reason>` and nothing else. */
+function expectOneLineError(result: HelperResult, status: number, step: string): void {
+  expect(result.code, result.stderr).toBe(status);
+  expect(result.stderr).toMatch(new RegExp(`^vault: ${step}: [^\\n]+\\n$`));
+  expect(result.stdout).toBe('');
+}
+
+/**
+ * A process outside the sandbox, of the same user as the target and like it without capabilities
+ * (a capless process may not read one that has some, even of its own uid).
+ */
+function startOutsider(launcher: Launcher): ChildProcess {
+  const sleep = ['/bin/sleep', '60'];
+  const command = IS_ROOT
+    ? ['/usr/bin/setpriv', '--reuid', String(launcher.uid), '--regid', String(launcher.gid), '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--', ...sleep]
+    : sleep;
+  return spawn(command[0]!, command.slice(1), { env: { SEALVAULT_PROBE: 'outside-environ' }, stdio: 'ignore' });
+}
+
+function idOf(name: string): { uid: number; gid: number } | undefined {
+  const uid = spawnSync('id', ['-u', name], { encoding: 'utf8' });
+  const gid = spawnSync('id', ['-g', name], { encoding: 'utf8' });
+  if (uid.status !== 0 || gid.status !== 0) return undefined;
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+/** The unprivileged user test/unprivileged.test.ts uses too (created if missing), or nobody. */
+function unprivilegedUser(): { name: string; uid: number; gid: number } {
+  let ids = idOf('sealvault-test');
+  if (ids === undefined) {
+    spawnSync('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', 'sealvault-test']);
+    ids = idOf('sealvault-test');
+  }
+  if (ids !== undefined) return { name: 'sealvault-test', ...ids };
+  const nobody = idOf('nobody');
+  if (nobody === undefined) throw new Error('no unprivileged user: useradd failed and there is no "nobody"');
+  return { name: 'nobody', ...nobody };
+}
+
+const SCRIPTS: Record<string, string> = {
+  // what the target finds itself in
+  'report.sh': `#!/bin/sh
+echo "pid=$$"
+echo "ppid=$PPID"
+echo "uid=$(id -u)"
+echo "pgrp=$(cut -d' ' -f5 /proc/self/stat)"
+for ns in user pid ipc mnt net uts cgroup; do echo "ns.$ns=$(stat -L -c %i /proc/self/ns/$ns)"; done
+grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status | tr -d ' \\t' | sed 's/:/=/'
+echo "procpids=$(ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' ')"
+echo "API_KEY=$API_KEY"
+`,
+  // each file secret named in "$@": where it is, its mode, its bytes, whether it can be changed
+  'files.sh': `#!/bin/sh
+for name in "$@"; do
+  eval "file=\\\${\${name}_FILE}"
+  echo "$name.path=$file"
+  echo "$name.mode=$(stat -L -c %a "$file")"
+  echo "$name.sha256=$(sha256sum < "$file" | cut -d' ' -f1)"
+  if echo x | tee -a "$file" >/dev/null 2>&1; then echo "$name.write=allowed"; else echo "$name.write=refused"; fi
+  echo "$name.after=$(sha256sum < "$file" | cut -d' ' -f1)"
+done
+`,
+  'exit42.sh': '#!/bin/sh\nexit 42\n',
+  'selfterm.sh': '#!/bin/sh\nkill -TERM $$\nsleep 5\n',
+  // acknowledges each forwarded signal; TERM ends it
+  'signals.sh': `#!/bin/sh
+for sig in INT HUP QUIT USR1 USR2 WINCH; do trap "echo got-$sig" $sig; done
+trap 'echo got-TERM; kill $sleeper; exit 7' TERM
+sleep 30 & sleeper=$!
+echo ready
+while :; do wait $sleeper; done
+`,
+  'wait.sh': '#!/bin/sh\necho ready\nread line\necho "API_KEY=$API_KEY"\n',
+  // $1: a process outside the sandbox, of the same user
+  'probe.sh': `#!/bin/sh
+if cat /proc/$1/environ >/dev/null 2>&1; then echo outside=readable
+elif [ -e /proc/$1 ]; then echo outside=denied
+else echo outside=invisible; fi
+if (exec 3</proc/$PPID/mem) 2>/dev/null; then echo parentmem=open; else echo parentmem=denied; fi
+`,
+  // $1: port of a listener on the host's 127.0.0.1; $2: node
+  'net.sh': `#!/bin/sh
+if bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; then echo host=connected; else echo host=refused; fi
+"$2" -e 'const net = require("net");
+const server = net.createServer((c) => c.end("pong")).listen(0, "127.0.0.1", () => {
+  let got = "";
+  const c = net.connect(server.address().port, "127.0.0.1");
+  c.on("data", (d) => { got += d; });
+  c.on("end", () => { console.log("inside=" + got); server.close(); });
+  c.on("error", (e) => { console.log("inside=" + e.code); server.close(); });
+});'
+`,
+  // $1: a unique name; $2: a hidden directory; $3: a directory that is not hidden
+  'mounts.sh': `#!/bin/sh
+echo "tmp.before=$(ls -A /tmp | tr '\\n' ' ')"
+echo x > "/tmp/$1" && echo x > "/dev/shm/$1" && echo "wrote=yes"
+echo "tmp.after=$(ls -A /tmp | tr '\\n' ' ')"
+echo "hidden=$(ls -A "$2" | tr '\\n' ' ')"
+echo "visible=$(ls -A "$3" | tr '\\n' ' ')"
+`,
+  'no-interpreter.sh': '#!/nonexistent/sealvault-interpreter\n',
+  // Started by `unshare -U` before its maps exist: waits for the test to write them from outside,
+  // then runs itself again, which as root of the namespace gives it the capabilities that the
+  // sysctl needs; then becomes the user $1:$2 and runs the helper $3.
+  'no-userns.sh': `#!/bin/sh
+if [ "$1" = wait ]; then read go <&6; exec 6<&-; shift; exec "$0" "$@"; fi
+echo 0 > /proc/sys/user/max_user_namespaces || exit 99
+exec /usr/bin/setpriv --reuid "$1" --regid "$2" --clear-groups -- "$3"
+`,
+};
+
+beforeAll(() => {
+  base = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-helper-'));
+  fs.chmodSync(base, 0o755);
+  outsideTmp = fs.mkdtempSync('/var/tmp/sealvault-helper-');
+  fs.chmodSync(outsideTmp, 0o755);
+  for (const [name, text] of Object.entries(SCRIPTS)) {
+    fixtures[name] = path.join(base, name);
+    fs.writeFileSync(fixtures[name]!, text, { mode: 0o755 });
+  }
+  fixtures['not-a-program'] = path.join(base, 'not-a-program');
+  fs.writeFileSync(fixtures['not-a-program']!, 'plain text, no #! line\n', { mode: 0o755 });
+  // the helper where the unprivileged user can run it
+  const helper = path.join(base, 'spawn_helper');
+  fs.copyFileSync(BUILT_HELPER, helper);
+  fs.chmodSync(helper, 0o755);
+
+  const me = os.userInfo();
+  rootLauncher = { label: IS_ROOT ? 'root' : me.username, uid: me.uid, gid: me.gid, command: [BUILT_HELPER] };
+  user = IS_ROOT ? unprivilegedUser() : { name: me.username, uid: me.uid, gid: me.gid };
+  userLauncher = IS_ROOT
+    ? { label: user.name, uid: user.uid, gid: user.gid, command: ['/usr/bin/setpriv', '--reuid', String(user.uid), '--regid', String(user.gid), '--clear-groups', '--', helper] }
+    : rootLauncher;
+});
+
+afterAll(() => {
+  if (base !== undefined) fs.rmSync(base, { recursive: true, force: true });
+  if (outsideTmp !== undefined) fs.rmSync(outsideTmp, { recursive: true, force: true });
+});
+
+const launchers = IS_ROOT ? (['root', 'unprivileged user'] as const) : (['current user'] as const);
+const launcherFor = (who: string): Launcher => (who === 'unprivileged user' ? userLauncher : rootLauncher);
+
+for (const who of launchers) {
+  describe(`every tier, run by ${who}`, () => {
+    for (const tier of TIERS) {
+      describe(tier, () => {
+        it('gives the namespaces the tier promises, PID 2 under our reaper, the caller\'s process group, no capabilities', async () => {
+          const launcher = launcherFor(who);
+          const own = ownNamespaces();
+          const result = await run(launcher, { tier, executable: fixtures['report.sh']!, argv: ['report'], env: [PATH_ENV, 'API_KEY=k'] });
+          expect(result.code, result.stderr).toBe(0);
+          expect(result.stderr).toBe('');
+          const seen = report(result.stdout);
+          for (const ns of NAMESPACES) {
+            expect(Number(seen[`ns.${ns}`]) !== own[ns], `${ns} namespace is ${OWN_NAMESPACES[tier].includes(ns) ? 'own' : 'shared'}`).toBe(OWN_NAMESPACES[tier].includes(ns));
+          }
+          expect(result.info).toEqual({ tier, userns: tier !== 'none', ns: Object.fromEntries(NAMESPACES.map((ns) => [ns, Number(seen[`ns.${ns}`])])) });
+          expect(seen.uid).toBe(String(launcher.uid));
+          if (tier === 'none') {
+            expect(seen.pid).not.toBe('2');
+          } else {
+            expect(seen.pid).toBe('2');
+            expect(seen.ppid).toBe('1');
+          }
+          // no setsid: terminal job control keeps working (lockdown's /proc cannot name a group outside it)
+          expect(seen.pgrp).toBe(tier === 'lockdown' ? '0' : statField('self', 5));
+          const pids = (seen.procpids ?? '').trim().split(' ').map(Number);
+          if (tier === 'lockdown') {
+            expect(pids).toContain(1);
+            expect(pids).toContain(2);
+            expect(pids.every((p) => p < 50), `only the sandbox's processes in /proc: ${seen.procpids}`).toBe(true);
+          } else {
+            expect(pids).toContain(process.pid);
+          }
+          for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapAmb']) expect(seen[set], set).toBe('0000000000000000');
+          // an unprivileged helper in tier none cannot shrink the bounding set; no_new_privs makes it moot
+          if (!(tier === 'none' && launcher.uid !== 0)) expect(seen.CapBnd).toBe('0000000000000000');
+          expect(seen.NoNewPrivs).toBe('1');
+          expect(seen.API_KEY).toBe('k');
+        });
+
+        it('delivers environment and file secrets byte for byte, files read-only', async () => {
+          const launcher = launcherFor(who);
+          const token = Buffer.from([0, 1, 2, 0xff, 0x0a, 0x3d, 0x00, 0x7f]);
+          const big = Buffer.alloc(1 << 20, 'x');
+          big.write('start', 0);
+          big.write('end', big.length - 3);
+          const files = [{ name: 'TOKEN', value: token }, { name: 'BIG', value: big }, { name: 'EMPTY', value: new Uint8Array() }];
+          const result = await run(launcher, { tier, executable: fixtures['files.sh']!, argv: ['files', 'TOKEN', 'BIG', 'EMPTY'], files });
+          expect(result.code, result.stderr).toBe(0);
+          const seen = report(result.stdout);
+          for (const file of files) {
+            const sha = createHash('sha256').update(file.value).digest('hex');
+            expect(seen[`${file.name}.sha256`], file.name).toBe(sha);
+            expect(seen[`${file.name}.write`], `${file.name} can be written`).toBe('refused');
+            expect(seen[`${file.name}.after`]).toBe(sha);
+            if (tier === 'lockdown') {
+              expect(seen[`${file.name}.path`]).toBe(`/tmp/.vault-secrets/${file.name}`);
+              expect(seen[`${file.name}.mode`]).toBe('400');
+            } else {
+              expect(seen[`${file.name}.path`]).toMatch(/^\/dev\/fd\/\d+$/);
+            }
+          }
+
+          // an ELF target gets exactly the requested environment plus NAME_FILE for each file
+          const binaryEnv = Buffer.concat([Buffer.from('BINARY='), Buffer.from([0xff, 0xfe, 0x0a, 0x01])]);
+          const env = [PATH_ENV, 'API_KEY=env-secret', 'WITH_EQUALS=a=b\nc', binaryEnv];
+          const elf = await run(launcher, { tier, executable: '/usr/bin/env', argv: ['env', '-0'], env, files: [{ name: 'TOKEN', value: token }] });
+          expect(elf.code, elf.stderr).toBe(0);
+          const entries = elf.stdoutBytes.toString('latin1').split('\0').filter(Boolean);
+          const fileEntry = entries.find((e) => e.startsWith('TOKEN_FILE='));
+          expect(fileEntry).toMatch(tier === 'lockdown' ? /^TOKEN_FILE=\/tmp\/\.vault-secrets\/TOKEN$/ : /^TOKEN_FILE=\/dev\/fd\/\d+$/);
+          expect(entries.filter((e) => e !== fileEntry)).toEqual(env.map((e) => Buffer.from(e).toString('latin1')));
+        });
+
+        it('passes exit codes and death by signal through (42, 143), and argv[0] to the program', async () => {
+          const launcher = launcherFor(who);
+          expect((await run(launcher, { tier, executable: fixtures['exit42.sh']!, argv: ['x'] })).code).toBe(42);
+          const killed = await run(launcher, { tier, executable: fixtures['selfterm.sh']!, argv: ['x'] });
+          expect(killed.code).toBe(143);
+          expect(killed.signal).toBeNull();
+          expect((await run(launcher, { tier, executable: '/bin/false', argv: ['false'] })).code).toBe(1);
+          const cat = await run(launcher, { tier, executable: '/bin/cat', argv: ['my-name', '/proc/self/cmdline'] });
+          expect(cat.stdout).toBe('my-name\0/proc/self/cmdline\0');
+        });
+
+        it('forwards INT, HUP, QUIT, USR1, USR2, WINCH and TERM sent to the helper to the target', async () => {
+          const running = start(launcherFor(who), { tier, executable: fixtures['signals.sh']!, argv: ['signals'] });
+          await running.output(/^ready$/m);
+          for (const signal of ['SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGTERM'] as const) {
+            process.kill(running.pid, signal);
+            await running.output(new RegExp(`^got-${signal.slice(3)}$`, 'm'));
+          }
+          const result = await running.done;
+          expect(result.code, result.stderr).toBe(7);
+        });
+
+        it('hands an ELF target only fds 0, 1 and 2: not fd 4, not the caller\'s other fds', async () => {
+          const result = await run(launcherFor(who), { tier, executable: '/bin/ls', argv: ['ls', '-l', '/proc/self/fd'], strayFds: 2 });
+          expect(result.code, result.stderr).toBe(0);
+          const fds = [...result.stdout.matchAll(/ (\d+) -> (.*)$/gm)].map((m) => [Number(m[1]), m[2]!] as const);
+          expect(fds.map(([fd]) => fd).filter((fd) => fd <= 2)).toEqual([0, 1, 2]);
+          // above 2 only the directory ls itself opened to list
+          expect(fds.filter(([fd]) => fd > 2).map(([, target]) => target)).toEqual([expect.stringMatching(/^\/proc\/\d+\/fd$/)]);
+        });
+
+        it('keeps secrets out of the helper\'s and PID 1\'s argv, environment and memory; killing the helper kills the sandbox', async () => {
+          const secret = `s3cret-${tier}-${Math.random().toString(36).slice(2)}`;
+          const fileSecret = `f1le-${tier}-${Math.random().toString(36).slice(2)}`;
+          const running = start(launcherFor(who), {
+            tier, executable: fixtures['wait.sh']!, argv: ['wait'], env: [PATH_ENV, `API_KEY=${secret}`], files: [{ name: 'TOKEN', value: fileSecret }], keepStdin: true,
+          });
+          await running.output(/^ready$/m);
+          const helperPid = running.pid;
+          const [first] = childrenOf(helperPid);
+          expect(first).toBeDefined();
+          const sandbox = tier === 'none' ? [helperPid] : [helperPid, first!];
+          const target = tier === 'none' ? first! : childrenOf(first!)[0]!;
+          for (const pid of sandbox) {
+            expect(fs.readFileSync(`/proc/${pid}/environ`, 'utf8'), `environ of ${pid}`).toBe('');
+            const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+            expect(cmdline).not.toContain(secret);
+            expect(cmdline).not.toContain(fileSecret);
+            // non-dumpable: its /proc entries belong to root whoever runs it
+            expect(fs.statSync(`/proc/${pid}/environ`).uid, `owner of /proc/${pid}/environ`).toBe(0);
+            if (IS_ROOT) {
+              for (const region of memoryOf(pid)) {
+                expect(region.includes(secret), `environment secret in the memory of ${pid}`).toBe(false);
+                expect(region.includes(fileSecret), `file secret in the memory of ${pid}`).toBe(false);
+              }
+            }
+          }
+          expect(fs.readFileSync(`/proc/${target}/environ`, 'utf8')).toContain(`API_KEY=${secret}`);
+
+          process.kill(helperPid, 'SIGKILL');
+          await until(() => isGone(target) && sandbox.every(isGone), 'PID 1 and the target to die with the helper');
+          expect((await running.done).signal).toBe('SIGKILL');
+        });
+
+        it('lets the target read a same-user process outside only in tier none, and never the helper\'s memory', async () => {
+          const launcher = launcherFor(who);
+          const outsider = startOutsider(launcher);
+          try {
+            await until(() => fs.existsSync(`/proc/${outsider.pid}`) && fs.readFileSync(`/proc/${outsider.pid}/cmdline`, 'utf8').startsWith('/bin/sleep'), 'the outsider');
+            const result = await run(launcher, { tier, executable: fixtures['probe.sh']!, argv: ['probe', String(outsider.pid)] });
+            expect(result.code, result.stderr).toBe(0);
+            const seen = report(result.stdout);
+            expect(seen.outside).toBe({ none: 'readable', hardened: 'denied', lockdown: 'invisible' }[tier]);
+            expect(seen.parentmem, 'the helper (none) or PID 1 holds secrets: its memory is closed').toBe('denied');
+          } finally {
+            outsider.kill('SIGKILL');
+          }
+        });
+      });
+    }
+
+    describe('network and mounts', () => {
+      let server: net.Server;
+      let port: number;
+      beforeAll(async () => {
+        server = net.createServer((socket) => {
+          socket.on('error', () => undefined); // the probe closes without reading
+          socket.end('host');
+        });
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        port = (server.address() as net.AddressInfo).port;
+      });
+      afterAll(() => {
+        server.close();
+      });
+
+      for (const tier of ['hardened', 'lockdown'] as const) {
+        it(`${tier}: ${tier === 'lockdown' ? 'cannot' : 'can'} reach the host's 127.0.0.1; its own 127.0.0.1 works`, async () => {
+          const result = await run(launcherFor(who), { tier, executable: fixtures['net.sh']!, argv: ['net', String(port), process.execPath] });
+          expect(result.code, result.stderr).toBe(0);
+          expect(report(result.stdout)).toEqual({ host: tier === 'lockdown' ? 'refused' : 'connected', inside: 'pong' });
+        });
+      }
+
+      it('lockdown: private /tmp and /dev/shm, hidden directories empty, missing ones skipped', async () => {
+        const hidden = fs.mkdtempSync(path.join(outsideTmp, 'hidden-'));
+        const visible = fs.mkdtempSync(path.join(outsideTmp, 'visible-'));
+        fs.writeFileSync(path.join(hidden, 'vault-file'), 'do not show');
+        fs.writeFileSync(path.join(visible, 'shown'), '');
+        spawnSync('chmod', ['-R', 'a+rX', hidden, visible]);
+        const unique = `sealvault-probe-${process.pid}-${Date.now()}`;
+        const result = await run(launcherFor(who), {
+          tier: 'lockdown', executable: fixtures['mounts.sh']!, argv: ['mounts', unique, hidden, visible], hide: [hidden, '/nonexistent/sealvault-hidden'],
+        });
+        expect(result.code, result.stderr).toBe(0);
+        expect(report(result.stdout)).toEqual({ 'tmp.before': '', wrote: 'yes', 'tmp.after': `${unique} `, hidden: '', visible: 'shown ' });
+        expect(fs.existsSync(path.join('/tmp', unique)), 'a file written to /tmp inside is on the host').toBe(false);
+        expect(fs.existsSync(path.join('/dev/shm', unique)), 'a file written to /dev/shm inside is on the host').toBe(false);
+        expect(fs.readdirSync(hidden)).toEqual(['vault-file']);
+      });
+    });
+  });
+}
+
+describe('requests the helper refuses, and programs it cannot run', () => {
+  const valid = (): RunOptions => ({ tier: 'hardened', executable: '/bin/true', argv: ['true'] });
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(n);
+    return b;
+  };
+  const str = (s: string | Buffer) => Buffer.concat([u32(Buffer.byteLength(s)), Buffer.from(s)]);
+
+  it.each([
+    ['a wrong magic', Buffer.from('SVH2\0\0\0\0'), /SVH1/],
+    ['an empty request', Buffer.alloc(0), /SVH1/],
+    ['an unknown tier', Buffer.concat([Buffer.from('SVH1'), u32(3)]), /unknown tier 3/],
+    ['a request that ends early', Buffer.concat([Buffer.from('SVH1'), u32(1), u32(2), str('a')]), /ends early/],
+    ['a NUL in an argument', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(1), str('tr\0ue'), u32(0), u32(0), u32(0)]), /NUL/],
+    ['a NUL in an environment string', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(1), str('true'), u32(1), str('A=\0'), u32(0), u32(0)]), /NUL/],
+    ['an empty argv', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(0), u32(0), u32(0), u32(0)]), /argv/],
+    ['4097 arguments', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(4097)]), /4097 arguments/],
+    ['257 files', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(1), str('true'), u32(0), u32(257)]), /257 files/],
+    ['a file name with a slash', Buffer.concat([Buffer.from('SVH1'), u32(2), u32(1), str('true'), u32(0), u32(1), str('../x'), str('v'), u32(0)]), /'\/'/],
+    ['a file value over 1 MiB', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(1), str('true'), u32(0), u32(1), str('BIG'), u32((1 << 20) + 1)]), /longer than 1048576/],
+    ['17 hidden directories', Buffer.concat([Buffer.from('SVH1'), u32(2), u32(1), str('true'), u32(0), u32(0), u32(17)]), /17 hidden/],
+    ['a relative hidden directory', Buffer.concat([Buffer.from('SVH1'), u32(2), u32(1), str('true'), u32(0), u32(0), u32(1), str('tmp')]), /absolute/],
+    ['bytes after the end', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(1), str('true'), u32(0), u32(0), u32(0), Buffer.from('x')]), /after the end/],
+  ])('refuses %s: 125 and one line', async (_what, payload, reason) => {
+    const result = await run(rootLauncher, { ...valid(), payload });
+    expectOneLineError(result, 125, 'read_request');
+    expect(result.stderr).toMatch(reason);
+    expect(result.info).toBeUndefined();
+  });
+
+  it('refuses a request over 64 MiB', async () => {
+    const payload = Buffer.alloc(64 * 1024 * 1024 + 1);
+    Buffer.from('SVH1').copy(payload);
+    const result = await run(rootLauncher, { ...valid(), payload });
+    expectOneLineError(result, 125, 'read_request');
+    expect(result.stderr).toMatch(/larger than 67108864/);
+  });
+
+  it('lockdown refuses to hide a path that is not a directory: 125 at setup_mounts', async () => {
+    const file = path.join(outsideTmp, 'not-a-directory');
+    fs.writeFileSync(file, '');
+    const result = await run(rootLauncher, { tier: 'lockdown', executable: '/bin/true', argv: ['true'], hide: [file] });
+    expectOneLineError(result, 125, 'setup_mounts');
+    expect(result.stderr).toMatch(/not a directory/);
+  });
+
+  it('126 for a file that is not a program, 127 for a missing interpreter, each with one line', async () => {
+    for (const tier of TIERS) {
+      expectOneLineError(await run(rootLauncher, { tier, executable: fixtures['not-a-program']!, argv: ['prog'] }), 126, 'exec_pinned');
+      const missing = await run(rootLauncher, { tier, executable: fixtures['no-interpreter.sh']!, argv: ['script'] });
+      expectOneLineError(missing, 127, 'exec_pinned');
+      expect(missing.stderr).toMatch(/interpreter/);
+    }
+  });
+
+  it('runs without an info pipe (fd 5 closed)', async () => {
+    for (const tier of TIERS) {
+      const result = await run(rootLauncher, { tier, executable: fixtures['exit42.sh']!, argv: ['x'], noInfo: true });
+      expect(result.code, result.stderr).toBe(42);
+      expect(result.info).toBeUndefined();
+    }
+  });
+});
+
+describe.runIf(IS_ROOT)('without user namespaces (user.max_user_namespaces = 0 in a user namespace of the test)', () => {
+  it('root falls back to namespaces without a user namespace, and the target still has no capabilities', async () => {
+    // root of a fresh user namespace, where creating another one fails with ENOSPC
+    const launcher: Launcher = {
+      label: 'root without userns', uid: 0, gid: 0,
+      command: ['/usr/bin/unshare', '-Ur', '--', '/bin/sh', '-c', 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$0"', BUILT_HELPER],
+    };
+    const own = ownNamespaces();
+    for (const tier of ['hardened', 'lockdown'] as const) {
+      const result = await run(launcher, { tier, executable: fixtures['report.sh']!, argv: ['report'], env: [PATH_ENV, 'API_KEY=fallback'] });
+      expect(result.code, result.stderr).toBe(0);
+      const seen = report(result.stdout);
+      expect(result.info?.userns).toBe(false);
+      expect(result.info?.tier).toBe(tier);
+      // the user namespace is the one unshare -Ur made, not one of the helper's
+      expect(result.info?.ns.user).toBe(Number(seen['ns.user']));
+      for (const ns of ['pid', 'ipc', 'mnt', 'net', 'uts', 'cgroup'] as const) {
+        expect(Number(seen[`ns.${ns}`]) !== own[ns], ns).toBe(OWN_NAMESPACES[tier].includes(ns));
+        expect(result.info?.ns[ns]).toBe(Number(seen[`ns.${ns}`]));
+      }
+      expect(seen.pid).toBe('2');
+      expect(seen.uid).toBe('0');
+      for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) expect(seen[set], set).toBe('0000000000000000');
+      expect(seen.NoNewPrivs).toBe('1');
+      expect(seen.API_KEY).toBe('fallback');
+
+      const files = await run(launcher, { tier, executable: fixtures['files.sh']!, argv: ['files', 'TOKEN'], files: [{ name: 'TOKEN', value: 'v' }] });
+      expect(files.code, files.stderr).toBe(0);
+      expect(report(files.stdout)['TOKEN.write']).toBe('refused');
+      if (tier === 'lockdown') expect(report(files.stdout)['TOKEN.mode']).toBe('400');
+    }
+    const lockdownProcs = report((await run(launcher, { tier: 'lockdown', executable: fixtures['report.sh']!, argv: ['report'] })).stdout).procpids!;
+    expect(lockdownProcs.trim().split(' ').map(Number).every((p) => p < 50), lockdownProcs).toBe(true);
+  });
+
+  it('a non-root user gets 125 and one line naming user.max_user_namespaces; tier none still runs', async () => {
+    // As facts.md describes: a user namespace mapping 0-65535 (written by us, root, from outside),
+    // max_user_namespaces set to 0 by its root, then the helper as the unprivileged user.
+    const helper = userLauncher.command[userLauncher.command.length - 1]!;
+    const ownUserns = fs.readlinkSync('/proc/self/ns/user');
+    const launcher: Launcher = {
+      label: 'user without userns', uid: user.uid, gid: user.gid,
+      command: ['/usr/bin/unshare', '-U', '--', fixtures['no-userns.sh']!, 'wait', String(user.uid), String(user.gid), helper],
+      ownFds: 1,
+      async prepare(child, [go]) {
+        const pid = child.pid!;
+        await until(() => {
+          try {
+            return fs.readlinkSync(`/proc/${pid}/ns/user`) !== ownUserns;
+          } catch {
+            return false;
+          }
+        }, 'unshare -U');
+        fs.writeFileSync(`/proc/${pid}/uid_map`, '0 0 65536\n');
+        fs.writeFileSync(`/proc/${pid}/gid_map`, '0 0 65536\n');
+        go!.write('\n');
+      },
+    };
+    for (const tier of ['hardened', 'lockdown'] as const) {
+      const result = await run(launcher, { tier, executable: fixtures['report.sh']!, argv: ['report'] });
+      expectOneLineError(result, 125, 'setup_namespaces');
+      expect(result.stderr).toMatch(/user\.max_user_namespaces is 0/);
+      expect(result.stderr).toMatch(/sysctl -w user\.max_user_namespaces=/);
+      expect(result.info).toBeUndefined();
+    }
+    const none = await run(launcher, { tier: 'none', executable: fixtures['report.sh']!, argv: ['report'] });
+    expect(none.code, none.stderr).toBe(0);
+    expect(report(none.stdout).uid).toBe(String(user.uid));
+    expect(none.info?.userns).toBe(false);
+  });
+});
