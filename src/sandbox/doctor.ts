@@ -8,10 +8,10 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { keychainUnavailableReason } from '../vault/keychain.js';
-import { HELPER_NAME, helperPath, runSandboxed, type SandboxResult } from './spawn.js';
+import { packageRoot } from '../vault/native.js';
+import { HELPER_NAME, runSandboxed, type SandboxResult } from './spawn.js';
 import { TIERS, type Tier } from './tiers.js';
 
 /** One kernel knob under /proc/sys. `value` is null when the file is absent or unreadable. */
@@ -236,16 +236,8 @@ function landlock(): DoctorReport['landlock'] {
 
 /** Where the helper is, or would be once built (build/Release below the package root). */
 function expectedHelperPath(): string | null {
-  try {
-    return helperPath();
-  } catch {
-    let dir = path.dirname(fileURLToPath(import.meta.url));
-    for (let level = 0; level < 4; level += 1) {
-      if (fs.existsSync(path.join(dir, 'package.json'))) return path.join(dir, 'build', 'Release', HELPER_NAME);
-      dir = path.dirname(dir);
-    }
-    return null;
-  }
+  const root = packageRoot();
+  return root === undefined ? null : path.join(root, 'build', 'Release', HELPER_NAME);
 }
 
 function helperFacts(): DoctorReport['helper'] {

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fromBase64, keyFromPassphrase, KDF_RELEASE, randomBytes, slotAad, toBase64, unwrapKey, wipe, wrapKey } from './crypto.js';
 import { VaultError } from './errors.js';
-import { parseVaultFile, SLOT_ID_PATTERN, type SlotFile, slotFileSchema, type SlotKind } from './format.js';
+import { parseVaultFile, SLOT_ID_PATTERN, type SlotFile, slotFileSchema } from './format.js';
 import { keychainWrite } from './keychain.js';
 
 const TOKEN_PREFIX = 'svt1_';
@@ -120,4 +120,3 @@ export function checkSlotId(id: string): string {
   return id;
 }
 
-export const SLOT_KINDS: readonly SlotKind[] = ['token', 'keychain', 'passphrase'];

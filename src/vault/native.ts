@@ -14,20 +14,21 @@ let addon: NativeAddon | undefined;
 
 const ADDON = 'sealvault_native.node';
 
-/**
- * `npm install` builds the native parts (binding.gyp) into build/Release at the package root. The
- * code runs from src/ in tests and from dist/ or dist/test/ once bundled, so look upwards for it.
- */
-export function findBuildArtifact(name: string): string | undefined {
+/** The package root (the directory with package.json): from src/ in tests, dist/ or dist/test/ once bundled. */
+export function packageRoot(): string | undefined {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let level = 0; level < 4; level += 1) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) {
-      const candidate = path.join(dir, 'build', 'Release', name);
-      return fs.existsSync(candidate) ? candidate : undefined;
-    }
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
     dir = path.dirname(dir);
   }
   return undefined;
+}
+
+/** A file `npm install` built (binding.gyp) into build/Release, or undefined when it is not there. */
+export function findBuildArtifact(name: string): string | undefined {
+  const root = packageRoot();
+  const candidate = root === undefined ? undefined : path.join(root, 'build', 'Release', name);
+  return candidate !== undefined && fs.existsSync(candidate) ? candidate : undefined;
 }
 
 export function native(): NativeAddon {
