@@ -82,7 +82,9 @@ function keychainItem(account: string): string | undefined {
   if (HAS_SECRET_TOOL) {
     const result = spawnSync('secret-tool', ['lookup', 'service', 'sealvault', 'account', account], { env: process.env, encoding: 'utf8', timeout: 20_000 });
     if (result.status === 0 && result.stdout !== '') return result.stdout.replace(/\n$/, '');
-    return undefined;
+    // secret-tool says "not found" with exit 1 and nothing on stderr; anything else is a failed look-up
+    if (result.status === 1 && result.stderr === '') return undefined;
+    throw new Error(`secret-tool lookup failed (status ${result.status}, signal ${result.signal}, ${String(result.error ?? '')}): ${result.stderr}`);
   }
   const result = keytarChild(
     `require('keytar').getPassword('sealvault', ${JSON.stringify(account)}).then((v) => { if (v !== null) process.stdout.write(v); process.exit(v === null ? 3 : 0); }, (e) => { process.stderr.write(String(e)); process.exit(1); })`,
