@@ -376,11 +376,11 @@ static void parse_request(struct cursor *in, struct request *req)
     file->value = (unsigned char *)take_bytes(in, &file->length, MAX_FILE_VALUE_BYTES, "a file value");
   }
 
-  req->hidec = take_count(in, MAX_HIDE, "hidden directories");
+  req->hidec = take_count(in, MAX_HIDE, "hidden paths");
   for (size_t i = 0; i < req->hidec; i++) {
-    req->hide[i] = take_string(in, PATH_MAX, "a hidden directory");
+    req->hide[i] = take_string(in, PATH_MAX, "a hidden path");
     if (req->hide[i][0] != '/')
-      die("read_request", "hidden directory \"%s\" is not an absolute path", req->hide[i]);
+      die("read_request", "hidden path \"%s\" is not an absolute path", req->hide[i]);
   }
 
   if (in->left != 0)
@@ -556,6 +556,24 @@ static bool existing_directory(const char *path)
   return true;
 }
 
+/* A directory gets an empty tmpfs over it; a file (a CI token file) gets /dev/null bound over
+ * it, so that it reads as empty. A path that does not exist has nothing to hide. */
+static void hide_path(const char *path, bool userns)
+{
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    if (errno == ENOENT)
+      return;
+    die_with_error("setup_mounts", "%s", path);
+  }
+  if (S_ISDIR(st.st_mode))
+    mount_or_die("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=16k", userns);
+  else if (S_ISREG(st.st_mode))
+    mount_or_die("/dev/null", path, "bind", MS_BIND, NULL, userns);
+  else
+    die("setup_mounts", "%s is neither a directory nor a regular file: it cannot be hidden", path);
+}
+
 static void setup_mounts(const struct request *req, bool userns)
 {
   /* Before anything is mounted: a shared / would carry our mounts back to the host (and on the
@@ -567,9 +585,7 @@ static void setup_mounts(const struct request *req, bool userns)
   if (existing_directory("/dev/shm"))
     mount_or_die("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", userns);
   for (size_t i = 0; i < req->hidec; i++)
-    if (existing_directory(req->hide[i]))
-      mount_or_die("tmpfs", req->hide[i], "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                   "mode=0755,size=16k", userns);
+    hide_path(req->hide[i], userns);
 }
 
 /* A new network namespace starts with lo down: 127.0.0.1 would not even reach itself. */

@@ -345,8 +345,8 @@ describe('wrong keys', () => {
 
   it('no VAULT_KEY, no other slot, no terminal: no unlock (8), naming what was tried', () => {
     delete ws.env.VAULT_KEY;
-    expectUnlockRefused({}, 8, /VAULT_KEY is not set.*no keychain slot.*no passphrase slot/);
-    expectUnlockRefused({ VAULT_KEY: '' }, 8, /VAULT_KEY is not set/);
+    expectUnlockRefused({}, 8, /neither VAULT_KEY nor VAULT_KEY_FILE is set.*no keychain slot.*no passphrase slot/);
+    expectUnlockRefused({ VAULT_KEY: '' }, 8, /neither VAULT_KEY nor VAULT_KEY_FILE is set/);
   });
 });
 

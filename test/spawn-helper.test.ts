@@ -328,13 +328,14 @@ const server = net.createServer((c) => c.end("pong")).listen(0, "127.0.0.1", () 
   c.on("error", (e) => { console.log("inside=" + e.code); server.close(); });
 });'
 `,
-  // $1: a unique name; $2: a hidden directory; $3: a directory that is not hidden
+  // $1: a unique name; $2: a hidden directory; $3: a directory that is not hidden; $4: a hidden file
   'mounts.sh': `#!/bin/sh
 echo "tmp.before=$(ls -A /tmp | tr '\\n' ' ')"
 echo x > "/tmp/$1" && echo x > "/dev/shm/$1" && echo "wrote=yes"
 echo "tmp.after=$(ls -A /tmp | tr '\\n' ' ')"
 echo "hidden=$(ls -A "$2" | tr '\\n' ' ')"
 echo "visible=$(ls -A "$3" | tr '\\n' ' ')"
+echo "hidden.file=$(cat "$4" 2>&1 | wc -c)"
 `,
   'no-interpreter.sh': '#!/nonexistent/sealvault-interpreter\n',
   // Started by `unshare -U` before its maps exist: waits for the test to write them from outside,
@@ -557,18 +558,23 @@ for (const who of launchers) {
         });
       }
 
-      it('lockdown: private /tmp and /dev/shm, hidden directories empty, missing ones skipped', async () => {
+      it('lockdown: private /tmp and /dev/shm, hidden directories empty, hidden files empty, missing ones skipped', async () => {
         const hidden = fs.mkdtempSync(path.join(outsideTmp, 'hidden-'));
         const visible = fs.mkdtempSync(path.join(outsideTmp, 'visible-'));
         fs.writeFileSync(path.join(hidden, 'vault-file'), 'do not show');
         fs.writeFileSync(path.join(visible, 'shown'), '');
+        const hiddenFile = path.join(visible, 'token-file');
+        fs.writeFileSync(hiddenFile, 'svt1_a-token-that-must-not-show');
         spawnSync('chmod', ['-R', 'a+rX', hidden, visible]);
         const unique = `sealvault-probe-${process.pid}-${Date.now()}`;
         const result = await run(launcherFor(who), {
-          tier: 'lockdown', executable: fixtures['mounts.sh']!, argv: ['mounts', unique, hidden, visible], hide: [hidden, '/nonexistent/sealvault-hidden'],
+          tier: 'lockdown', executable: fixtures['mounts.sh']!, argv: ['mounts', unique, hidden, visible, hiddenFile], hide: [hidden, hiddenFile, '/nonexistent/sealvault-hidden'],
         });
         expect(result.code, result.stderr).toBe(0);
-        expect(report(result.stdout)).toEqual({ 'tmp.before': '', wrote: 'yes', 'tmp.after': `${unique} `, hidden: '', visible: 'shown ' });
+        expect(report(result.stdout)).toEqual({
+          'tmp.before': '', wrote: 'yes', 'tmp.after': `${unique} `, hidden: '', visible: 'shown token-file ', 'hidden.file': '0',
+        });
+        expect(fs.readFileSync(hiddenFile, 'utf8'), 'the file outside is untouched').toBe('svt1_a-token-that-must-not-show');
         expect(fs.existsSync(path.join('/tmp', unique)), 'a file written to /tmp inside is on the host').toBe(false);
         expect(fs.existsSync(path.join('/dev/shm', unique)), 'a file written to /dev/shm inside is on the host').toBe(false);
         expect(fs.readdirSync(hidden)).toEqual(['vault-file']);
@@ -616,12 +622,14 @@ describe('requests the helper refuses, and programs it cannot run', () => {
     expect(result.stderr).toMatch(/larger than 67108864/);
   });
 
-  it('lockdown refuses to hide a path that is not a directory: 125 at setup_mounts', async () => {
-    const file = path.join(outsideTmp, 'not-a-directory');
-    fs.writeFileSync(file, '');
-    const result = await run(rootLauncher, { tier: 'lockdown', executable: '/bin/true', argv: ['true'], hide: [file] });
+  it('lockdown refuses to hide a path that is neither a directory nor a regular file: 125 at setup_mounts', async () => {
+    const fifo = path.join(outsideTmp, `a-fifo-${process.pid}`);
+    fs.rmSync(fifo, { force: true });
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const result = await run(rootLauncher, { tier: 'lockdown', executable: '/bin/true', argv: ['true'], hide: [fifo] });
+    fs.rmSync(fifo, { force: true });
     expectOneLineError(result, 125, 'setup_mounts');
-    expect(result.stderr).toMatch(/not a directory/);
+    expect(result.stderr).toMatch(/neither a directory nor a regular file/);
   });
 
   it('126 for a file that is not a program, 127 for a missing interpreter, each with one line', async () => {

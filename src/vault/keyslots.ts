@@ -31,11 +31,11 @@ export function encodeToken(bytes: Uint8Array): string {
   return TOKEN_PREFIX + Buffer.from(bytes).toString('base64url');
 }
 
-/** The 32 token bytes of `VAULT_KEY`, or a usage error that says what a token looks like. */
-export function decodeToken(text: string): Uint8Array {
+/** The 32 token bytes, or a usage error that says what a token looks like; `source` names where it came from. */
+export function decodeToken(text: string, source = 'VAULT_KEY'): Uint8Array {
   const trimmed = text.trim();
   if (!TOKEN_PATTERN.test(trimmed)) {
-    throw new VaultError('usage', 'VAULT_KEY is not a sealvault token (svt1_ followed by 43 characters); set it to the token `vault init --token` or `vault key add --token` printed');
+    throw new VaultError('usage', `${source} is not a sealvault token (svt1_ followed by 43 characters); set it to the token \`vault init --token\` or \`vault key add --token\` printed`);
   }
   return new Uint8Array(Buffer.from(trimmed.slice(TOKEN_PREFIX.length), 'base64url'));
 }

@@ -1,5 +1,5 @@
 /**
- * Unlocking: `VAULT_KEY` (a token) → the OS keychain → `VAULT_PASSPHRASE` or a passphrase typed at
+ * Unlocking: `VAULT_KEY` or `VAULT_KEY_FILE` (a token) → the OS keychain → `VAULT_PASSPHRASE` or a passphrase typed at
  * the terminal. A credential that is given but opens nothing is an error, never a reason to fall
  * through quietly. Every unlock checks that the private key belongs to the vault's public key.
  */
@@ -8,6 +8,7 @@ import { VaultError } from './errors.js';
 import type { SlotFile } from './format.js';
 import { keychainRead } from './keychain.js';
 import { decodeToken, openPassphraseSlot, openSlot } from './keyslots.js';
+import { givenToken } from './token-source.js';
 
 export interface UnlockOptions {
   /** Asks for the passphrase at the terminal; absent when there is no terminal. */
@@ -42,9 +43,9 @@ async function findOpeningSlot(vaultId: Uint8Array, slots: SlotFile[], options: 
   const tried: string[] = [];
   const ofKind = <K extends SlotFile['kind']>(kind: K) => slots.filter((s): s is SlotFile & { kind: K } => s.kind === kind);
 
-  const token = process.env.VAULT_KEY;
-  if (token !== undefined && token !== '') {
-    const kek = decodeToken(token);
+  const token = givenToken();
+  if (token !== undefined) {
+    const kek = decodeToken(token.text, token.source);
     try {
       for (const slot of ofKind('token')) {
         const secretKey = openSlot(slot, vaultId, kek);
@@ -57,11 +58,11 @@ async function findOpeningSlot(vaultId: Uint8Array, slots: SlotFile[], options: 
     throw new VaultError(
       'wrongKey',
       count === 0
-        ? 'VAULT_KEY is set but this vault has no token slot; unset it, or add one with `vault key add --token`'
-        : `VAULT_KEY opens none of this vault's ${count} token slot(s): it belongs to another vault or its slot was removed; check the token`,
+        ? `${token.source} is set but this vault has no token slot; unset it, or add one with \`vault key add --token\``
+        : `${token.source} opens none of this vault's ${count} token slot(s): it belongs to another vault or its slot was removed; check the token`,
     );
   }
-  tried.push('VAULT_KEY is not set');
+  tried.push('neither VAULT_KEY nor VAULT_KEY_FILE is set');
 
   const keychainSlots = ofKind('keychain');
   for (const slot of keychainSlots) {
@@ -97,7 +98,7 @@ async function findOpeningSlot(vaultId: Uint8Array, slots: SlotFile[], options: 
       ? 'no passphrase slot'
       : 'VAULT_PASSPHRASE is not set and there is no terminal to ask for the passphrase',
   );
-  throw new VaultError('noUnlock', `cannot unlock the vault: ${tried.join('; ')}. Set VAULT_KEY to a token or VAULT_PASSPHRASE, or run in a terminal`);
+  throw new VaultError('noUnlock', `cannot unlock the vault: ${tried.join('; ')}. Set VAULT_KEY (or VAULT_KEY_FILE) to a token or VAULT_PASSPHRASE, or run in a terminal`);
 }
 
 async function openWithPassphrase(
