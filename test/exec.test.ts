@@ -47,6 +47,10 @@ describe('vault exec', () => {
     const none = ws.run(['exec', '--', script]);
     expect(none.status).toBe(125);
     expect(none.stderr).toMatch(/^vault: no secret is granted to .*deploy\.sh/);
+    // for an interpreter, the fix it names pins the arguments, since a bare grant would be refused
+    const shell = ws.run(['exec', '--', 'sh', '-c', 'echo "$DB_PASSWORD"']);
+    expect(shell.status).toBe(125);
+    expect(shell.stderr).toMatch(/grant one with `vault allow NAME --to \S+ --arg -c --arg 'echo "\$DB_PASSWORD"'`\n$/);
     expect(ws.run(['allow', 'DB_PASSWORD', '--to', script]).status).toBe(0);
     const other = ws.run(['exec', '--only', 'OTHER', '--', script]);
     expect(other.status).toBe(125);

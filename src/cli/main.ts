@@ -10,6 +10,7 @@ import { hashCommand, openPinned, type PinnedBinary } from '../vault/binary.js';
 import { VaultError } from '../vault/errors.js';
 import { keychainUnavailableReason } from '../vault/keychain.js';
 import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
+import type { MaskStyle } from '../sandbox/masking.js';
 import { TIERS, type Tier } from '../sandbox/tiers.js';
 import type { SlotRequest } from '../vault/keyslots.js';
 import { native } from '../vault/native.js';
@@ -297,15 +298,42 @@ program
   .option('--only <names>', 'release only these secrets (comma-separated)', (list: string) => list.split(',').filter((n) => n !== ''))
   .option('--file <NAME>', 'deliver NAME as a file, its path in NAME_FILE (repeat it)', (name: string, all: string[] = []) => [...all, name])
   .option('--info', "print the child's namespace inode numbers on stderr")
+  .option('--mask [style]', "replace released secrets in the child's output with *** (--mask=name: <NAME>); default when output is not a terminal or CI is set")
+  .option('--no-mask', "pass the child's output through untouched (default on a terminal)")
   .argument('<command>', 'the program: a PATH name or a path')
   .argument('[args...]', 'its arguments (after --)')
   .passThroughOptions()
-  .action(async (command: string, args: string[], flags: { tier: Tier; only?: string[]; file?: string[]; info?: boolean }) => {
+  .action(async (command: string, args: string[], flags: ExecFlags) => {
     process.exitCode = await runExec(command, args, flags);
   });
 
+interface ExecFlags {
+  tier: Tier;
+  only?: string[];
+  file?: string[];
+  info?: boolean;
+  mask?: boolean | string;
+}
+
+/**
+ * Masking is on where output may end up in a log (not a terminal, or CI is set) and off on a
+ * terminal, where the child keeps its tty, colours and job control; --mask and --no-mask decide.
+ */
+function maskStyle(flag: boolean | string | undefined): MaskStyle | undefined {
+  if (flag === false) return undefined;
+  if (typeof flag === 'string') {
+    if (flag === 'stars' || flag === 'name') return flag;
+    throw new VaultError('usage', `--mask takes =stars or =name, not "${flag}"; to mask with *** before the command, write \`--mask --\``);
+  }
+  if (flag === true) return 'stars';
+  const ci = process.env.CI;
+  const inCi = ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0';
+  return inCi || !process.stdout.isTTY || !process.stderr.isTTY ? 'stars' : undefined;
+}
+
 /** `vault exec`'s own failures exit 125 (126 not executable, 127 not found), apart from the child's codes. */
-async function runExec(command: string, args: string[], flags: { tier: Tier; only?: string[]; file?: string[]; info?: boolean }): Promise<number> {
+async function runExec(command: string, args: string[], flags: ExecFlags): Promise<number> {
+  const mask = maskStyle(flags.mask); // a bad flag is a usage error (2), before anything is opened
   let binary: PinnedBinary;
   try {
     (flags.only ?? []).forEach(checkSecretName);
@@ -317,7 +345,9 @@ async function runExec(command: string, args: string[], flags: { tier: Tier; onl
   }
   try {
     const result = await withUnlocked((vault) =>
-      execGranted(vault, binary, { tier: flags.tier, argv: [command, ...args], only: flags.only, files: flags.file ?? [] }),
+      execGranted(vault, binary, {
+        tier: flags.tier, argv: [command, ...args], only: flags.only, files: flags.file ?? [], mask, warn: (message) => say(`vault: warning: ${message}`),
+      }),
     );
     if (flags.info && result.info !== undefined) say(`vault: info ${JSON.stringify(result.info)}`);
     return result.exitCode;

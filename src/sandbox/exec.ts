@@ -11,7 +11,9 @@ import { VaultError } from '../vault/errors.js';
 import { stateDirectory } from '../vault/paths.js';
 import { secretsToRelease } from '../vault/policy.js';
 import type { UnlockedVault } from '../vault/vault.js';
+import { tokenFilePath } from '../vault/token-source.js';
 import { targetEnvironment } from './environment.js';
+import { disposePlan, MIN_MASKED_LENGTH, type MaskPlan, type MaskStyle, planMasking } from './masking.js';
 import { runSandboxed, type SandboxOptions, type SandboxResult } from './spawn.js';
 import type { Tier } from './tiers.js';
 
@@ -23,14 +25,20 @@ export interface ExecRequest {
   only?: string[];
   /** --file: deliver these as files instead of environment variables. */
   files: string[];
+  /** How to mask released values in the target's stdout and stderr; undefined passes them through untouched. */
+  mask?: MaskStyle;
+  /** Told once which released secrets are too short to mask. */
+  warn?: (message: string) => void;
 }
 
-/** What the target must not see in lockdown: the vault, the user's keychain and session sockets, our state. */
-function directoriesToHide(vaultDir: string): string[] {
+/** What the target must not see in lockdown: the vault, the user's keychain and session sockets, our state, the token file. */
+function pathsToHide(vaultDir: string): string[] {
   const runtime = process.env.XDG_RUNTIME_DIR ?? `/run/user/${process.getuid?.() ?? 0}`;
-  return [vaultDir, runtime, stateDirectory(), path.join(os.homedir(), '.local', 'share', 'keyrings')]
+  const directories = [vaultDir, runtime, stateDirectory(), path.join(os.homedir(), '.local', 'share', 'keyrings')]
     .filter((dir) => path.isAbsolute(dir) && fs.existsSync(dir))
     .map((dir) => fs.realpathSync(dir));
+  const tokenFile = tokenFilePath();
+  return tokenFile === undefined ? directories : [...directories, tokenFile];
 }
 
 export async function execGranted(
@@ -45,20 +53,32 @@ export async function execGranted(
 
   const values = vault.openSecrets(names);
   let env: Uint8Array[] = [];
+  let plan: MaskPlan | undefined;
   let running: Promise<SandboxResult>;
   try {
     const inEnvironment = new Map([...values].filter(([name]) => !request.files.includes(name)));
     env = targetEnvironment(process.env, inEnvironment);
     const files = request.files.map((name) => ({ name, value: values.get(name) ?? new Uint8Array() }));
+    if (request.mask !== undefined) {
+      plan = planMasking([...values].map(([name, value]) => ({ name, value })), request.mask);
+      if (plan.tooShort.length > 0) {
+        request.warn?.(`not masking ${plan.tooShort.join(', ')} in the output: shorter than ${MIN_MASKED_LENGTH} bytes, too short to tell from ordinary text`);
+      }
+    }
     // runSandboxed encodes its request before it returns, so the plaintext can go now
     running = runSandboxed(
-      { tier: request.tier, argv: request.argv, env, files, hide: directoriesToHide(vault.vault.dir), executableFd: binary.fd },
-      options,
+      { tier: request.tier, argv: request.argv, env, files, hide: pathsToHide(vault.vault.dir), executableFd: binary.fd },
+      plan === undefined ? options : { ...options, stdio: 'mask', mask: plan },
     );
+  } catch (error) {
+    if (plan !== undefined) disposePlan(plan);
+    throw error;
   } finally {
     wipe(...values.values(), ...env);
   }
-  const result = await running;
+  const result = await running.finally(() => {
+    if (plan !== undefined) disposePlan(plan);
+  });
   vault.vault.change(() => undefined, () => [
     'exec',
     { path: binary.path, sha256: binary.sha256, tier: request.tier, secrets: names, files: request.files, exit: result.exitCode },

@@ -4,9 +4,11 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as os from 'node:os';
+import type { Readable, Writable } from 'node:stream';
 import { VaultError } from '../vault/errors.js';
 import { findBuildArtifact } from '../vault/native.js';
 import { encodeHelperRequest, type HelperRequest } from './helper-protocol.js';
+import { type MaskPlan, maskingTransform } from './masking.js';
 import type { Tier } from './tiers.js';
 
 export interface HelperInfo {
@@ -28,9 +30,33 @@ export interface SandboxResult {
 }
 
 export interface SandboxOptions {
-  /** 'inherit' keeps the caller's terminal (the default); 'pipe' captures output. */
-  stdio?: 'inherit' | 'pipe';
+  /**
+   * 'inherit' hands the target the caller's stdout and stderr (the default); 'pipe' captures them;
+   * 'mask' passes them on through a masker that hides the released secrets (`mask` says how).
+   */
+  stdio?: 'inherit' | 'pipe' | 'mask';
+  mask?: MaskPlan;
   onSpawn?: (child: ChildProcess) => void;
+}
+
+/** Copies the target's output to ours through a masker; resolves once the last masked byte is written. */
+function passMasked(from: Readable, to: Writable, plan: MaskPlan): Promise<void> {
+  const masker = maskingTransform(plan);
+  // When our reader goes away (`vault exec … | head`), close the target's pipe too, so that its
+  // next write fails (SIGPIPE) as it would have without the masker in between, instead of the
+  // target blocking on a full pipe forever; vault itself lives on to report the exit status.
+  const stop = () => {
+    from.destroy();
+    masker.destroy();
+  };
+  to.on('error', stop);
+  from.pipe(masker).pipe(to, { end: false });
+  return new Promise((resolve) => {
+    masker.on('close', () => {
+      to.off('error', stop);
+      resolve();
+    });
+  });
 }
 
 export const HELPER_NAME = 'spawn_helper';
@@ -53,12 +79,19 @@ function forwardedSignals(): NodeJS.Signals[] {
 
 export function runSandboxed(request: SandboxRequest, options: SandboxOptions = {}): Promise<SandboxResult> {
   const stdio = options.stdio ?? 'inherit';
+  const plan = options.mask;
+  if (stdio === 'mask' && plan === undefined) throw new VaultError('internal', "stdio 'mask' needs a mask plan");
+  const output = stdio === 'inherit' ? 'inherit' : 'pipe';
   const payload = encodeHelperRequest(request);
   return new Promise<SandboxResult>((resolve, reject) => {
     const child = spawn(helperPath(), [], {
       env: {},
-      stdio: [stdio, stdio, stdio, 'pipe', request.executableFd, 'pipe'],
+      stdio: [stdio === 'pipe' ? 'pipe' : 'inherit', output, output, 'pipe', request.executableFd, 'pipe'],
     });
+    const masked =
+      stdio === 'mask' && plan !== undefined && child.stdout !== null && child.stderr !== null
+        ? Promise.all([passMasked(child.stdout, process.stdout, plan), passMasked(child.stderr, process.stderr, plan)])
+        : Promise.resolve();
     const forward = (signal: NodeJS.Signals) => child.kill(signal);
     const signals = forwardedSignals();
     for (const signal of signals) process.on(signal, forward);
@@ -79,8 +112,10 @@ export function runSandboxed(request: SandboxRequest, options: SandboxOptions = 
       infoText += chunk;
     });
     const captured = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
-    child.stdout?.on('data', (chunk: Buffer) => captured.stdout.push(chunk));
-    child.stderr?.on('data', (chunk: Buffer) => captured.stderr.push(chunk));
+    if (stdio === 'pipe') {
+      child.stdout?.on('data', (chunk: Buffer) => captured.stdout.push(chunk));
+      child.stderr?.on('data', (chunk: Buffer) => captured.stderr.push(chunk));
+    }
 
     child.on('error', (error) => {
       stopForwarding();
@@ -102,7 +137,7 @@ export function runSandboxed(request: SandboxRequest, options: SandboxOptions = 
         result.stdout = Buffer.concat(captured.stdout);
         result.stderr = Buffer.concat(captured.stderr);
       }
-      resolve(result);
+      void masked.then(() => resolve(result));
     });
   });
 }

@@ -71,6 +71,16 @@ export function sameGrantTarget(a: Grant, b: { secret: string; sha256: string; a
   return a.secret === b.secret && a.sha256 === b.sha256 && JSON.stringify(a.args) === JSON.stringify(b.args);
 }
 
+/** The `vault allow` that would grant `name` for this run: an interpreter's arguments must be pinned. */
+function allowCommand(name: string, binaryPath: string, args: readonly string[]): string {
+  const pinned = isInterpreter(binaryPath) ? args.map((a) => ` --arg ${shellQuote(a)}`).join('') : '';
+  return `\`vault allow ${name} --to ${binaryPath}${pinned}\``;
+}
+
+function shellQuote(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
 export interface ReleaseRequest {
   binary: { path: string; sha256: string };
   /** The arguments after argv[0]. */
@@ -95,7 +105,7 @@ export function secretsToRelease(policy: Policy, request: ReleaseRequest): strin
         `${binary.path} changed since ${samePath.secret} was granted to it (granted sha256 ${samePath.sha256}, now ${binary.sha256}); if the change is yours, run \`vault allow ${samePath.secret} --to ${binary.path}\` again`,
       );
     }
-    throw new VaultError('refused', `no secret is granted to ${binary.path} (sha256 ${binary.sha256}); grant one with \`vault allow NAME --to ${binary.path}\``);
+    throw new VaultError('refused', `no secret is granted to ${binary.path} (sha256 ${binary.sha256}); grant one with ${allowCommand('NAME', binary.path, args)}`);
   }
   for (const name of names) {
     if (findGrant(policy, name, binary.sha256, args, tier) !== undefined) continue;
@@ -110,7 +120,7 @@ export function secretsToRelease(policy: Policy, request: ReleaseRequest): strin
     } else if (samePath !== undefined) {
       why = `${binary.path} changed since the grant (granted sha256 ${samePath.sha256}); if the change is yours, run \`vault allow ${name} --to ${binary.path}\` again`;
     } else {
-      why = `run \`vault allow ${name} --to ${binary.path}\` to grant it`;
+      why = `run ${allowCommand(name, binary.path, args)} to grant it`;
     }
     throw new VaultError('refused', `${name} is not granted to ${binary.path} (sha256 ${binary.sha256}): ${why}`);
   }
