@@ -497,12 +497,14 @@ for (const who of launchers) {
           const sandbox = tier === 'none' ? [helperPid] : [helperPid, first!];
           const target = tier === 'none' ? first! : childrenOf(first!)[0]!;
           for (const pid of sandbox) {
-            expect(fs.readFileSync(`/proc/${pid}/environ`, 'utf8'), `environ of ${pid}`).toBe('');
+            // non-dumpable: its /proc entries belong to root whoever runs it, so only root can read
+            // its environment (and finds it empty); the test's own user is refused
+            expect(fs.statSync(`/proc/${pid}/environ`).uid, `owner of /proc/${pid}/environ`).toBe(0);
+            if (IS_ROOT) expect(fs.readFileSync(`/proc/${pid}/environ`, 'utf8'), `environ of ${pid}`).toBe('');
+            else expect(() => fs.readFileSync(`/proc/${pid}/environ`), `environ of ${pid}`).toThrow(/EACCES/);
             const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
             expect(cmdline).not.toContain(secret);
             expect(cmdline).not.toContain(fileSecret);
-            // non-dumpable: its /proc entries belong to root whoever runs it
-            expect(fs.statSync(`/proc/${pid}/environ`).uid, `owner of /proc/${pid}/environ`).toBe(0);
             if (IS_ROOT) {
               // the target can print "ready" before PID 1 is scheduled again to wipe its copy after
               // the fork, so wait (bounded) for the wiped state rather than sampling it once
