@@ -5,20 +5,11 @@
 // and on exit writes the marks (ms since performance.timeOrigin) as JSON to $BENCH_TIMELINE_OUT.
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
-
-const out = process.env.BENCH_TIMELINE_OUT;
-const now = () => performance.now();
-const marks = { preload: now() };
-const fsyncs = []; // { target, ms, at }
-const fdPaths = new Map();
-const first = (name) => {
-  if (marks[name] === undefined) marks[name] = now();
-};
+import { fdPaths, first, markNativeLoads, timeFsyncs, writeTimelineOnExit } from './timeline.mjs';
 
 const original = {
   openSync: fs.openSync,
   closeSync: fs.closeSync,
-  fsyncSync: fs.fsyncSync,
   readSync: fs.readSync,
   readFileSync: fs.readFileSync,
 };
@@ -39,14 +30,7 @@ fs.closeSync = function closeSync(fd) {
   if (name?.endsWith('/known_vaults.lock')) first('witnessUnlock');
   return result;
 };
-fs.fsyncSync = function fsyncSync(fd) {
-  const start = now();
-  try {
-    return original.fsyncSync.call(this, fd);
-  } finally {
-    fsyncs.push({ target: fdPaths.get(fd) ?? `fd ${fd}`, ms: now() - start, at: start });
-  }
-};
+timeFsyncs();
 fs.readSync = function readSync(fd, ...rest) {
   if (fd !== 0) return original.readSync.call(this, fd, ...rest);
   first('stdinStart');
@@ -64,30 +48,5 @@ fs.readFileSync = function readFileSync(file, ...rest) {
 };
 syncBuiltinESMExports();
 
-const dlopen = process.dlopen;
-process.dlopen = function (...args) {
-  first('dlopenStart');
-  try {
-    return dlopen.apply(this, args);
-  } finally {
-    first('dlopenEnd');
-  }
-};
-
-const instantiate = WebAssembly.instantiate;
-WebAssembly.instantiate = async function (...args) {
-  first('wasmStart');
-  try {
-    return await instantiate.apply(this, args);
-  } finally {
-    first('wasmEnd');
-  }
-};
-
-if (out !== undefined && out !== '') {
-  process.on('exit', () => {
-    marks.exit = now();
-    const timing = performance.nodeTiming;
-    fs.writeFileSync(out, JSON.stringify({ marks, fsyncs, bootstrapComplete: timing.bootstrapComplete, maxRSS: process.resourceUsage().maxRSS }));
-  });
-}
+markNativeLoads();
+writeTimelineOnExit(() => ({ bootstrapComplete: performance.nodeTiming.bootstrapComplete }));

@@ -3,23 +3,28 @@
 //
 // Runs the bundled CLI (dist/vault.mjs) as users run it, in a temporary directory with its own HOME,
 // XDG_STATE_HOME and VAULT_DIR, next to peers measured in the same run (`node -e ''`, `age`,
-// `dotenvx set`). Every row runs once per round, rounds are interleaved round-robin (the starting
-// row rotates) so that machine noise hits all rows alike, and ratios are taken pair by pair within a
-// round. Prints one table of medians with peak RSS, writes bench/results/latest.json, exits 0 (it is
-// a report, targets included) unless the benchmark itself could not run.
-import { spawnSync } from 'node:child_process';
+// `dotenvx set`, `dotenvx run`, `bwrap`). Every row runs once per round (a slow row only every few
+// rounds), rounds are interleaved round-robin (the starting row rotates) so that machine noise hits
+// all rows alike, and ratios are taken pair by pair within a round. Prints one table of medians with
+// peak RSS, writes bench/results/latest.json, exits 0 (it is a report, targets included) unless the
+// benchmark itself could not run.
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { fillVault } from './fixture.mjs';
+import { encodeHelperRequest } from './helper-request.mjs';
 import { fmt, renderTable, summarize } from './stats.mjs';
 import { ensureDebianCommand, npmInstallBin, versionOf } from './tools.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, '..');
 const CLI = path.join(ROOT, 'dist', 'vault.mjs');
+const HELPER = path.join(ROOT, 'build', 'Release', 'spawn_helper');
+const TRUE = '/bin/true';
+const BWRAP_ARGS = ['--unshare-all', '--die-with-parent', '--ro-bind', '/', '/', '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', TRUE];
 const RESULTS = path.join(BENCH_DIR, 'results', 'latest.json');
 const DOTENVX_SPEC = process.env.BENCH_DOTENVX_SPEC ?? '@dotenvx/dotenvx@2';
 
@@ -35,6 +40,12 @@ const WARMUP = option('--warmup', 2);
 const SECRETS = option('--secrets', 10_000);
 const KEEP = process.argv.includes('--keep');
 const PUT_TARGET = 1.3;
+// `vault exec` rows (the issue's targets): EXEC_SECRETS secrets granted to /bin/true and released per run
+const EXEC_SECRETS = 20;
+const PASSPHRASE_EVERY = option('--passphrase-every', 5); // the argon2id row runs in 1 round of every 5 only
+const EXEC_TARGETS = { lockdown: 1.6, other: 1.5, dotenvx: 6, helper: 1.0, big: 1.1, rssMiB: 60 };
+const execName = (i) => `EXEC_${String(i + 1).padStart(2, '0')}`;
+if (SECRETS < EXEC_SECRETS) fatal(`--secrets must be at least ${EXEC_SECRETS}: the big vault holds the exec rows' secrets too`);
 
 const log = (text) => process.stderr.write(`bench: ${text}\n`);
 function fatal(text) {
@@ -45,7 +56,8 @@ function fatal(text) {
 class BenchError extends Error {}
 
 // ---------------------------------------------------------------------------------------------
-// Workspace: an isolated home, state and two vaults (empty, and SECRETS secrets).
+// Workspace: an isolated home, state and four vaults: empty; SECRETS secrets; EXEC_SECRETS secrets
+// granted to /bin/true; the same with a passphrase slot.
 
 if (!fs.existsSync(CLI)) fatal(`${CLI} is missing; run \`npm run build\` (or \`npm run bench\`, which builds first)`);
 
@@ -63,6 +75,8 @@ const baseEnv = {
 };
 const emptyVault = path.join(tmp, 'vault-empty');
 const bigVault = path.join(tmp, 'vault-10k');
+const execVault = path.join(tmp, 'vault-exec'); // EXEC_SECRETS secrets, granted to /bin/true
+const passVault = path.join(tmp, 'vault-passphrase'); // the same, plus a passphrase slot
 
 function cleanup() {
   if (KEEP) log(`kept ${tmp}`);
@@ -84,6 +98,29 @@ function vault(args, { dir, input = '', env = {} } = {}) {
   return result.stdout.toString('utf8');
 }
 
+/** The same, without blocking, so that setup of several vaults can overlap (2 cores). */
+function vaultAsync(args, { dir, input = '', env = {} } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...baseEnv, VAULT_DIR: dir, ...env }, cwd: tmp, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out = [];
+    const err = [];
+    child.stdout.on('data', (chunk) => out.push(chunk));
+    child.stderr.on('data', (chunk) => err.push(chunk));
+    child.on('error', (error) => reject(new BenchError(`vault ${args.join(' ')} failed: ${error.message}`)));
+    child.on('close', (code) => {
+      if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
+      else reject(new BenchError(`vault ${args.join(' ')} failed (${code}): ${Buffer.concat(err).toString().trim()}`));
+    });
+    child.stdin.end(input);
+  });
+}
+
+/** The last audit entry of a vault, to check what an exec row really released. */
+function lastAudit(dir) {
+  const lines = fs.readFileSync(path.join(dir, 'audit.log'), 'utf8').trim().split('\n');
+  return JSON.parse(lines.at(-1));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Measuring one run: wall time around the whole child (in the parent, hrtime) and peak RSS.
 
@@ -96,15 +133,32 @@ function readRss() {
   return Number(lines.at(-1)); // GNU time prints "Command exited with ..." first on failure
 }
 
+/**
+ * Spawns an invocation (under GNU time when `timed` and it is available) and returns the result and
+ * the wall time in ms. `stdio` (with `fds` to close afterwards) serves the helper row, which gets its
+ * request and the executable as fds 3 and 4; `bareEnv` runs the command with `env` alone, as vault
+ * runs the helper.
+ */
+function spawnInvocation({ command, args, env = {}, input = '', cwd = tmp, stdio, fds = [], bareEnv = false }, timed) {
+  const wrapped = timed && timeBin !== undefined ? [timeBin, ['-f', '%M', '-o', rssFile, command, ...args]] : [command, args];
+  const options = { env: bareEnv ? env : { ...baseEnv, ...env }, cwd, maxBuffer: 256 * 1024 * 1024, timeout: 120_000, ...(stdio !== undefined ? { stdio } : { input }) };
+  try {
+    const t0 = process.hrtime.bigint();
+    const result = spawnSync(wrapped[0], wrapped[1], options);
+    return { result, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
+  } finally {
+    for (const fd of fds) fs.closeSync(fd);
+  }
+}
+
+const runOnceUntimed = (invocation) => spawnInvocation(invocation, false).result;
+
 /** One timed run of `row` (round `r`); returns { ms, rssKiB }. */
 function runOnce(row, r) {
-  const { command, args, env = {}, input = '', cwd = tmp } = row.invocation(r);
-  const wrapped = timeBin !== undefined ? [timeBin, ['-f', '%M', '-o', rssFile, command, ...args]] : [command, args];
-  const t0 = process.hrtime.bigint();
-  const result = spawnSync(wrapped[0], wrapped[1], { env: { ...baseEnv, ...env }, cwd, input, maxBuffer: 256 * 1024 * 1024, timeout: 120_000 });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const invocation = row.invocation(r);
+  const { result, ms } = spawnInvocation(invocation, true);
   if (result.error !== undefined || result.status !== 0) {
-    throw new BenchError(`${row.name}: \`${[command, ...args].join(' ')}\` failed (${result.status ?? result.error?.message}): ${result.stderr?.toString().trim().slice(0, 500)}`);
+    throw new BenchError(`${row.name}: \`${[invocation.command, ...invocation.args].join(' ')}\` failed (${result.status ?? result.error?.message}): ${result.stderr?.toString().trim().slice(0, 500)}`);
   }
   row.check?.(result, r);
   row.after?.(r);
@@ -113,7 +167,8 @@ function runOnce(row, r) {
 
 /** Without GNU time: peak RSS of node children from a preloaded probe, in separate untimed runs. */
 function probeRss(row, r) {
-  const { command, args, env = {}, input = '', cwd = tmp } = row.invocation(r);
+  const { command, args, env = {}, input = '', cwd = tmp, fds = [] } = row.invocation(r);
+  for (const fd of fds) fs.closeSync(fd);
   if (command !== process.execPath) return Number.NaN;
   fs.rmSync(rssFile, { force: true });
   const result = spawnSync(command, ['--import', probe, ...args], { env: { ...baseEnv, ...env, BENCH_RSS_OUT: rssFile }, cwd, input, maxBuffer: 256 * 1024 * 1024 });
@@ -138,15 +193,49 @@ async function main() {
   // vaults
   const tokenEmpty = vault(['init', '--token'], { dir: emptyVault }).trim();
   const tokenBig = vault(['init', '--token'], { dir: bigVault }).trim();
+  const tokenExec = vault(['init', '--token'], { dir: execVault }).trim();
+  const tokenPass = vault(['init', '--token'], { dir: passVault }).trim();
+  // the big vault holds SECRETS in all: generated ones, and the EXEC_SECRETS that exec-10k releases
   let t = Date.now();
-  await fillVault(bigVault, SECRETS);
-  log(`generated ${SECRETS} secrets on disk in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  await fillVault(bigVault, SECRETS - EXEC_SECRETS);
+  log(`generated ${SECRETS - EXEC_SECRETS} secrets on disk in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+
+  // the exec rows' secrets: EXEC_SECRETS values of 32 printable bytes (so that the environment and
+  // dotenvx take them), put with the CLI and granted to /bin/true in the exec, 10k and passphrase
+  // vaults; the passphrase vault gets a passphrase slot with the release build's argon2id parameters
+  t = Date.now();
+  const execValues = Array.from({ length: EXEC_SECRETS }, () => randomBytes(24).toString('base64url'));
+  const execNames = execValues.map((_, i) => execName(i));
+  const passphrase = randomBytes(18).toString('base64url');
+  const grantAll = async (dir, token) => {
+    for (const [i, name] of execNames.entries()) await vaultAsync(['put', name], { dir, input: execValues[i] });
+    await vaultAsync(['allow', ...execNames, '--to', TRUE, '--min-tier', 'none'], { dir, env: { VAULT_KEY: token } });
+  };
+  await Promise.all([
+    grantAll(execVault, tokenExec),
+    grantAll(bigVault, tokenBig),
+    grantAll(passVault, tokenPass).then(() =>
+      vaultAsync(['key', 'add', '--passphrase'], { dir: passVault, env: { VAULT_KEY: tokenPass, VAULT_NEW_PASSPHRASE: passphrase } })),
+  ]);
+  const passSlot = fs.readdirSync(path.join(passVault, 'slots')).map((f) => JSON.parse(fs.readFileSync(path.join(passVault, 'slots', f), 'utf8'))).find((s) => s.kind === 'passphrase');
+  if (passSlot === undefined) throw new BenchError('vault key add --passphrase left no passphrase slot');
+  const kdf = passSlot.kdf;
+  log(`put and granted ${EXEC_SECRETS} secrets in 3 vaults, added a passphrase slot (argon2id opslimit ${kdf.opslimit}, memlimit ${kdf.memlimit / 2 ** 20} MiB) in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+
   t = Date.now();
   const listed = JSON.parse(vault(['list', '--json'], { dir: bigVault }));
   if (listed.length !== SECRETS || listed.some((s) => s.size !== 32)) throw new BenchError(`vault list shows ${listed.length} secrets, expected ${SECRETS} of 32 bytes`);
   vault(['audit', '--verify'], { dir: bigVault });
   vault(['verify'], { dir: bigVault, env: { VAULT_KEY: tokenBig } }); // every generated secret opens under its name
   log(`checked the generated vault with vault list, audit --verify and verify in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+
+  // one untimed exec: it runs, releases all EXEC_SECRETS, and the sandbox it got (--info)
+  const infoRun = spawnSync(process.execPath, [CLI, 'exec', '--tier', 'lockdown', '--info', '--', TRUE], { env: { ...baseEnv, VAULT_DIR: execVault, VAULT_KEY: tokenExec }, cwd: tmp, encoding: 'utf8' });
+  const infoLine = /^vault: info (.*)$/m.exec(infoRun.stderr ?? '');
+  if (infoRun.status !== 0 || infoLine === null) throw new BenchError(`vault exec --tier lockdown --info -- ${TRUE} failed (${infoRun.status}): ${(infoRun.stderr ?? '').trim()}`);
+  const sandboxInfo = JSON.parse(infoLine[1]);
+  const released = lastAudit(execVault);
+  if (released.event !== 'exec' || released.details.secrets.length !== EXEC_SECRETS) throw new BenchError(`vault exec released ${released.details.secrets?.length} secrets, expected ${EXEC_SECRETS}`);
 
   // peers
   const peers = {};
@@ -178,6 +267,46 @@ async function main() {
     } else dotenvx.reason = `dotenvx set failed: ${(first.stderr ?? first.error?.message ?? '').trim().slice(0, 300)}`;
   }
   if (peers.dotenvx === undefined) log(`peer dotenvx-set unavailable: ${dotenvx.reason}`);
+
+  // dotenvx run: the same EXEC_SECRETS values in a .env encrypted by `dotenvx encrypt` (key pair in .env.keys)
+  const dotenvxRunDir = path.join(tmp, 'dotenvx-run');
+  let dotenvxRunReason = dotenvx.path === undefined ? dotenvx.reason : undefined;
+  if (dotenvx.path !== undefined) {
+    fs.mkdirSync(dotenvxRunDir);
+    const envFile = path.join(dotenvxRunDir, '.env');
+    fs.writeFileSync(envFile, execNames.map((name, i) => `${name}=${execValues[i]}\n`).join(''));
+    const encrypt = spawnSync(process.execPath, [dotenvx.path, 'encrypt', '-f', '.env'], { env: baseEnv, cwd: dotenvxRunDir, encoding: 'utf8' });
+    const text = fs.readFileSync(envFile, 'utf8');
+    const encrypted = (text.match(/^EXEC_\d+="?encrypted:/gm) ?? []).length;
+    // what the child gets: every value, decrypted
+    const shown = spawnSync(process.execPath, [dotenvx.path, 'run', '-q', '-f', '.env', '--', 'env'], { env: baseEnv, cwd: dotenvxRunDir, encoding: 'utf8' });
+    if (encrypt.status !== 0) dotenvxRunReason = `dotenvx encrypt failed: ${(encrypt.stderr ?? '').trim().slice(0, 300)}`;
+    else if (encrypted !== EXEC_SECRETS || execValues.some((v) => text.includes(v))) dotenvxRunReason = `dotenvx encrypt left ${encrypted} of ${EXEC_SECRETS} values encrypted`;
+    else if (shown.status !== 0 || execNames.some((name, i) => !shown.stdout.includes(`${name}=${execValues[i]}\n`))) dotenvxRunReason = `dotenvx run did not pass the decrypted values: ${(shown.stderr ?? '').trim().slice(0, 300)}`;
+  }
+  if (dotenvxRunReason !== undefined) log(`peer dotenvx-run unavailable: ${dotenvxRunReason}`);
+
+  // the helper alone: its request as a file, opened afresh for every run (the helper reads fd 3 to its end)
+  if (!fs.existsSync(HELPER)) throw new BenchError(`${HELPER} is missing; run \`npm run build\``);
+  const helperRequest = path.join(tmp, 'helper-request.bin');
+  fs.writeFileSync(helperRequest, encodeHelperRequest({ tier: 'lockdown', argv: ['true'] }), { mode: 0o600 });
+  // fd 5 (the info pipe) on /dev/null: left closed, GNU time's -o file would land there
+  const devNull = fs.openSync('/dev/null', 'w');
+  const helperInvocation = () => {
+    const request = fs.openSync(helperRequest, 'r');
+    const executable = fs.openSync(TRUE, 'r');
+    return { command: HELPER, args: [], env: {}, bareEnv: true, stdio: ['ignore', 'ignore', 'pipe', request, executable, devNull], fds: [request, executable] };
+  };
+  const helperTrial = runOnceUntimed(helperInvocation());
+  if (helperTrial.status !== 0) throw new BenchError(`${HELPER} alone on ${TRUE} failed (${helperTrial.status}): ${helperTrial.stderr?.toString().trim()}`);
+
+  const bwrap = ensureDebianCommand('bwrap', 'bubblewrap', log);
+  if (bwrap.path !== undefined) {
+    const trial = spawnSync(bwrap.path, BWRAP_ARGS, { env: baseEnv, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 30_000 });
+    if (trial.status === 0) peers.bwrap = versionOf(bwrap.path, ['--version']);
+    else bwrap.reason = `bwrap cannot run here (${trial.status ?? trial.error?.message}): ${(trial.stderr ?? '').trim().slice(0, 200)}`;
+  }
+  if (peers.bwrap === undefined) log(`peer bwrap unavailable: ${bwrap.reason}`);
 
   // rows
   const secretFile = (dir, name) => path.join(dir, 'secrets', `${name}.json`);
@@ -219,6 +348,34 @@ async function main() {
       invocation: () => ({ command: process.execPath, args: [CLI, 'policy'], env: { VAULT_DIR: bigVault, VAULT_KEY: tokenBig } }),
     },
   ];
+  const execRow = (name, tier, dir, credential, what, extra = {}) => ({
+    name,
+    what,
+    invocation: () => ({ command: process.execPath, args: [CLI, 'exec', '--tier', tier, '--', TRUE], env: { VAULT_DIR: dir, ...credential } }),
+    ...extra,
+  });
+  const masked = 'output masked (not a terminal)';
+  rows.push(
+    execRow('exec', 'lockdown', execVault, { VAULT_KEY: tokenExec }, `vault exec --tier lockdown -- ${TRUE}, ${EXEC_SECRETS} secrets released, VAULT_KEY token, ${masked}`),
+    execRow('exec-hardened', 'hardened', execVault, { VAULT_KEY: tokenExec }, 'the same, --tier hardened'),
+    execRow('exec-none', 'none', execVault, { VAULT_KEY: tokenExec }, 'the same, --tier none'),
+    execRow('exec-10k', 'lockdown', bigVault, { VAULT_KEY: tokenBig }, `the same as exec in the vault of ${SECRETS} secrets (${EXEC_SECRETS} released)`),
+    execRow('exec-passphrase', 'lockdown', passVault, { VAULT_PASSPHRASE: passphrase },
+      `the same as exec, unlocked by VAULT_PASSPHRASE (argon2id, opslimit ${kdf.opslimit}, memlimit ${kdf.memlimit / 2 ** 20} MiB); in 1 round of every ${PASSPHRASE_EVERY}`,
+      { every: PASSPHRASE_EVERY }),
+    {
+      name: 'helper',
+      what: `${path.relative(ROOT, HELPER)} alone, lockdown, ${TRUE} (argv ["true"], no env, files or hidden paths)`,
+      invocation: helperInvocation,
+    },
+  );
+  if (peers.bwrap !== undefined) {
+    rows.push({
+      name: 'bwrap',
+      what: `peer: bwrap ${BWRAP_ARGS.join(' ')}`,
+      invocation: () => ({ command: bwrap.path, args: BWRAP_ARGS, stdio: ['ignore', 'ignore', 'pipe'] }),
+    });
+  }
   if (peers.age !== undefined) {
     rows.push({
       name: 'age',
@@ -235,19 +392,29 @@ async function main() {
       after: () => fs.writeFileSync(dotenvxFile, dotenvxBaseline),
     });
   }
+  if (dotenvxRunReason === undefined) {
+    rows.push({
+      name: 'dotenvx-run',
+      what: `peer: dotenvx run -q -f .env -- ${TRUE}, the same ${EXEC_SECRETS} values encrypted`,
+      invocation: () => ({ command: process.execPath, args: [dotenvx.path, 'run', '-q', '-f', '.env', '--', TRUE], cwd: dotenvxRunDir }),
+    });
+  }
 
-  // measure: WARMUP + RUNS rounds, each row once per round, starting row rotating
-  const samples = Object.fromEntries(rows.map((row) => [row.name, []]));
-  const rss = Object.fromEntries(rows.map((row) => [row.name, []]));
+  // measure: WARMUP + RUNS rounds, each row once per round, starting row rotating; a row with
+  // `every: k` runs in the first warm-up round and in every k-th measured round only
+  const runsIn = (row, r) => row.every === undefined || (r < WARMUP ? r === 0 : (r - WARMUP) % row.every === 0);
+  const samples = Object.fromEntries(rows.map((row) => [row.name, Array(RUNS).fill(Number.NaN)]));
+  const rss = Object.fromEntries(rows.map((row) => [row.name, Array(RUNS).fill(Number.NaN)]));
   t = Date.now();
-  log(`measuring ${rows.length} rows × ${RUNS} runs (+${WARMUP} warm-up rounds), interleaved`);
+  log(`measuring ${rows.length} rows × ${RUNS} runs (+${WARMUP} warm-up rounds), interleaved; exec-passphrase in 1 round of every ${PASSPHRASE_EVERY}`);
   for (let r = 0; r < WARMUP + RUNS; r += 1) {
     for (let k = 0; k < rows.length; k += 1) {
       const row = rows[(r + k) % rows.length];
+      if (!runsIn(row, r)) continue;
       const sample = runOnce(row, r);
       if (r >= WARMUP) {
-        samples[row.name].push(sample.ms);
-        rss[row.name].push(sample.rssKiB);
+        samples[row.name][r - WARMUP] = sample.ms;
+        rss[row.name][r - WARMUP] = sample.rssKiB;
       }
     }
   }
@@ -255,45 +422,73 @@ async function main() {
     for (let i = 0; i < 3; i += 1) for (const row of rows) rss[row.name].push(probeRss(row, 10_000 + i));
   }
   log(`measured in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  fs.closeSync(devNull);
 
-  // ratios, pair by pair within a round
+  // what the exec rows released: one audit entry per run, each with all EXEC_SECRETS and exit 0
+  for (const dir of [execVault, bigVault, passVault]) {
+    const runs = fs.readFileSync(path.join(dir, 'audit.log'), 'utf8').trim().split('\n').map((line) => JSON.parse(line)).filter((e) => e.event === 'exec');
+    const wrong = runs.find((e) => e.details.secrets.length !== EXEC_SECRETS || e.details.exit !== 0);
+    if (wrong !== undefined) throw new BenchError(`${dir}: an exec released ${wrong.details.secrets.length} secrets (exit ${wrong.details.exit}), expected ${EXEC_SECRETS} (exit 0)`);
+  }
+
+  // ratios, pair by pair within a round (rounds where both rows ran); targets are ≤ or ≥ a bound
+  const finite = (values) => values.filter(Number.isFinite);
   const paired = (num, den) => {
     if (samples[num] === undefined || samples[den] === undefined) return undefined;
-    return summarize(samples[num].map((v, i) => v / samples[den][i]));
+    const pairs = finite(samples[num].map((v, i) => v / samples[den][i]));
+    return pairs.length === 0 ? undefined : summarize(pairs);
   };
   const ratioSpecs = [
     { row: 'floor', num: 'put-empty', den: 'floor' },
-    { row: 'put-10k', num: 'put-10k', den: 'put-empty', target: PUT_TARGET },
+    { row: 'put-10k', num: 'put-10k', den: 'put-empty', op: '≤', target: PUT_TARGET },
     { row: 'list-10k', num: 'list-10k', den: 'put-empty' },
     { row: 'unlock', num: 'unlock', den: 'floor' },
     { row: 'unlock-10k', num: 'unlock-10k', den: 'unlock' },
+    { row: 'exec', num: 'exec', den: 'floor', op: '≤', target: EXEC_TARGETS.lockdown },
+    { row: 'exec', num: 'exec', den: 'unlock' },
+    { row: 'exec', kind: 'rss', num: 'exec', op: '≤', target: EXEC_TARGETS.rssMiB },
+    { row: 'exec-hardened', num: 'exec-hardened', den: 'floor', op: '≤', target: EXEC_TARGETS.other },
+    { row: 'exec-none', num: 'exec-none', den: 'floor', op: '≤', target: EXEC_TARGETS.other },
+    { row: 'exec-10k', num: 'exec-10k', den: 'exec', op: '≤', target: EXEC_TARGETS.big },
+    { row: 'exec-passphrase', num: 'exec-passphrase', den: 'exec' },
+    { row: 'helper', num: 'helper', den: 'bwrap', op: '≤', target: EXEC_TARGETS.helper, peer: 'bwrap' },
     { row: 'age', num: 'put-empty', den: 'age' },
     { row: 'dotenvx-set', num: 'put-empty', den: 'dotenvx-set' },
+    { row: 'dotenvx-run', num: 'dotenvx-run', den: 'exec', op: '≥', target: EXEC_TARGETS.dotenvx },
   ];
   const ratios = ratioSpecs.map((spec) => {
-    const stats = paired(spec.num, spec.den);
-    const verdict = spec.target === undefined ? undefined : stats === undefined ? 'n/a' : stats.median <= spec.target ? 'PASS' : 'FAIL';
-    return { ...spec, name: `${spec.num} / ${spec.den}`, stats, verdict };
+    const isRss = spec.kind === 'rss';
+    const values = isRss ? finite(rss[spec.num] ?? []).map((kib) => kib / 1024) : [];
+    const stats = isRss ? (values.length > 0 ? summarize(values) : undefined) : paired(spec.num, spec.den);
+    const meets = (value) => (spec.op === '≥' ? value >= spec.target : value <= spec.target);
+    const verdict = spec.target === undefined ? undefined : stats === undefined ? 'n/a' : meets(stats.median) ? 'PASS' : 'FAIL';
+    const name = isRss ? `peak RSS of ${spec.num}` : `${spec.num} / ${spec.den}`;
+    return { ...spec, name, unit: isRss ? 'MiB' : '×', stats, verdict };
   });
+  const peerReasons = { age: peers.age === undefined ? age.reason ?? ageKeygen.reason : undefined, 'dotenvx-set': peers.dotenvx === undefined ? dotenvx.reason : undefined, 'dotenvx-run': dotenvxRunReason, bwrap: peers.bwrap === undefined ? bwrap.reason : undefined };
+  const ratioCells = (ratio) => {
+    if (ratio === undefined) return ['', '', ''];
+    const target = ratio.target === undefined ? '' : `${ratio.op} ${ratio.unit === 'MiB' ? `${ratio.target} MiB` : ratio.target.toFixed(2)}`;
+    if (ratio.stats === undefined) {
+      return ratio.target === undefined ? ['', '', ''] : [`${ratio.name}: n/a${ratio.peer !== undefined ? ' (peer unavailable)' : ''}`, target, 'n/a'];
+    }
+    const { median: m, p25, p75 } = ratio.stats;
+    const text = ratio.unit === 'MiB' ? `${ratio.name} = ${fmt(m)} MiB (${fmt(p25)}–${fmt(p75)})` : `${ratio.name} = ${fmt(m, 2)}× (${fmt(p25, 2)}–${fmt(p75, 2)})`;
+    return [text, target, ratio.verdict ?? 'info'];
+  };
 
-  // the table
-  const stats = Object.fromEntries(rows.map((row) => [row.name, summarize(samples[row.name])]));
-  const rssStats = Object.fromEntries(rows.map((row) => [row.name, summarize(rss[row.name].filter(Number.isFinite))]));
-  const tableRows = rows.map((row) => {
+  // the table: one line per row, a further line for each further ratio of that row
+  const stats = Object.fromEntries(rows.map((row) => [row.name, summarize(finite(samples[row.name]))]));
+  const rssStats = Object.fromEntries(rows.map((row) => [row.name, summarize(finite(rss[row.name]))]));
+  const tableRows = rows.flatMap((row) => {
     const s = stats[row.name];
-    const ratio = ratios.find((x) => x.row === row.name);
-    const ratioText = ratio?.stats === undefined ? '' : `${ratio.name} = ${fmt(ratio.stats.median, 2)}× (${fmt(ratio.stats.p25, 2)}–${fmt(ratio.stats.p75, 2)})`;
+    const mine = ratios.filter((x) => x.row === row.name);
     return [
-      row.name,
-      fmt(s.median),
-      `${fmt(s.p25)}–${fmt(s.p75)}`,
-      fmt(rssStats[row.name].median / 1024),
-      ratioText,
-      ratio?.target !== undefined ? `≤ ${ratio.target.toFixed(2)}` : '',
-      ratio?.verdict ?? (ratio?.stats !== undefined ? 'info' : ''),
+      [row.name, fmt(s.median), `${fmt(s.p25)}–${fmt(s.p75)}`, fmt(rssStats[row.name].median / 1024), ...ratioCells(mine[0])],
+      ...mine.slice(1).map((ratio) => ['', '', '', '', ...ratioCells(ratio)]),
     ];
   });
-  for (const [name, reason] of [['age', peers.age === undefined ? age.reason ?? ageKeygen.reason : undefined], ['dotenvx-set', peers.dotenvx === undefined ? dotenvx.reason : undefined]]) {
+  for (const [name, reason] of Object.entries(peerReasons)) {
     if (reason !== undefined) tableRows.push([name, 'n/a', '', '', `peer unavailable: ${reason}`.slice(0, 80), '', '']);
   }
   const cpu = (fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/) ?? [])[1] ?? 'unknown cpu';
@@ -303,12 +498,13 @@ async function main() {
   const source = `${commit}${dirty ? ' + uncommitted changes' : ''}`;
   const header =
     `sealvault bench ${new Date().toISOString()}, source ${source}: ${os.cpus().length} × ${cpu}, Node ${process.versions.node}, ${os.type()} ${os.release()}, ${fsType} at ${os.tmpdir()}\n` +
-    `medians of ${RUNS} runs per row (+${WARMUP} warm-up), rows interleaved round-robin; ratios are medians of per-round pairs; ` +
+    `medians of ${RUNS} runs per row (+${WARMUP} warm-up; exec-passphrase ${stats['exec-passphrase'].n} run${stats['exec-passphrase'].n === 1 ? '' : 's'} +1), rows interleaved round-robin; ratios are medians of per-round pairs; ` +
     `peak RSS ${timeBin !== undefined ? 'from /usr/bin/time %M' : 'from a preloaded process.resourceUsage() probe'}\n` +
-    `peers: age ${peers.age ?? 'unavailable'}, dotenvx ${peers.dotenvx ?? 'unavailable'}\n`;
+    `peers: age ${peers.age ?? 'unavailable'}, dotenvx ${peers.dotenvx ?? 'unavailable'}, ${peers.bwrap ?? 'bwrap unavailable'}; ` +
+    `exec: ${EXEC_SECRETS} secrets released per run, sandbox userns ${sandboxInfo.userns} (--info); passphrase slot argon2id opslimit ${kdf.opslimit}, memlimit ${kdf.memlimit / 2 ** 20} MiB\n`;
   const table = renderTable(['row', 'median ms', 'p25–p75 ms', 'peak RSS MiB', 'ratio: paired median (p25–p75)', 'target', 'result'], tableRows, new Set([1, 2, 3]));
   process.stdout.write(`${header}\n${table}\n\n`);
-  for (const row of rows) process.stdout.write(`  ${row.name.padEnd(12)} ${row.what}\n`);
+  for (const row of rows) process.stdout.write(`  ${row.name.padEnd(15)} ${row.what}\n`);
 
   // JSON
   fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
@@ -320,10 +516,11 @@ async function main() {
     warmup: WARMUP,
     secrets: SECRETS,
     rss_source: timeBin !== undefined ? '/usr/bin/time %M' : 'process.resourceUsage().maxRSS probe',
-    peers: { age: peers.age ?? null, dotenvx: peers.dotenvx ?? null },
-    unavailable: { age: peers.age === undefined ? age.reason ?? ageKeygen.reason : null, dotenvx: peers.dotenvx === undefined ? dotenvx.reason : null },
-    rows: Object.fromEntries(rows.map((row) => [row.name, { what: row.what, ms: stats[row.name], peak_rss_kib: rssStats[row.name], samples_ms: samples[row.name], samples_rss_kib: rss[row.name] }])),
-    ratios: ratios.filter((x) => x.stats !== undefined).map((x) => ({ name: x.name, median: x.stats.median, p25: x.stats.p25, p75: x.stats.p75, target: x.target ?? null, verdict: x.verdict ?? null })),
+    peers: { age: peers.age ?? null, dotenvx: peers.dotenvx ?? null, bwrap: peers.bwrap ?? null },
+    unavailable: Object.fromEntries(Object.entries(peerReasons).map(([name, reason]) => [name, reason ?? null])),
+    exec: { secrets_released: EXEC_SECRETS, sandbox_info: sandboxInfo, passphrase_kdf: { opslimit: kdf.opslimit, memlimit: kdf.memlimit }, passphrase_every: PASSPHRASE_EVERY },
+    rows: Object.fromEntries(rows.map((row) => [row.name, { what: row.what, every: row.every ?? 1, ms: stats[row.name], peak_rss_kib: rssStats[row.name], samples_ms: samples[row.name], samples_rss_kib: rss[row.name] }])),
+    ratios: ratios.filter((x) => x.stats !== undefined).map((x) => ({ name: x.name, unit: x.unit, median: x.stats.median, p25: x.stats.p25, p75: x.stats.p75, op: x.op ?? null, target: x.target ?? null, verdict: x.verdict ?? null })),
     elapsed_s: (Date.now() - started) / 1000,
   };
   fs.writeFileSync(RESULTS, `${JSON.stringify(json, null, 2)}\n`);

@@ -331,7 +331,12 @@ function buildAutomaton(patterns: { bytes: Uint8Array; secret: number }[]): { au
     const row = a.rowOf[s]!;
     if (row < 0) continue;
     const offset = row << 8;
-    for (let byte = 0; byte < 256; byte += 1) a.dense[offset + byte] = s === 0 ? 0 : code(step(a, a.fail[s]!, byte));
+    // Every byte goes where it goes from the failure state, whose row (shallower, so complete) says
+    // exactly that; only a failure state without a row of its own needs each byte walked. The root's
+    // row stays all zeros: every byte leads back to the root, whose code is 0.
+    const failRow = s === 0 ? -1 : a.rowOf[a.fail[s]!]!;
+    if (failRow >= 0) a.dense.copyWithin(offset, failRow << 8, (failRow << 8) + 256);
+    else if (s !== 0) for (let byte = 0; byte < 256; byte += 1) a.dense[offset + byte] = code(step(a, a.fail[s]!, byte));
     for (let c = a.firstChild[s]!; c !== 0; c = nextSibling[c]!) a.dense[offset + a.edgeByte[c]!] = code(c);
   }
   zeroFill(firstChild, nextSibling, edgeByte, depth, matchLength, matchSecret);

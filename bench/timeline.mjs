@@ -1,0 +1,61 @@
+// What the preloads bench/put-timeline.mjs and bench/exec-timeline.mjs share: phase marks (ms since
+// performance.timeOrigin, the first time each is reached), fsync timings, the loading of native code
+// (process.dlopen) and of WebAssembly (libsodium), and writing it all as JSON on exit to
+// $BENCH_TIMELINE_OUT.
+import fs from 'node:fs';
+
+export const now = () => performance.now();
+export const marks = { preload: now() };
+/** Paths of the fds the product opened, for naming fsync targets. */
+export const fdPaths = new Map();
+/** { target, ms, at } per fsync. */
+export const fsyncs = [];
+
+export function first(name) {
+  if (marks[name] === undefined) marks[name] = now();
+}
+
+/** Wraps fs.fsyncSync to time each call; the caller re-syncs the ESM namespace. */
+export function timeFsyncs() {
+  const fsyncSync = fs.fsyncSync;
+  fs.fsyncSync = function timedFsyncSync(fd) {
+    const start = now();
+    try {
+      return fsyncSync.call(this, fd);
+    } finally {
+      fsyncs.push({ target: fdPaths.get(fd) ?? `fd ${fd}`, ms: now() - start, at: start });
+    }
+  };
+}
+
+/** Marks the start and end of loading the addon (dlopen) and libsodium (WebAssembly.instantiate). */
+export function markNativeLoads() {
+  const dlopen = process.dlopen;
+  process.dlopen = function markedDlopen(...args) {
+    first('dlopenStart');
+    try {
+      return dlopen.apply(this, args);
+    } finally {
+      first('dlopenEnd');
+    }
+  };
+  const instantiate = WebAssembly.instantiate;
+  WebAssembly.instantiate = async function markedInstantiate(...args) {
+    first('wasmStart');
+    try {
+      return await instantiate.apply(this, args);
+    } finally {
+      first('wasmEnd');
+    }
+  };
+}
+
+/** On exit, writes the marks, the fsyncs, peak RSS and `extra()` to $BENCH_TIMELINE_OUT. */
+export function writeTimelineOnExit(extra = () => ({})) {
+  const out = process.env.BENCH_TIMELINE_OUT;
+  if (out === undefined || out === '') return;
+  process.on('exit', () => {
+    marks.exit = now();
+    fs.writeFileSync(out, JSON.stringify({ marks, fsyncs, maxRSS: process.resourceUsage().maxRSS, ...extra() }));
+  });
+}
