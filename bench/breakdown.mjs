@@ -12,14 +12,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import sodium from 'libsodium-wrappers';
 import { fillVault } from './fixture.mjs';
 import { fmt, median, renderTable } from './stats.mjs';
+import { countOption, isolatedEnv } from './workspace.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.join(BENCH_DIR, '..', 'dist', 'vault.mjs');
 const PRELOAD = pathToFileURL(path.join(BENCH_DIR, 'put-timeline.mjs')).href;
-const option = (name, fallback) => {
-  const at = process.argv.indexOf(name);
-  return at === -1 ? fallback : Number(process.argv[at + 1]);
-};
+const option = (name, fallback) => countOption('breakdown', name, fallback);
 const RUNS = option('--runs', 20);
 const SECRETS = option('--secrets', 10_000);
 
@@ -30,7 +28,7 @@ if (!fs.existsSync(CLI)) {
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-breakdown-'));
 const home = path.join(tmp, 'home');
-const env = { PATH: process.env.PATH, HOME: home, XDG_STATE_HOME: path.join(home, '.local', 'state'), XDG_DATA_HOME: path.join(home, '.local', 'share'), LANG: 'C.UTF-8' };
+const env = isolatedEnv(home);
 const timeline = path.join(tmp, 'timeline.json');
 const value = randomBytes(24).toString('base64url');
 

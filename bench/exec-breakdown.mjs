@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { encodeHelperRequest } from './helper-request.mjs';
 import { fmt, median, renderTable } from './stats.mjs';
+import { countOption, isolatedEnv } from './workspace.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, '..');
@@ -25,10 +26,7 @@ const PRELOAD = pathToFileURL(path.join(BENCH_DIR, 'exec-timeline.mjs')).href;
 const TRUE = '/bin/true';
 const TRUE_REAL = fs.realpathSync(TRUE);
 const SECRETS = 20;
-const option = (name, fallback) => {
-  const at = process.argv.indexOf(name);
-  return at === -1 ? fallback : Number(process.argv[at + 1]);
-};
+const option = (name, fallback) => countOption('exec-breakdown', name, fallback);
 const RUNS = option('--runs', 20);
 const WARMUP = 2;
 const PROFILE_RUNS = option('--profile-runs', 10);
@@ -43,15 +41,7 @@ for (const file of [CLI, HELPER]) {
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-exec-breakdown-'));
 const home = path.join(tmp, 'home');
-const env = {
-  PATH: process.env.PATH,
-  HOME: home,
-  XDG_STATE_HOME: path.join(home, '.local', 'state'),
-  XDG_DATA_HOME: path.join(home, '.local', 'share'),
-  XDG_CONFIG_HOME: path.join(home, '.config'),
-  XDG_CACHE_HOME: path.join(home, '.cache'),
-  LANG: 'C.UTF-8',
-};
+const env = isolatedEnv(home);
 const vaultDir = path.join(tmp, 'vault');
 const timeline = path.join(tmp, 'timeline.json');
 

@@ -8,37 +8,21 @@
 import childProcess from 'node:child_process';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
-import { fdPaths, first, marks, markNativeLoads, now, timeFsyncs, writeTimelineOnExit } from './timeline.mjs';
+import { fdPaths, first, markLocks, marks, markNativeLoads, now, timeFsyncs, writeTimelineOnExit } from './timeline.mjs';
 
 const binary = process.env.BENCH_TIMELINE_BINARY;
 let secretsRead = 0;
 
 const original = {
-  openSync: fs.openSync,
-  closeSync: fs.closeSync,
   readSync: fs.readSync,
   readFileSync: fs.readFileSync,
   readdirSync: fs.readdirSync,
   existsSync: fs.existsSync,
 };
 
-fs.openSync = function openSync(file, ...rest) {
-  const name = String(file);
-  if (name === binary) first('binaryOpen');
-  if (name.endsWith('/.lock')) first('vaultLock');
-  if (name.endsWith('/known_vaults.lock') && marks.vaultUnlock !== undefined) first('witnessLock');
-  const fd = original.openSync.call(this, file, ...rest);
-  fdPaths.set(fd, name);
-  return fd;
-};
-fs.closeSync = function closeSync(fd) {
-  const name = fdPaths.get(fd);
-  fdPaths.delete(fd);
-  const result = original.closeSync.call(this, fd);
-  if (name?.endsWith('/.lock')) first('vaultUnlock');
-  if (name?.endsWith('/known_vaults.lock') && marks.vaultUnlock !== undefined) first('witnessUnlock');
-  return result;
-};
+// known_vaults.lock is also taken before the run (pins, the policy revision seen): the audit
+// witness is the one taken after the vault lock is released
+markLocks({ witnessAfterVault: true, onOpen: (name) => name === binary && first('binaryOpen') });
 timeFsyncs();
 fs.readSync = function readSync(fd, ...rest) {
   const read = original.readSync.call(this, fd, ...rest);

@@ -17,15 +17,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { fmt, renderTable, summarize } from './stats.mjs';
+import { countOption } from './workspace.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const option = (name, fallback) => {
-  const at = process.argv.indexOf(name);
-  if (at === -1) return fallback;
-  const value = Number(process.argv[at + 1]);
-  if (!Number.isInteger(value) || value < 1) fatal(`${name} needs a positive integer`);
-  return value;
-};
+const option = (name, fallback) => countOption('bench-masking', name, fallback);
 const RUNS = option('--runs', 5);
 const MEGABYTES = option('--mb', 200);
 const KEEP = process.argv.includes('--keep');
@@ -33,10 +28,6 @@ const SECRETS = 50;
 const TARGET_MB_S = 100;
 
 const log = (text) => process.stderr.write(`bench-masking: ${text}\n`);
-function fatal(text) {
-  process.stderr.write(`bench-masking: cannot run: ${text}\n`);
-  process.exit(1);
-}
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-bench-masking-'));
 const dataFile = path.join(tmp, 'output.txt');

@@ -5,31 +5,14 @@
 // and on exit writes the marks (ms since performance.timeOrigin) as JSON to $BENCH_TIMELINE_OUT.
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
-import { fdPaths, first, markNativeLoads, timeFsyncs, writeTimelineOnExit } from './timeline.mjs';
+import { first, markLocks, markNativeLoads, timeFsyncs, writeTimelineOnExit } from './timeline.mjs';
 
 const original = {
-  openSync: fs.openSync,
-  closeSync: fs.closeSync,
   readSync: fs.readSync,
   readFileSync: fs.readFileSync,
 };
 
-fs.openSync = function openSync(file, ...rest) {
-  const name = String(file);
-  if (name.endsWith('/.lock')) first('vaultLock');
-  if (name.endsWith('/known_vaults.lock')) first('witnessLock');
-  const fd = original.openSync.call(this, file, ...rest);
-  fdPaths.set(fd, name);
-  return fd;
-};
-fs.closeSync = function closeSync(fd) {
-  const name = fdPaths.get(fd);
-  fdPaths.delete(fd);
-  const result = original.closeSync.call(this, fd);
-  if (name?.endsWith('/.lock')) first('vaultUnlock');
-  if (name?.endsWith('/known_vaults.lock')) first('witnessUnlock');
-  return result;
-};
+markLocks();
 timeFsyncs();
 fs.readSync = function readSync(fd, ...rest) {
   if (fd !== 0) return original.readSync.call(this, fd, ...rest);

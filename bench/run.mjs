@@ -17,6 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { fillVault } from './fixture.mjs';
 import { encodeHelperRequest } from './helper-request.mjs';
 import { fmt, renderTable, summarize } from './stats.mjs';
+import { countOption, isolatedEnv } from './workspace.mjs';
 import { ensureDebianCommand, npmInstallBin, versionOf } from './tools.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -28,13 +29,7 @@ const BWRAP_ARGS = ['--unshare-all', '--die-with-parent', '--ro-bind', '/', '/',
 const RESULTS = path.join(BENCH_DIR, 'results', 'latest.json');
 const DOTENVX_SPEC = process.env.BENCH_DOTENVX_SPEC ?? '@dotenvx/dotenvx@2';
 
-function option(name, fallback) {
-  const at = process.argv.indexOf(name);
-  if (at === -1) return fallback;
-  const value = Number(process.argv[at + 1]);
-  if (!Number.isInteger(value) || value < 1) fatal(`${name} needs a positive integer`);
-  return value;
-}
+const option = (name, fallback) => countOption('bench', name, fallback);
 const RUNS = option('--runs', 30);
 const WARMUP = option('--warmup', 2);
 const SECRETS = option('--secrets', 10_000);
@@ -64,15 +59,7 @@ if (!fs.existsSync(CLI)) fatal(`${CLI} is missing; run \`npm run build\` (or \`n
 const started = Date.now();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-bench-'));
 const home = path.join(tmp, 'home');
-const baseEnv = {
-  PATH: process.env.PATH ?? '/usr/bin:/bin',
-  HOME: home,
-  XDG_STATE_HOME: path.join(home, '.local', 'state'),
-  XDG_DATA_HOME: path.join(home, '.local', 'share'),
-  XDG_CONFIG_HOME: path.join(home, '.config'),
-  XDG_CACHE_HOME: path.join(home, '.cache'),
-  LANG: 'C.UTF-8',
-};
+const baseEnv = isolatedEnv(home);
 const emptyVault = path.join(tmp, 'vault-empty');
 const bigVault = path.join(tmp, 'vault-10k');
 const execVault = path.join(tmp, 'vault-exec'); // EXEC_SECRETS secrets, granted to /bin/true

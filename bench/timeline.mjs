@@ -15,6 +15,34 @@ export function first(name) {
   if (marks[name] === undefined) marks[name] = now();
 }
 
+/**
+ * Wraps fs.openSync and fs.closeSync to remember each fd's path and mark when the vault's lock
+ * (`.lock`) and the witness's lock (`known_vaults.lock`) are taken and released. With
+ * `witnessAfterVault`, a witness lock taken before the vault lock is released is not the one
+ * marked. `onOpen` sees every path opened. The caller re-syncs the ESM namespace.
+ */
+export function markLocks({ witnessAfterVault = false, onOpen = () => {} } = {}) {
+  const { openSync, closeSync } = fs;
+  const isWitness = (name) => name?.endsWith('/known_vaults.lock') && (!witnessAfterVault || marks.vaultUnlock !== undefined);
+  fs.openSync = function markedOpenSync(file, ...rest) {
+    const name = String(file);
+    onOpen(name);
+    if (name.endsWith('/.lock')) first('vaultLock');
+    if (isWitness(name)) first('witnessLock');
+    const fd = openSync.call(this, file, ...rest);
+    fdPaths.set(fd, name);
+    return fd;
+  };
+  fs.closeSync = function markedCloseSync(fd) {
+    const name = fdPaths.get(fd);
+    fdPaths.delete(fd);
+    const result = closeSync.call(this, fd);
+    if (name?.endsWith('/.lock')) first('vaultUnlock');
+    if (isWitness(name)) first('witnessUnlock');
+    return result;
+  };
+}
+
 /** Wraps fs.fsyncSync to time each call; the caller re-syncs the ESM namespace. */
 export function timeFsyncs() {
   const fsyncSync = fs.fsyncSync;
