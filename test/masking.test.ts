@@ -335,6 +335,23 @@ describe('bytes, not text', () => {
     }
   });
 
+  it('keeps its own copy of the values: the caller may wipe them before the first output', () => {
+    // vault exec wipes the released values right after the spawn; the automaton is built later
+    const value = bytes(TOKEN);
+    const plan = planMasking([{ name: 'TOKEN', value }], 'stars');
+    value.fill(0);
+    expect(maskText(plan, `a ${TOKEN} b`)).toBe('a *** b');
+  });
+
+  it('inspecting a plan before its automaton is built shows no value either', async () => {
+    const { inspect } = await import('node:util');
+    const plan = planMasking([secret('TOKEN', TOKEN)], 'stars');
+    const shown = inspect(plan, { depth: 9, showHidden: true });
+    expect(shown).toMatch(/patternCount: \[Getter\]/);
+    expect(shown).not.toMatch(/tk_9|Uint8Array/);
+    expect(JSON.stringify(plan)).not.toMatch(/tk_9/);
+  });
+
   it('a disposed plan refuses to mask instead of passing output through', () => {
     const plan = planMasking([secret('TOKEN', TOKEN)], 'stars');
     const masker = createMasker(plan);
@@ -495,6 +512,21 @@ describe('maskingTransform', () => {
     const text = `one ${TOKEN}\ntwo ${bytes(TOKEN).toString('hex')}\nends with tk_9`;
     await pipeline(Readable.from([...text].map((c) => bytes(c))), maskingTransform(plan), sink);
     expect(Buffer.concat(received).toString()).toBe('one <TOKEN>\ntwo <TOKEN>\nends with tk_9');
+  });
+
+  it('ends cleanly with no output when the target printed nothing, even after the plan is disposed', async () => {
+    const plan = planMasking([secret('TOKEN', TOKEN)], 'stars');
+    const received: Buffer[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        received.push(chunk);
+        done();
+      },
+    });
+    const transform = maskingTransform(plan);
+    disposePlan(plan);
+    await pipeline(Readable.from([]), transform, sink);
+    expect(received).toEqual([]);
   });
 
   it('fails the pipeline rather than pass output unmasked once the plan is disposed', async () => {

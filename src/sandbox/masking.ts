@@ -32,16 +32,22 @@ export type MaskStyle = 'stars' | 'name';
 
 export interface SecretToMask {
   name: string;
-  /** The caller's; read once by planMasking, never kept. */
+  /** The caller's, who may wipe it once planMasking returns: the plan keeps a copy until it is built or disposed. */
   value: Uint8Array;
 }
 
-/** The patterns of a set of secrets, built once and shared by the maskers of stdout and stderr. */
+/**
+ * The patterns of a set of secrets, shared by the maskers of stdout and stderr. The automaton is
+ * built when the first output byte needs it (or patternCount/longestPattern are read): a target that
+ * prints nothing never pays for it. Until then the plan holds copies of the values, which
+ * disposePlan zero-fills like the automaton.
+ */
 export interface MaskPlan {
   /** Names of the secrets left unmasked because their value is shorter than MIN_MASKED_LENGTH. */
   readonly tooShort: readonly string[];
-  /** Distinct byte strings looked for. */
+  /** Distinct byte strings looked for (builds the automaton). */
   readonly patternCount: number;
+  /** Builds the automaton. */
   readonly longestPattern: number;
 }
 
@@ -347,9 +353,10 @@ function buildAutomaton(patterns: { bytes: Uint8Array; secret: number }[]): { au
 
 /** What a plan holds from the secrets, kept off the plan object so that logging a plan shows none of it. */
 interface PlanInternals {
-  automaton: Automaton;
+  /** Copies of the values to mask, each with its replacement's index, until the automaton is built. */
+  pending: { value: Uint8Array; secret: number }[];
   replacements: Uint8Array[];
-  longestPattern: number;
+  built: { automaton: Automaton; patternCount: number; longestPattern: number } | undefined;
   disposed: boolean;
 }
 
@@ -361,35 +368,55 @@ function internalsOf(plan: MaskPlan): PlanInternals {
   return found;
 }
 
+/** The plan's automaton, built from its pending values on first use; the copies are wiped then. */
+function builtPlan(own: PlanInternals): NonNullable<PlanInternals['built']> {
+  // a disposed plan matches nothing: refuse rather than pass the output through unmasked
+  if (own.disposed) throw new Error('the masking plan was disposed');
+  if (own.built !== undefined) return own.built;
+  const patterns = own.pending.flatMap(({ value, secret }) => patternsOf(value).map((bytes) => ({ bytes, secret })));
+  try {
+    const { automaton, patternCount } = buildAutomaton(patterns);
+    const longestPattern = patterns.reduce((most, p) => Math.max(most, p.bytes.length), 0);
+    own.built = { automaton, patternCount, longestPattern };
+    return own.built;
+  } finally {
+    zeroFill(...patterns.map((p) => p.bytes), ...own.pending.map((p) => p.value));
+    own.pending = [];
+  }
+}
+
 export function planMasking(secrets: readonly SecretToMask[], style: MaskStyle): MaskPlan {
   const encoder = new TextEncoder();
   const tooShort: string[] = [];
-  const replacements: Uint8Array[] = [];
-  const patterns: { bytes: Uint8Array; secret: number }[] = [];
+  const own: PlanInternals = { pending: [], replacements: [], built: undefined, disposed: false };
   for (const { name, value } of secrets) {
     if (value.length < MIN_MASKED_LENGTH) {
       tooShort.push(name);
       continue;
     }
-    const secret = replacements.push(encoder.encode(style === 'name' ? `<${name}>` : '***')) - 1;
-    for (const bytes of patternsOf(value)) patterns.push({ bytes, secret });
+    const secret = own.replacements.push(encoder.encode(style === 'name' ? `<${name}>` : '***')) - 1;
+    own.pending.push({ value: Uint8Array.from(value), secret }); // not .slice(): on a Buffer that is a view
   }
-  try {
-    const { automaton, patternCount } = buildAutomaton(patterns);
-    const longestPattern = patterns.reduce((most, p) => Math.max(most, p.bytes.length), 0);
-    const plan: MaskPlan = Object.freeze({ tooShort: Object.freeze(tooShort), patternCount, longestPattern });
-    internals.set(plan, { automaton, replacements, longestPattern, disposed: false });
-    return plan;
-  } finally {
-    zeroFill(...patterns.map((p) => p.bytes));
-  }
+  const plan: MaskPlan = Object.freeze({
+    tooShort: Object.freeze(tooShort),
+    get patternCount() {
+      return builtPlan(own).patternCount;
+    },
+    get longestPattern() {
+      return builtPlan(own).longestPattern;
+    },
+  });
+  internals.set(plan, own);
+  return plan;
 }
 
-/** Zero-fills everything the plan built from the secret values; its maskers refuse to run after. */
+/** Zero-fills everything the plan built or copied from the secret values; its maskers refuse to run after. */
 export function disposePlan(plan: MaskPlan): void {
   const own = internalsOf(plan);
   own.disposed = true;
-  zeroFill(...Object.values(own.automaton));
+  zeroFill(...own.pending.map((p) => p.value));
+  own.pending = [];
+  if (own.built !== undefined) zeroFill(...Object.values(own.built.automaton));
 }
 
 /** Its state is in # fields, so that inspecting a masker shows neither the automaton nor held bytes. */
@@ -409,9 +436,10 @@ class Masker implements StreamMasker {
   #ended = false;
 
   constructor(plan: PlanInternals) {
+    const built = builtPlan(plan);
     this.#plan = plan;
-    this.#automaton = plan.automaton;
-    this.#heldBytes = new Uint8Array(Math.max(plan.longestPattern, 1));
+    this.#automaton = built.automaton;
+    this.#heldBytes = new Uint8Array(Math.max(built.longestPattern, 1));
   }
 
   get held(): number {
@@ -439,7 +467,6 @@ class Masker implements StreamMasker {
   }
 
   #checkUsable(): void {
-    // a disposed plan matches nothing: refuse rather than pass the output through unmasked
     if (this.#plan.disposed) throw new Error('the masking plan was disposed');
     if (this.#ended) throw new Error('the masked stream has ended');
   }
@@ -568,12 +595,17 @@ export function createMasker(plan: MaskPlan): StreamMasker {
   return new Masker(internalsOf(plan));
 }
 
-/** A Transform for `pipeline(child.stdout, maskingTransform(plan), process.stdout)`; it keeps backpressure. */
+/**
+ * A Transform for `pipeline(child.stdout, maskingTransform(plan), process.stdout)`; it keeps
+ * backpressure. Its masker, and so the plan's automaton, is made on the first chunk.
+ */
 export function maskingTransform(plan: MaskPlan): Transform {
-  const masker = createMasker(plan);
+  const own = internalsOf(plan);
+  let masker: Masker | undefined;
   return new Transform({
     transform(chunk: Buffer, _encoding, done) {
       try {
+        masker ??= new Masker(own);
         const out = masker.push(chunk);
         if (out.length > 0) this.push(out);
         done();
@@ -583,7 +615,8 @@ export function maskingTransform(plan: MaskPlan): Transform {
     },
     flush(done) {
       try {
-        const out = masker.end();
+        // no chunk came: there is nothing held, and nothing to build the automaton for
+        const out = masker === undefined ? new Uint8Array(0) : masker.end();
         if (out.length > 0) this.push(out);
         done();
       } catch (error) {
@@ -591,7 +624,7 @@ export function maskingTransform(plan: MaskPlan): Transform {
       }
     },
     destroy(error, done) {
-      masker.dispose();
+      masker?.dispose();
       done(error);
     },
   });
