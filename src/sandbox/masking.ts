@@ -379,6 +379,9 @@ function builtPlan(own: PlanInternals): NonNullable<PlanInternals['built']> {
     const longestPattern = patterns.reduce((most, p) => Math.max(most, p.bytes.length), 0);
     own.built = { automaton, patternCount, longestPattern };
     return own.built;
+  } catch (error) {
+    own.disposed = true; // the copies are gone: a second try would build an automaton that matches nothing
+    throw error;
   } finally {
     zeroFill(...patterns.map((p) => p.bytes), ...own.pending.map((p) => p.value));
     own.pending = [];
