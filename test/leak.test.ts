@@ -58,7 +58,10 @@ function needlesOf(label: string, value: Buffer): Needle[] {
   // JSON-escaped and line by line, for values with control characters
   const text = value.toString('utf8');
   if (!text.includes('\ufffd')) needles.push({ label: `${label} (JSON string)`, bytes: Buffer.from(JSON.stringify(text).slice(1, -1)) });
-  for (const part of text.split(/[\r\n\t\0\ufffd]+/)) {
+  // each run of printable ASCII, so that a leak that re-encodes the other bytes (latin1 read back as
+  // UTF-8, say) is still found: a random byte pair after the marker can be valid UTF-8, and then a
+  // part cut at control characters only would hold a character that such a leak spells differently
+  for (const part of text.split(/[^\x20-\x7e]+/)) {
     if (part.length >= 16) needles.push({ label: `${label} (part ${JSON.stringify(part.slice(0, 12))}…)`, bytes: Buffer.from(part) });
   }
   return needles;
