@@ -72,6 +72,20 @@ describe('vault exec', () => {
     expect(changed.stdout).not.toContain(SECRET);
   });
 
+  it('for a changed interpreter, the re-grant it names pins the arguments, as a first grant must', () => {
+    const shell = path.join(ws.root, 'sh');
+    fs.copyFileSync('/bin/dash', shell);
+    fs.chmodSync(shell, 0o755);
+    expect(ws.run(['allow', 'DB_PASSWORD', '--to', shell, '--arg', '-c', '--arg', 'true']).status).toBe(0);
+    fs.copyFileSync('/bin/bash', shell);
+    const changed = ws.run(['exec', '--', shell, '-c', 'true']);
+    expect(changed.status).toBe(125);
+    expect(changed.stderr).toMatch(/changed since DB_PASSWORD was granted to it .*run `vault allow DB_PASSWORD --to \S+\/sh --arg -c --arg true` again\n$/);
+    const named = ws.run(['exec', '--only', 'DB_PASSWORD', '--', shell, '-c', 'true']);
+    expect(named.status).toBe(125);
+    expect(named.stderr).toMatch(/changed since the grant .*run `vault allow DB_PASSWORD --to \S+\/sh --arg -c --arg true` again\n$/);
+  });
+
   it('passes exit codes and signals through, and says 127 for a missing command', () => {
     writeScript(script, 'exit 42');
     expect(ws.run(['allow', 'DB_PASSWORD', '--to', script]).status).toBe(0);

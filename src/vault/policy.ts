@@ -102,7 +102,7 @@ export function secretsToRelease(policy: Policy, request: ReleaseRequest): strin
     if (samePath !== undefined) {
       throw new VaultError(
         'refused',
-        `${binary.path} changed since ${samePath.secret} was granted to it (granted sha256 ${samePath.sha256}, now ${binary.sha256}); if the change is yours, run \`vault allow ${samePath.secret} --to ${binary.path}\` again`,
+        `${binary.path} changed since ${samePath.secret} was granted to it (granted sha256 ${samePath.sha256}, now ${binary.sha256}); if the change is yours, run ${allowCommand(samePath.secret, binary.path, args)} again`,
       );
     }
     throw new VaultError('refused', `no secret is granted to ${binary.path} (sha256 ${binary.sha256}); grant one with ${allowCommand('NAME', binary.path, args)}`);
@@ -118,7 +118,7 @@ export function secretsToRelease(policy: Policy, request: ReleaseRequest): strin
     } else if (sameBinary.length > 0) {
       why = `it is granted only with the arguments ${sameBinary.map((g) => JSON.stringify(g.args)).join(' or ')}`;
     } else if (samePath !== undefined) {
-      why = `${binary.path} changed since the grant (granted sha256 ${samePath.sha256}); if the change is yours, run \`vault allow ${name} --to ${binary.path}\` again`;
+      why = `${binary.path} changed since the grant (granted sha256 ${samePath.sha256}); if the change is yours, run ${allowCommand(name, binary.path, args)} again`;
     } else {
       why = `run ${allowCommand(name, binary.path, args)} to grant it`;
     }
