@@ -499,16 +499,22 @@ describe('bounded memory', () => {
   });
 });
 
+/** A Writable that keeps every chunk it is given. */
+function collectingSink(): { sink: Writable; received: Buffer[] } {
+  const received: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      received.push(chunk);
+      done();
+    },
+  });
+  return { sink, received };
+}
+
 describe('maskingTransform', () => {
   it('masks a stream through pipeline(), releasing the held tail at the end', async () => {
     const plan = planMasking([secret('TOKEN', TOKEN)], 'name');
-    const received: Buffer[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        received.push(chunk);
-        done();
-      },
-    });
+    const { sink, received } = collectingSink();
     const text = `one ${TOKEN}\ntwo ${bytes(TOKEN).toString('hex')}\nends with tk_9`;
     await pipeline(Readable.from([...text].map((c) => bytes(c))), maskingTransform(plan), sink);
     expect(Buffer.concat(received).toString()).toBe('one <TOKEN>\ntwo <TOKEN>\nends with tk_9');
@@ -516,13 +522,7 @@ describe('maskingTransform', () => {
 
   it('ends cleanly with no output when the target printed nothing, even after the plan is disposed', async () => {
     const plan = planMasking([secret('TOKEN', TOKEN)], 'stars');
-    const received: Buffer[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        received.push(chunk);
-        done();
-      },
-    });
+    const { sink, received } = collectingSink();
     const transform = maskingTransform(plan);
     disposePlan(plan);
     await pipeline(Readable.from([]), transform, sink);
