@@ -12,6 +12,7 @@
       "target_name": "spawn_helper",
       "type": "executable",
       "sources": ["native/spawn_helper.c"],
+      "libraries": ["-lseccomp"],
       "cflags": ["-Wall", "-Wextra", "-Werror"],
       "cflags_c": ["-std=gnu11"]
     }

@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <termios.h>
 
 namespace {
 
@@ -60,7 +61,44 @@ Napi::Value IsDumpable(const Napi::CallbackInfo &info) {
   return Napi::Boolean::New(info.Env(), dumpable != 0);
 }
 
+// terminalModes(fd) -> Buffer: the terminal's modes (tcgetattr), for setTerminalModes to put back.
+Napi::Value TerminalModes(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "terminalModes(fd)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  struct termios modes;
+  if (tcgetattr(info[0].As<Napi::Number>().Int32Value(), &modes) != 0) {
+    ErrnoError(env, "tcgetattr", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Buffer<char>::Copy(env, reinterpret_cast<const char *>(&modes), sizeof modes);
+}
+
+// setTerminalModes(fd, modes): puts back what terminalModes returned, once queued output is
+// written (TCSADRAIN), as a program leaving raw mode does.
+Napi::Value SetTerminalModes(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsBuffer() ||
+      info[1].As<Napi::Buffer<char>>().Length() != sizeof(struct termios)) {
+    Napi::TypeError::New(env, "setTerminalModes(fd, modes from terminalModes)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  struct termios modes;
+  std::memcpy(&modes, info[1].As<Napi::Buffer<char>>().Data(), sizeof modes);
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  while (tcsetattr(fd, TCSADRAIN, &modes) != 0) {
+    if (errno == EINTR) continue;
+    ErrnoError(env, "tcsetattr", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("terminalModes", Napi::Function::New(env, TerminalModes));
+  exports.Set("setTerminalModes", Napi::Function::New(env, SetTerminalModes));
   exports.Set("tryLockExclusive", Napi::Function::New(env, TryLockExclusive));
   exports.Set("hardenProcess", Napi::Function::New(env, HardenProcess));
   exports.Set("isDumpable", Napi::Function::New(env, IsDumpable));

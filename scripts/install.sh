@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # build-essential/python3: node-gyp; libsecret-1-dev: keytar builds from source;
+# libseccomp-dev: the sandbox helper's seccomp filter (libseccomp);
 # gnome-keyring, dbus, dbus-x11: a real Secret Service for the keychain and its tests;
 # libsecret-tools (secret-tool): tests check the keychain with a client other than keytar;
-# util-linux (script): terminal tests; passwd (useradd): tests as an unprivileged user.
-packages=(build-essential python3 libsecret-1-dev libsecret-tools gnome-keyring dbus dbus-x11 util-linux passwd git)
+# util-linux (script, setpriv, unshare): terminal tests and tests as an unprivileged user;
+# passwd (useradd): tests as an unprivileged user; keyutils (keyctl): the keyring test.
+packages=(build-essential python3 libsecret-1-dev libseccomp-dev libsecret-tools gnome-keyring dbus dbus-x11 util-linux passwd git keyutils)
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 20 ]; then

@@ -58,14 +58,14 @@ say('end of output')
 `;
 
 /** A fresh vault holding TOKEN (and `more`), and the program `file` with `body`, granted all of them. */
-function vaultWithProgram(file: string, body: string, more: Record<string, string> = {}): { ws: Workspace; script: string } {
+function vaultWithProgram(file: string, body: string, more: Record<string, string> = {}, minTier = 'hardened'): { ws: Workspace; script: string } {
   const ws = makeWorkspace();
   initWithToken(ws);
   const secrets = { TOKEN, ...more };
   for (const [name, value] of Object.entries(secrets)) put(ws, name, value);
   const script = path.join(ws.root, file);
   fs.writeFileSync(script, body, { mode: 0o755 });
-  const allowed = ws.run(['allow', ...Object.keys(secrets), '--to', script]);
+  const allowed = ws.run(['allow', ...Object.keys(secrets), '--to', script, '--min-tier', minTier]);
   if (allowed.status !== 0) throw new Error(`vault allow failed: ${allowed.stderr}`);
   return { ws, script };
 }
@@ -149,10 +149,69 @@ describe('a reader that goes away', () => {
     try {
       for (const mask of ['--mask', '--no-mask']) {
         const pipeline = `"${process.execPath}" "${RELEASE_CLI}" exec ${mask} -- "${script}" | head -n 2; echo "status=\${PIPESTATUS[0]}"`;
-        const result = spawnSync('bash', ['-c', pipeline], { env: ws.env, encoding: 'utf8', timeout: 30_000 });
+        const result = spawnSync('bash', ['-c', pipeline], { env: ws.env, cwd: ws.project, encoding: 'utf8', timeout: 30_000 });
         expect(result.error, `${mask}: the pipeline did not end`).toBeUndefined();
         const expected = mask === '--mask' ? 'line ***' : `line ${TOKEN}`;
         expect(result.stdout, mask).toBe(`${expected}\n${expected}\nstatus=141\n`);
+      }
+    } finally {
+      ws.cleanup();
+    }
+  });
+
+  it('`| head -1` twenty times in each tier: SIGPIPE (141) every time, never ECONNRESET', () => {
+    const { ws, script } = vaultWithProgram('list.sh', '#!/bin/sh\ni=0; while :; do echo "item $i $TOKEN"; i=$((i+1)); done\n', {}, 'none');
+    try {
+      for (const tier of ['none', 'hardened', 'lockdown']) {
+        const loop = `for i in $(seq 20); do "${process.execPath}" "${RELEASE_CLI}" exec --tier ${tier} -- "${script}" 2>>errors | head -1 >/dev/null; printf '%s ' "\${PIPESTATUS[0]}"; done`;
+        const result = spawnSync('bash', ['-c', loop], { env: { ...ws.env, CI: 'true' }, cwd: ws.project, encoding: 'utf8', timeout: 120_000 });
+        expect(result.stdout.trim().split(' '), tier).toEqual(Array(20).fill('141'));
+      }
+      expect(fs.existsSync(path.join(ws.project, 'errors')) ? fs.readFileSync(path.join(ws.project, 'errors'), 'utf8') : '').toBe('');
+    } finally {
+      ws.cleanup();
+    }
+  });
+});
+
+describe('what a target does to its pipes', () => {
+  it('reopens them: `echo x > /dev/stderr` and `tee /dev/stderr` work in a set -e script with masking on', () => {
+    const { ws, script } = vaultWithProgram('reopen.sh', '#!/bin/sh\nset -e\necho "to-stderr $TOKEN" > /dev/stderr\necho x | tee /dev/stderr > /dev/null\necho done\n', {}, 'none');
+    try {
+      for (const tier of ['none', 'hardened', 'lockdown']) {
+        const result = ws.run(['exec', '--tier', tier, '--', script], { env: { CI: 'true' } });
+        expect(result.status, `${tier}: ${result.stderr}`).toBe(0);
+        expect(result.stdout).toBe('done\n');
+        expect(result.stderr).toBe('to-stderr ***\nx\n');
+      }
+    } finally {
+      ws.cleanup();
+    }
+  });
+
+  it('in tier none, vault returns when the target exits, not when a background child closes its output', () => {
+    const { ws, script } = vaultWithProgram('background.sh', '#!/bin/sh\nsleep 20 &\necho "started $TOKEN"\nexit 3\n', {}, 'none');
+    try {
+      const started = Date.now();
+      const result = ws.run(['exec', '--tier', 'none', '--', script], { env: { CI: 'true' } });
+      expect(result.status).toBe(3);
+      expect(result.stdout).toBe('started ***\n');
+      expect(Date.now() - started, 'vault waited for the background sleep').toBeLessThan(15_000);
+    } finally {
+      ws.cleanup();
+    }
+  });
+
+  it('--timeout ends the target (SIGTERM, then SIGKILL after --kill-after) with 124; a bad duration is exit 2', () => {
+    const { ws, script } = vaultWithProgram('slow.sh', "#!/bin/sh\ntrap 'echo term' TERM\necho ready\nwhile :; do sleep 0.05; done\n");
+    try {
+      const result = ws.run(['exec', '--timeout', '0.3s', '--kill-after', '300ms', '--', script], { env: { CI: 'true' } });
+      expect(result.status, result.stderr).toBe(124);
+      expect(result.stdout).toBe('ready\nterm\n');
+      for (const bad of ['0', 'soon', '-1s', '50d']) {
+        const refused = ws.run(['exec', '--timeout', bad, '--', script]);
+        expect(refused.status, bad).toBe(2);
+        expect(refused.stderr).toMatch(/^vault: --timeout takes a duration such as 30s[^\n]*\n$/);
       }
     } finally {
       ws.cleanup();
@@ -178,11 +237,11 @@ describe('vault exec on a terminal', () => {
     expect(result.output).toBe(`tty: yes\ntoken=${TOKEN}\n`);
   });
 
-  it('masks when asked (--mask) or when CI is set, and then the child writes to pipes', () => {
+  it('masks when asked (--mask) or when CI is set, and the child still has its terminal (a pty of its own)', () => {
     for (const [args, env] of [[['--mask'], {}], [[], { CI: 'true' }]] as const) {
       const result = onPty([...args], env);
       expect(result.status, result.output).toBe(0);
-      expect(result.output).toBe('tty: no\ntoken=***\n');
+      expect(result.output).toBe('tty: yes\ntoken=***\n');
     }
   });
 });

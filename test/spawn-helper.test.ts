@@ -1,8 +1,10 @@
 /**
- * native/spawn_helper against the real kernel: each tier's namespaces, mounts, network, secrets,
- * exit statuses, signals and fds, seen from inside by a target that reports what it finds. The
- * helper is driven here directly (fds 3, 4 and 5 as docs/helper-protocol.md says), so that these
- * tests depend on nothing but the helper and the request encoder.
+ * native/spawn_helper against the real kernel: each tier's namespaces, session, mounts, network,
+ * seccomp filter, keyring, limits, secrets, exit statuses, signals, timeouts, relays and fds, seen
+ * from inside by a target that reports what it finds. The helper is driven here directly (fds 3, 4
+ * and 5 as docs/helper-protocol.md says), so that these tests depend on nothing but the helper and
+ * the request encoder. Terminals (the pty and its relay) are tested through `vault exec` on a real
+ * pty in test/terminal-sandbox.test.ts.
  *
  * Run as root (the usual case here) the tier tests run twice: as root, and as an unprivileged
  * user created by the test (setpriv). The paths without user namespaces run for real in a user
@@ -16,25 +18,22 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeHelperRequest } from '../src/sandbox/helper-protocol.js';
-import { TIERS, type Tier } from '../src/sandbox/tiers.js';
+import { encodeHelperRequest, HELPER_FLAGS, type MountEntry } from '../src/sandbox/helper-protocol.js';
+import { lockdownSystemMounts } from '../src/sandbox/lockdown-root.js';
+import { type Namespace, SECCOMP_DENIED, TIER_POLICY, TIERS, type Tier } from '../src/sandbox/tiers.js';
 import { ROOT } from './helpers/cli.js';
+import { IS_ROOT, unprivilegedUser } from './helpers/users.js';
 
-const IS_ROOT = process.getuid?.() === 0;
 const BUILT_HELPER = path.join(ROOT, 'build', 'Release', 'spawn_helper');
 const NAMESPACES = ['user', 'pid', 'ipc', 'mnt', 'net', 'uts', 'cgroup'] as const;
-type Namespace = (typeof NAMESPACES)[number];
-/** The namespaces each tier gives the target of its own. */
-const OWN_NAMESPACES: Record<Tier, Namespace[]> = {
-  none: [],
-  hardened: ['user', 'pid', 'ipc'],
-  lockdown: ['user', 'pid', 'ipc', 'mnt', 'net'],
-};
 const PATH_ENV = 'PATH=/usr/bin:/bin';
 
 interface HelperInfo {
   tier: Tier;
   userns: boolean;
+  pty: boolean;
+  seccomp: 'terminal' | 'full';
+  landlock: number;
   ns: Record<Namespace, number>;
 }
 
@@ -57,6 +56,11 @@ interface RunOptions {
   env?: (string | Uint8Array)[];
   files?: { name: string; value: string | Uint8Array }[];
   hide?: string[];
+  /** lockdown's mounts beyond the system, the working directory and the pinned file. */
+  mounts?: MountEntry[];
+  flags?: number;
+  timeoutMs?: number;
+  killAfterMs?: number;
   /** Sent instead of the encoded request. */
   payload?: Uint8Array;
   /** Leave fd 5 closed. */
@@ -87,19 +91,37 @@ interface Running {
 let base: string;
 /** Outside /tmp, which lockdown replaces: for directories the sandbox should (not) see. */
 let outsideTmp: string;
+/** The helper's working directory, which lockdown binds read-write; writable by the test user. */
+let work: string;
+let probe: string;
 let rootLauncher: Launcher;
 let userLauncher: Launcher;
 let user: { name: string; uid: number; gid: number };
 const fixtures: Record<string, string> = {};
 
+/** What vault gives lockdown (src/sandbox/lockdown-root.ts), for the helper's working directory here. */
+function lockdownMounts(options: RunOptions): MountEntry[] {
+  return [
+    ...lockdownSystemMounts(),
+    { kind: 'readWrite', path: work },
+    ...(options.mounts ?? []),
+    { kind: 'pinned', path: fs.realpathSync(options.executable) },
+  ];
+}
+
 function encodeRequest(options: RunOptions): Uint8Array {
   const encoder = new TextEncoder();
   return encodeHelperRequest({
     tier: options.tier,
+    flags: options.flags,
+    timeoutMs: options.timeoutMs,
+    killAfterMs: options.killAfterMs,
     argv: options.argv,
     env: (options.env ?? [PATH_ENV]).map((e) => (typeof e === 'string' ? encoder.encode(e) : e)),
     files: (options.files ?? []).map((f) => ({ name: f.name, value: typeof f.value === 'string' ? encoder.encode(f.value) : f.value })),
     hide: options.hide ?? [],
+    mounts: options.tier === 'lockdown' ? lockdownMounts(options) : [],
+    executablePath: fs.realpathSync(options.executable),
   });
 }
 
@@ -108,7 +130,7 @@ function start(launcher: Launcher, options: RunOptions): Running {
   const ownFds = launcher.ownFds ?? 0;
   const stdio: StdioOptions = ['pipe', 'pipe', 'pipe', 'pipe', executableFd, options.noInfo === true ? 'ignore' : 'pipe'];
   for (let i = 0; i < ownFds + (options.strayFds ?? 0); i += 1) stdio.push('pipe');
-  const child = spawn(launcher.command[0]!, launcher.command.slice(1), { env: {}, stdio });
+  const child = spawn(launcher.command[0]!, launcher.command.slice(1), { env: {}, stdio, cwd: work });
   fs.closeSync(executableFd);
   const pipes = child.stdio as unknown as (Duplex | null)[];
 
@@ -255,33 +277,19 @@ function startOutsider(launcher: Launcher): ChildProcess {
   return spawn(command[0]!, command.slice(1), { env: { SEALVAULT_PROBE: 'outside-environ' }, stdio: 'ignore' });
 }
 
-function idOf(name: string): { uid: number; gid: number } | undefined {
-  const uid = spawnSync('id', ['-u', name], { encoding: 'utf8' });
-  const gid = spawnSync('id', ['-g', name], { encoding: 'utf8' });
-  if (uid.status !== 0 || gid.status !== 0) return undefined;
-  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
-}
-
-/** The unprivileged user test/unprivileged.test.ts uses too (created if missing), or nobody. */
-function unprivilegedUser(): { name: string; uid: number; gid: number } {
-  let ids = idOf('sealvault-test');
-  if (ids === undefined) {
-    spawnSync('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', 'sealvault-test']);
-    ids = idOf('sealvault-test');
-  }
-  if (ids !== undefined) return { name: 'sealvault-test', ...ids };
-  const nobody = idOf('nobody');
-  if (nobody === undefined) throw new Error('no unprivileged user: useradd failed and there is no "nobody"');
-  return { name: 'nobody', ...nobody };
-}
-
 const SCRIPTS: Record<string, string> = {
   // what the target finds itself in
   'report.sh': `#!/bin/sh
 echo "pid=$$"
 echo "ppid=$PPID"
 echo "uid=$(id -u)"
-echo "pgrp=$(cut -d' ' -f5 /proc/self/stat)"
+read -r statpid comm state ppid pgrp sid rest < /proc/self/stat
+echo "statpid=$statpid"
+echo "pgrp=$pgrp"
+echo "sid=$sid"
+echo "hostname=$(cat /proc/sys/kernel/hostname)"
+echo "core.soft=$(ulimit -c)"
+echo "core.hard=$(ulimit -Hc)"
 for ns in user pid ipc mnt net uts cgroup; do echo "ns.$ns=$(stat -L -c %i /proc/self/ns/$ns)"; done
 grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status | tr -d ' \\t' | sed 's/:/=/'
 echo "procpids=$(ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' ')"
@@ -302,7 +310,7 @@ done
   'selfterm.sh': '#!/bin/sh\nkill -TERM $$\nsleep 5\n',
   // acknowledges each forwarded signal; TERM ends it
   'signals.sh': `#!/bin/sh
-for sig in INT HUP QUIT USR1 USR2 WINCH; do trap "echo got-$sig" $sig; done
+for sig in INT HUP QUIT USR1 USR2; do trap "echo got-$sig" $sig; done
 trap 'echo got-TERM; kill $sleeper; exit 7' TERM
 sleep 30 & sleeper=$!
 echo ready
@@ -328,16 +336,38 @@ const server = net.createServer((c) => c.end("pong")).listen(0, "127.0.0.1", () 
   c.on("error", (e) => { console.log("inside=" + e.code); server.close(); });
 });'
 `,
-  // $1: a unique name; $2: a hidden directory; $3: a directory that is not hidden; $4: a hidden file
+  // $1: a unique name; $2: a hidden directory; $3: a directory that is not hidden; $4: a hidden file;
+  // $5: a read-only bind; $6: a read-write bind; $7: a host directory not given; $8: the home
   'mounts.sh': `#!/bin/sh
+echo "root=$(ls -A / | tr '\\n' ' ')"
+echo "dev=$(ls -A /dev | tr '\\n' ' ')"
 echo "tmp.before=$(ls -A /tmp | tr '\\n' ' ')"
 echo x > "/tmp/$1" && echo x > "/dev/shm/$1" && echo "wrote=yes"
 echo "tmp.after=$(ls -A /tmp | tr '\\n' ' ')"
 echo "hidden=$(ls -A "$2" | tr '\\n' ' ')"
 echo "visible=$(ls -A "$3" | tr '\\n' ' ')"
 echo "hidden.file=$(cat "$4" 2>&1 | wc -c)"
+echo "ro.read=$(cat "$5/shown")"
+if echo x > "$5/new" 2>/dev/null; then echo ro.write=allowed; else echo ro.write=refused; fi
+if echo x > "$6/new" 2>/dev/null; then echo rw.write=allowed; else echo rw.write=refused; fi
+if [ -e "$7" ]; then echo other=visible; else echo other=absent; fi
+echo "home=$(ls -A "$8" | tr '\\n' ' ')"
+if echo x > "$8/.bashrc"; then echo home.write=private; fi
+if echo x > /etc/sealvault-probe 2>/dev/null; then echo etc.write=allowed; else echo etc.write=refused; fi
+if echo x > /usr/sealvault-probe 2>/dev/null; then echo usr.write=allowed; else echo usr.write=refused; fi
+if echo 1 > /proc/sys/kernel/domainname 2>/dev/null; then echo sysctl.write=allowed; else echo sysctl.write=refused; fi
 `,
   'no-interpreter.sh': '#!/nonexistent/sealvault-interpreter\n',
+  // $1: a key description in the caller's session keyring
+  'keyring.sh': `#!/bin/sh
+if keyctl search @s user "$1" >/dev/null 2>&1; then echo key=found; else echo "key=$(keyctl search @s user "$1" 2>&1 | sed 's/.*: //')"; fi
+`,
+  'sleeper.sh': '#!/bin/sh\necho ready\nexec sleep 30\n',
+  'stubborn.sh': "#!/bin/sh\ntrap 'echo ignored-TERM' TERM\necho ready\nwhile :; do sleep 0.05; done\n",
+  // writes to its stderr by reopening it, as `set -e` scripts do
+  'reopen.sh': '#!/bin/sh\nset -e\necho to-stderr > /dev/stderr\necho x | tee /dev/stderr > /dev/null\necho done\n',
+  'endless.sh': '#!/bin/sh\nwhile :; do echo line; done\n',
+  'background.sh': '#!/bin/sh\nsleep 20 &\necho started\nexit 3\n',
   // Started by `unshare -U` before its maps exist: waits for the test to write them from outside,
   // then runs itself again, which as root of the namespace gives it the capabilities that the
   // sysctl needs; then becomes the user $1:$2 and runs the helper $3.
@@ -353,6 +383,12 @@ beforeAll(() => {
   fs.chmodSync(base, 0o755);
   outsideTmp = fs.mkdtempSync('/var/tmp/sealvault-helper-');
   fs.chmodSync(outsideTmp, 0o755);
+  work = path.join(base, 'work');
+  fs.mkdirSync(work);
+  fs.chmodSync(work, 0o1777);
+  probe = path.join(base, 'syscall-probe');
+  const cc = spawnSync('cc', ['-O1', '-o', probe, path.join(ROOT, 'test', 'fixtures', 'syscall-probe.c')], { encoding: 'utf8' });
+  if (cc.status !== 0) throw new Error(`cannot compile the syscall probe: ${cc.stderr}`);
   for (const [name, text] of Object.entries(SCRIPTS)) {
     fixtures[name] = path.join(base, name);
     fs.writeFileSync(fixtures[name]!, text, { mode: 0o755 });
@@ -384,17 +420,21 @@ for (const who of launchers) {
   describe(`every tier, run by ${who}`, () => {
     for (const tier of TIERS) {
       describe(tier, () => {
-        it('gives the namespaces the tier promises, PID 2 under our reaper, the caller\'s process group, no capabilities', async () => {
+        it('gives the namespaces the tier promises, PID 2 under our reaper, a session of its own, no capabilities, no core dumps', async () => {
           const launcher = launcherFor(who);
           const own = ownNamespaces();
           const result = await run(launcher, { tier, executable: fixtures['report.sh']!, argv: ['report'], env: [PATH_ENV, 'API_KEY=k'] });
           expect(result.code, result.stderr).toBe(0);
           expect(result.stderr).toBe('');
           const seen = report(result.stdout);
+          const mine = TIER_POLICY[tier].namespaces as readonly string[];
           for (const ns of NAMESPACES) {
-            expect(Number(seen[`ns.${ns}`]) !== own[ns], `${ns} namespace is ${OWN_NAMESPACES[tier].includes(ns) ? 'own' : 'shared'}`).toBe(OWN_NAMESPACES[tier].includes(ns));
+            expect(Number(seen[`ns.${ns}`]) !== own[ns], `${ns} namespace is ${mine.includes(ns) ? 'own' : 'shared'}`).toBe(mine.includes(ns));
           }
-          expect(result.info).toEqual({ tier, userns: tier !== 'none', ns: Object.fromEntries(NAMESPACES.map((ns) => [ns, Number(seen[`ns.${ns}`])])) });
+          expect(result.info).toEqual({
+            tier, userns: tier !== 'none', pty: false, seccomp: TIER_POLICY[tier].seccomp, landlock: tier === 'lockdown' ? expect.any(Number) : 0,
+            ns: Object.fromEntries(NAMESPACES.map((ns) => [ns, Number(seen[`ns.${ns}`])])),
+          });
           expect(seen.uid).toBe(String(launcher.uid));
           if (tier === 'none') {
             expect(seen.pid).not.toBe('2');
@@ -402,8 +442,11 @@ for (const who of launchers) {
             expect(seen.pid).toBe('2');
             expect(seen.ppid).toBe('1');
           }
-          // no setsid: terminal job control keeps working (lockdown's /proc cannot name a group outside it)
-          expect(seen.pgrp).toBe(tier === 'lockdown' ? '0' : statField('self', 5));
+          // its own session and process group: not the caller's terminal, and kill(0) reaches only itself
+          expect(seen.sid).toBe(seen.statpid);
+          expect(seen.pgrp).toBe(seen.statpid);
+          expect(seen.hostname).toBe(tier === 'lockdown' ? 'sealvault' : os.hostname());
+          expect([seen['core.soft'], seen['core.hard']]).toEqual(['0', '0']);
           const pids = (seen.procpids ?? '').trim().split(' ').map(Number);
           if (tier === 'lockdown') {
             expect(pids).toContain(1);
@@ -464,10 +507,10 @@ for (const who of launchers) {
           expect(cat.stdout).toBe('my-name\0/proc/self/cmdline\0');
         });
 
-        it('forwards INT, HUP, QUIT, USR1, USR2, WINCH and TERM sent to the helper to the target', async () => {
+        it('forwards INT, HUP, QUIT, USR1, USR2 and TERM sent to the helper to the target', async () => {
           const running = start(launcherFor(who), { tier, executable: fixtures['signals.sh']!, argv: ['signals'] });
           await running.output(/^ready$/m);
-          for (const signal of ['SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGTERM'] as const) {
+          for (const signal of ['SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGTERM'] as const) {
             process.kill(running.pid, signal);
             await running.output(new RegExp(`^got-${signal.slice(3)}$`, 'm'));
           }
@@ -496,6 +539,11 @@ for (const who of launchers) {
           expect(first).toBeDefined();
           const sandbox = tier === 'none' ? [helperPid] : [helperPid, first!];
           const target = tier === 'none' ? first! : childrenOf(first!)[0]!;
+          if (tier !== 'none') {
+            // PID 1 only waits once the target runs: it keeps no capability
+            const status = fs.readFileSync(`/proc/${first}/status`, 'utf8');
+            for (const set of ['CapPrm', 'CapEff', 'CapBnd']) expect(status, `PID 1 ${set}`).toMatch(new RegExp(`^${set}:\\s+0+$`, 'm'));
+          }
           for (const pid of sandbox) {
             // non-dumpable: its /proc entries belong to root whoever runs it, so only root can read
             // its environment (and finds it empty); the test's own user is refused
@@ -560,27 +608,139 @@ for (const who of launchers) {
         });
       }
 
-      it('lockdown: private /tmp and /dev/shm, hidden directories empty, hidden files empty, missing ones skipped', async () => {
-        const hidden = fs.mkdtempSync(path.join(outsideTmp, 'hidden-'));
-        const visible = fs.mkdtempSync(path.join(outsideTmp, 'visible-'));
-        fs.writeFileSync(path.join(hidden, 'vault-file'), 'do not show');
-        fs.writeFileSync(path.join(visible, 'shown'), '');
-        const hiddenFile = path.join(visible, 'token-file');
+      it('lockdown: a new root of the system read-only, private /tmp, /dev/shm and home, binds and hidden paths as asked', async () => {
+        const launcher = launcherFor(who);
+        const tree = fs.mkdtempSync(path.join(outsideTmp, 'tree-'));
+        const [hidden, visible, readOnly, readWrite, other, home] = ['hidden', 'visible', 'ro', 'rw', 'other', 'home'].map((d) => path.join(tree, d));
+        for (const dir of [hidden, visible, readOnly, readWrite, other, home]) fs.mkdirSync(dir!);
+        fs.writeFileSync(path.join(hidden!, 'vault-file'), 'do not show');
+        fs.writeFileSync(path.join(visible!, 'shown'), '');
+        fs.writeFileSync(path.join(readOnly!, 'shown'), 'read-only content');
+        fs.writeFileSync(path.join(home!, '.bashrc'), 'the real one');
+        const hiddenFile = path.join(visible!, 'token-file');
         fs.writeFileSync(hiddenFile, 'svt1_a-token-that-must-not-show');
-        spawnSync('chmod', ['-R', 'a+rX', hidden, visible]);
+        spawnSync('chmod', ['-R', 'a+rwX', tree]);
         const unique = `sealvault-probe-${process.pid}-${Date.now()}`;
-        const result = await run(launcherFor(who), {
-          tier: 'lockdown', executable: fixtures['mounts.sh']!, argv: ['mounts', unique, hidden, visible, hiddenFile], hide: [hidden, hiddenFile, '/nonexistent/sealvault-hidden'],
+        const result = await run(launcher, {
+          tier: 'lockdown', executable: fixtures['mounts.sh']!,
+          argv: ['mounts', unique, hidden!, visible!, hiddenFile, readOnly!, readWrite!, other!, home!],
+          mounts: [
+            { kind: 'readWrite', path: visible! }, { kind: 'readWrite', path: hidden! }, { kind: 'readOnly', path: readOnly! },
+            { kind: 'readWrite', path: readWrite! }, { kind: 'emptyDir', path: home! }, { kind: 'readOnly', path: path.join(tree, 'missing') },
+          ],
+          hide: [hidden!, hiddenFile, '/nonexistent/sealvault-hidden'],
         });
         expect(result.code, result.stderr).toBe(0);
-        expect(report(result.stdout)).toEqual({
-          'tmp.before': '', wrote: 'yes', 'tmp.after': `${unique} `, hidden: '', visible: 'shown token-file ', 'hidden.file': '0',
+        const seen = report(result.stdout);
+        const top = new Set(seen.root!.trim().split(' '));
+        // the system, the fixed parts, and the first component of the binds: nothing else of the host
+        for (const name of ['usr', 'etc', 'proc', 'dev', 'tmp', 'var']) expect(top.has(name), `/${name}`).toBe(true);
+        for (const name of ['root', 'home', 'run', 'srv', 'mnt', 'media', 'boot', 'sys', 'work']) expect(top.has(name), `/${name}`).toBe(false);
+        expect(seen.dev!.trim().split(' ').sort()).toEqual(['fd', 'full', 'null', 'ptmx', 'pts', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'tty', 'urandom', 'zero']);
+        // /tmp is private: only the directories leading to the helper's working directory are there
+        const workTop = work.split('/')[2];
+        expect(seen).toMatchObject({
+          'tmp.before': `${workTop} `, wrote: 'yes', 'tmp.after': `${[workTop, unique].sort().join(' ')} `, hidden: '', visible: 'shown token-file ', 'hidden.file': '0',
+          'ro.read': 'read-only content', 'ro.write': 'refused', 'rw.write': 'allowed', other: 'absent', home: '', 'home.write': 'private',
+          'etc.write': 'refused', 'usr.write': 'refused', 'sysctl.write': 'refused',
         });
         expect(fs.readFileSync(hiddenFile, 'utf8'), 'the file outside is untouched').toBe('svt1_a-token-that-must-not-show');
+        expect(fs.readFileSync(path.join(home!, '.bashrc'), 'utf8'), 'the real home is untouched').toBe('the real one');
+        expect(fs.existsSync(path.join(readOnly!, 'new'))).toBe(false);
+        expect(fs.existsSync(path.join(readWrite!, 'new')), 'a read-write bind writes through').toBe(true);
         expect(fs.existsSync(path.join('/tmp', unique)), 'a file written to /tmp inside is on the host').toBe(false);
         expect(fs.existsSync(path.join('/dev/shm', unique)), 'a file written to /dev/shm inside is on the host').toBe(false);
-        expect(fs.readdirSync(hidden)).toEqual(['vault-file']);
+        expect(fs.readdirSync(hidden!)).toEqual(['vault-file']);
       });
+
+      it('lockdown: a symlink planted in a bound path is refused, not followed', async () => {
+        const tree = fs.mkdtempSync(path.join(outsideTmp, 'link-'));
+        fs.symlinkSync('/etc', path.join(tree, 'link'));
+        spawnSync('chmod', ['-R', 'a+rwX', tree]);
+        const result = await run(launcherFor(who), {
+          tier: 'lockdown', executable: '/bin/true', argv: ['true'], mounts: [{ kind: 'readWrite', path: path.join(tree, 'link') }],
+        });
+        expectOneLineError(result, 125, 'setup_mounts');
+        expect(result.stderr).toMatch(/symlink in the path is refused/);
+      });
+    });
+
+    for (const tier of TIERS) {
+      describe(`${tier}: the kernel's surface`, () => {
+        it(`refuses ${tier === 'none' ? 'TIOCSTI and TIOCLINUX' : 'every system call of the deny list'} with the seccomp filter`, async () => {
+          const launcher = launcherFor(who);
+          // clone first: once unshare went through (tier none), the probe is in a user namespace
+          // without a uid mapping, where clone(CLONE_NEWUSER) fails on its own
+          const names = [
+            'clone-newuser', ...SECCOMP_DENIED.map((d) => d.name), 'personality-query', 'personality-aslr-off', 'personality-aslr-off-high-bits',
+            'tiocsti', 'tiocsti-high-bits', 'tioclinux',
+          ];
+          // stdin a pipe: without a filter TIOCSTI fails with ENOTTY, so EPERM is the filter's
+          const result = await run(launcher, { tier, executable: probe, argv: ['probe', ...names] });
+          expect(result.code, result.stderr).toBe(0);
+          const seen = report(result.stdout);
+          for (const name of ['tiocsti', 'tiocsti-high-bits', 'tioclinux']) expect(seen[name], name).toBe('EPERM');
+          expect(seen['personality-query']).toBe('OK');
+          if (tier === 'none') {
+            // the control: without the full filter these calls go through to the kernel
+            for (const name of ['unshare', 'keyctl', 'clone-newuser', 'personality-aslr-off']) expect(seen[name], name).toBe('OK');
+            for (const name of ['io_uring_setup', 'bpf', 'ptrace', 'setns', 'clone3']) expect(seen[name], name).not.toMatch(/^(EPERM|ENOSYS)$/);
+            return;
+          }
+          for (const denied of SECCOMP_DENIED) expect(seen[denied.name], denied.name).toBe(denied.errno);
+          for (const name of ['clone-newuser', 'personality-aslr-off', 'personality-aslr-off-high-bits']) expect(seen[name], name).toBe('EPERM');
+        });
+
+        it('gives a new, empty session keyring: a key of the caller\'s session keyring is out of reach', async () => {
+          const launcher = launcherFor(who);
+          const description = `sealvault-probe-${process.pid}-${Date.now()}`;
+          // the caller: a session keyring of its own holding the key, then the helper
+          const inSession: Launcher = {
+            ...launcher,
+            command: [...launcher.command.slice(0, -1), '/usr/bin/keyctl', 'session', '-', '/bin/sh', '-c',
+              `keyctl add user ${description} s3cret @s >/dev/null && keyctl search @s user ${description} >/dev/null && exec "$0"`,
+              launcher.command.at(-1)!],
+          };
+          const result = await run(inSession, { tier, executable: fixtures['keyring.sh']!, argv: ['keyring', description] });
+          expect(result.code, result.stderr).toBe(0);
+          expect(report(result.stdout).key).toMatch(tier === 'none' ? /not available|not found/i : /not permitted/i);
+        });
+
+        it('ends a target at the timeout with SIGTERM, one that ignores it with SIGKILL after the grace: 124', async () => {
+          const launcher = launcherFor(who);
+          const quick = await run(launcher, { tier, executable: fixtures['sleeper.sh']!, argv: ['sleeper'], timeoutMs: 300, killAfterMs: 5000 });
+          expect(quick.code, quick.stderr).toBe(124);
+          expect(quick.stdout).toBe('ready\n');
+          const stubborn = start(launcher, { tier, executable: fixtures['stubborn.sh']!, argv: ['stubborn'], timeoutMs: 300, killAfterMs: 300 });
+          const result = await stubborn.done;
+          expect(result.code, result.stderr).toBe(124);
+          expect(result.stdout).toBe('ready\nignored-TERM\n');
+        });
+
+        it('relays output through real pipes: /dev/stderr reopens, a reader that leaves gives SIGPIPE (141)', async () => {
+          const launcher = launcherFor(who);
+          const relay = HELPER_FLAGS.relayStdout | HELPER_FLAGS.relayStderr;
+          const reopened = await run(launcher, { tier, executable: fixtures['reopen.sh']!, argv: ['reopen'], flags: relay });
+          expect(reopened.code, reopened.stderr).toBe(0);
+          expect(reopened.stdout).toBe('done\n');
+          expect(reopened.stderr).toBe('to-stderr\nx\n');
+
+          const endless = start(launcher, { tier, executable: fixtures['endless.sh']!, argv: ['endless'], flags: relay });
+          await endless.output(/^line$/m);
+          endless.child.stdout!.destroy();
+          expect((await endless.done).code).toBe(141);
+        });
+      });
+    }
+
+    it('none: returns when the target exits, whatever a background child still holds open', async () => {
+      const launcher = launcherFor(who);
+      const started = Date.now();
+      const running = start(launcher, { tier: 'none', executable: fixtures['background.sh']!, argv: ['background'], flags: HELPER_FLAGS.relayStdout | HELPER_FLAGS.relayStderr });
+      const result = await running.done;
+      expect(result.code).toBe(3);
+      expect(result.stdout).toBe('started\n');
+      expect(Date.now() - started, 'waited for the background sleep 20').toBeLessThan(15_000);
     });
   });
 }
@@ -593,22 +753,36 @@ describe('requests the helper refuses, and programs it cannot run', () => {
     return b;
   };
   const str = (s: string | Buffer) => Buffer.concat([u32(Buffer.byteLength(s)), Buffer.from(s)]);
+  /** "SVH2", tier, flags, timeout, kill-after */
+  const header = (tier: number, flags = 0) => Buffer.concat([Buffer.from('SVH2'), u32(tier), u32(flags), u32(0), u32(0)]);
+  /** argv ["true"], no env or files; `rest` goes on with the hidden paths */
+  const body = (...rest: Buffer[]) => Buffer.concat([u32(1), str('true'), u32(0), u32(0), ...rest]);
 
   it.each([
-    ['a wrong magic', Buffer.from('SVH2\0\0\0\0'), /SVH1/],
-    ['an empty request', Buffer.alloc(0), /SVH1/],
-    ['an unknown tier', Buffer.concat([Buffer.from('SVH1'), u32(3)]), /unknown tier 3/],
-    ['a request that ends early', Buffer.concat([Buffer.from('SVH1'), u32(1), u32(2), str('a')]), /ends early/],
-    ['a NUL in an argument', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(1), str('tr\0ue'), u32(0), u32(0), u32(0)]), /NUL/],
-    ['a NUL in an environment string', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(1), str('true'), u32(1), str('A=\0'), u32(0), u32(0)]), /NUL/],
-    ['an empty argv', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(0), u32(0), u32(0), u32(0)]), /argv/],
-    ['4097 arguments', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(4097)]), /4097 arguments/],
-    ['257 files', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(1), str('true'), u32(0), u32(257)]), /257 files/],
-    ['a file name with a slash', Buffer.concat([Buffer.from('SVH1'), u32(2), u32(1), str('true'), u32(0), u32(1), str('../x'), str('v'), u32(0)]), /'\/'/],
-    ['a file value over 1 MiB', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(1), str('true'), u32(0), u32(1), str('BIG'), u32((1 << 20) + 1)]), /longer than 1048576/],
-    ['17 hidden directories', Buffer.concat([Buffer.from('SVH1'), u32(2), u32(1), str('true'), u32(0), u32(0), u32(17)]), /17 hidden/],
-    ['a relative hidden directory', Buffer.concat([Buffer.from('SVH1'), u32(2), u32(1), str('true'), u32(0), u32(0), u32(1), str('tmp')]), /absolute/],
-    ['bytes after the end', Buffer.concat([Buffer.from('SVH1'), u32(0), u32(1), str('true'), u32(0), u32(0), u32(0), Buffer.from('x')]), /after the end/],
+    ['a wrong magic', Buffer.from('SVH1\0\0\0\0'), /SVH2/],
+    ['an empty request', Buffer.alloc(0), /SVH2/],
+    ['an unknown tier', header(3), /unknown tier 3/],
+    ['unknown flags', header(0, 64), /unknown flags 0x40/],
+    ['a stream on a pty without a pty', header(0, HELPER_FLAGS.ptyStdout), /without a pty/],
+    ['stdout both the pty and a relay', header(0, HELPER_FLAGS.pty | HELPER_FLAGS.ptyStdout | HELPER_FLAGS.relayStdout), /both the pty and a relayed pipe/],
+    ['a header that ends early', Buffer.concat([Buffer.from('SVH2'), u32(1), u32(0)]), /ends early/],
+    ['a request that ends early', Buffer.concat([header(1), u32(2), str('a')]), /ends early/],
+    ['a NUL in an argument', Buffer.concat([header(0), u32(1), str('tr\0ue'), u32(0), u32(0), u32(0), u32(0), str('')]), /NUL/],
+    ['a NUL in an environment string', Buffer.concat([header(0), u32(1), str('true'), u32(1), str('A=\0'), u32(0), u32(0), u32(0), str('')]), /NUL/],
+    ['an empty argv', Buffer.concat([header(0), u32(0), u32(0), u32(0), u32(0), u32(0), str('')]), /argv/],
+    ['4097 arguments', Buffer.concat([header(0), u32(4097)]), /4097 arguments/],
+    ['257 files', Buffer.concat([header(0), u32(1), str('true'), u32(0), u32(257)]), /257 files/],
+    ['a file name with a slash', Buffer.concat([header(2), u32(1), str('true'), u32(0), u32(1), str('../x'), str('v'), u32(0)]), /'\/'/],
+    ['a file value over 1 MiB', Buffer.concat([header(0), u32(1), str('true'), u32(0), u32(1), str('BIG'), u32((1 << 20) + 1)]), /longer than 1048576/],
+    ['17 hidden directories', Buffer.concat([header(2), u32(1), str('true'), u32(0), u32(0), u32(17)]), /17 hidden/],
+    ['a relative hidden directory', Buffer.concat([header(2), body(u32(1), str('tmp'))]), /absolute/],
+    ['a hidden path with ".."', Buffer.concat([header(2), body(u32(1), str('/tmp/../etc'))]), /"\.\." component/],
+    ['65 mount entries', Buffer.concat([header(2), body(u32(0), u32(65))]), /65 mount entries/],
+    ['an unknown mount kind', Buffer.concat([header(2), body(u32(0), u32(1), u32(9), str('/x'), str(''))]), /unknown mount kind 9/],
+    ['a relative mount path', Buffer.concat([header(2), body(u32(0), u32(1), u32(1), str('usr'), str(''))]), /not an absolute path/],
+    ['a mount over /', Buffer.concat([header(2), body(u32(0), u32(1), u32(2), str('/'), str(''))]), /cannot replace \//],
+    ['a symlink without a target', Buffer.concat([header(2), body(u32(0), u32(1), u32(4), str('/bin'), str(''))]), /only a symlink entry has a target/],
+    ['bytes after the end', Buffer.concat([header(0), body(u32(0), u32(0), str(''), Buffer.from('x'))]), /after the end/],
   ])('refuses %s: 125 and one line', async (_what, payload, reason) => {
     const result = await run(rootLauncher, { ...valid(), payload });
     expectOneLineError(result, 125, 'read_request');
@@ -618,7 +792,7 @@ describe('requests the helper refuses, and programs it cannot run', () => {
 
   it('refuses a request over 64 MiB', async () => {
     const payload = Buffer.alloc(64 * 1024 * 1024 + 1);
-    Buffer.from('SVH1').copy(payload);
+    Buffer.from('SVH2').copy(payload);
     const result = await run(rootLauncher, { ...valid(), payload });
     expectOneLineError(result, 125, 'read_request');
     expect(result.stderr).toMatch(/larger than 67108864/);
@@ -628,7 +802,9 @@ describe('requests the helper refuses, and programs it cannot run', () => {
     const fifo = path.join(outsideTmp, `a-fifo-${process.pid}`);
     fs.rmSync(fifo, { force: true });
     expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
-    const result = await run(rootLauncher, { tier: 'lockdown', executable: '/bin/true', argv: ['true'], hide: [fifo] });
+    const result = await run(rootLauncher, {
+      tier: 'lockdown', executable: '/bin/true', argv: ['true'], hide: [fifo], mounts: [{ kind: 'readWrite', path: outsideTmp }],
+    });
     fs.rmSync(fifo, { force: true });
     expectOneLineError(result, 125, 'setup_mounts');
     expect(result.stderr).toMatch(/neither a directory nor a regular file/);
@@ -669,7 +845,7 @@ describe.runIf(IS_ROOT)('without user namespaces (user.max_user_namespaces = 0 i
       // the user namespace is the one unshare -Ur made, not one of the helper's
       expect(result.info?.ns.user).toBe(Number(seen['ns.user']));
       for (const ns of ['pid', 'ipc', 'mnt', 'net', 'uts', 'cgroup'] as const) {
-        expect(Number(seen[`ns.${ns}`]) !== own[ns], ns).toBe(OWN_NAMESPACES[tier].includes(ns));
+        expect(Number(seen[`ns.${ns}`]) !== own[ns], ns).toBe((TIER_POLICY[tier].namespaces as readonly string[]).includes(ns));
         expect(result.info?.ns[ns]).toBe(Number(seen[`ns.${ns}`]));
       }
       expect(seen.pid).toBe('2');
@@ -722,4 +898,35 @@ describe.runIf(IS_ROOT)('without user namespaces (user.max_user_namespaces = 0 i
     expect(report(none.stdout).uid).toBe(String(user.uid));
     expect(none.info?.userns).toBe(false);
   });
+});
+
+describe('privilege and outer sandboxes', () => {
+  it.runIf(IS_ROOT)('refuses to run set-user-ID (it would run targets as its owner): 125 and one line', async () => {
+    // not under /tmp, which may be mounted nosuid, and then the bit would not take effect
+    const installed = path.join(outsideTmp, 'spawn_helper-setuid');
+    fs.copyFileSync(BUILT_HELPER, installed);
+    fs.chmodSync(installed, 0o4755);
+    const launcher: Launcher = { ...userLauncher, command: [...userLauncher.command.slice(0, -1), installed] };
+    const result = await run(launcher, { tier: 'none', executable: fixtures['report.sh']!, argv: ['report'] });
+    fs.rmSync(installed, { force: true });
+    expectOneLineError(result, 125, 'refuse_set_id');
+    expect(result.stderr).toMatch(/chmod u-s,g-s/);
+  });
+
+  for (const who of launchers) {
+    it(`lockdown inside a sandbox that masks /proc (run by ${who}): EPERM and why, not a misleading errno`, async () => {
+      const launcher = launcherFor(who);
+      // an outer sandbox: a mount namespace whose /proc has a mount over /proc/sys, as container
+      // runtimes and bwrap leave it; for the unprivileged user, in a user namespace of its own
+      const helper = launcher.command.at(-1)!;
+      const outer = IS_ROOT && launcher.uid === 0
+        ? ['/usr/bin/unshare', '-m', '--propagation', 'private', '--', '/bin/sh', '-c', 'mount -t tmpfs none /proc/sys && exec "$0"', helper]
+        : [...launcher.command.slice(0, -1), '/usr/bin/unshare', '-Urm', '--', '/bin/sh', '-c', 'mount -t tmpfs none /proc/sys && exec "$0"', helper];
+      const result = await run({ ...launcher, command: outer }, { tier: 'lockdown', executable: '/bin/true', argv: ['true'] });
+      expectOneLineError(result, 125, 'setup_proc');
+      expect(result.stderr).toMatch(/masks parts of the host's \/proc.*: Operation not permitted\n$/);
+      // hardened needs no new /proc, and still runs there
+      expect((await run({ ...launcher, command: outer }, { tier: 'hardened', executable: '/bin/true', argv: ['true'] })).code).toBe(0);
+    });
+  }
 });

@@ -6,7 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import * as fs from 'node:fs';
 import { execGranted } from '../sandbox/exec.js';
-import { hashCommand, openPinned, type PinnedBinary } from '../vault/binary.js';
+import { hashCommand, openPinned, type PinnedBinary, realPathOf } from '../vault/binary.js';
 import { VaultError } from '../vault/errors.js';
 import { keychainUnavailableReason } from '../vault/keychain.js';
 import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
@@ -23,6 +23,8 @@ import { readSecretValue } from './secret-input.js';
 import { askHiddenTwice, askHidden, hasTerminal } from './terminal.js';
 
 const say = (text: string) => process.stderr.write(`${text}\n`);
+/** commander's collector for a repeatable option. */
+const collect = (value: string, all: string[] = []) => [...all, value];
 const print = (text: string) => process.stdout.write(text);
 const printJson = (data: unknown) => process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
 
@@ -204,14 +206,20 @@ program
   .addOption(new Option('--min-tier <tier>', 'the weakest sandbox tier it may run in').choices(TIERS).default('hardened'))
   .option('--arg <arg>', 'pin an exact argument, in order (repeat it); needed for interpreters', (a: string, all: string[] = []) => [...all, a])
   .option('--any-args', 'allow an interpreter with any arguments, knowing it then runs any code')
-  .action(async (names: string[], flags: { to: string; minTier: Tier; arg?: string[]; anyArgs?: boolean }) => {
+  .option('--ro <path>', 'lockdown: also show this host path, read-only (repeat it)', collect)
+  .option('--rw <path>', 'lockdown: also give this host path, read-write (repeat it)', collect)
+  .action(async (names: string[], flags: { to: string; minTier: Tier; arg?: string[]; anyArgs?: boolean; ro?: string[]; rw?: string[] }) => {
     if (flags.arg !== undefined && flags.anyArgs) throw new VaultError('usage', 'use either --arg or --any-args, not both');
     names.forEach(checkSecretName);
     const binary = hashCommand(flags.to);
+    const ro = flags.ro?.map((p) => realPathOf(p, '--ro'));
+    const rw = flags.rw?.map((p) => realPathOf(p, '--rw'));
     await withUnlocked((vault) => {
-      vault.allow({ names, binary, minTier: flags.minTier, args: flags.arg ?? null, anyArgs: flags.anyArgs === true });
+      vault.allow({ names, binary, minTier: flags.minTier, args: flags.arg ?? null, anyArgs: flags.anyArgs === true, ro, rw });
       say(`granted ${names.join(', ')} to ${binary.path} (sha256 ${binary.sha256.slice(0, 16)}…) at tier ${flags.minTier} or stronger` +
-        (flags.arg !== undefined ? ` with arguments ${JSON.stringify(flags.arg)}` : ''));
+        (flags.arg !== undefined ? ` with arguments ${JSON.stringify(flags.arg)}` : '') +
+        (ro !== undefined ? `; read-only in lockdown: ${ro.join(', ')}` : '') +
+        (rw !== undefined ? `; read-write in lockdown: ${rw.join(', ')}` : ''));
     });
   });
 
@@ -300,6 +308,8 @@ program
   .option('--info', "print the child's namespace inode numbers on stderr")
   .option('--mask [style]', "replace released secrets in the child's output with *** (--mask=name: <NAME>); default when output is not a terminal or CI is set")
   .option('--no-mask', "pass the child's output through untouched (default on a terminal)")
+  .option('--timeout <duration>', 'send SIGTERM after DURATION (e.g. 90s, 5m; a number is seconds), SIGKILL after the grace; exit 124')
+  .option('--kill-after <duration>', 'the grace between the timeout\'s SIGTERM and SIGKILL', '10s')
   .argument('<command>', 'the program: a PATH name or a path')
   .argument('[args...]', 'its arguments (after --)')
   .passThroughOptions()
@@ -313,6 +323,22 @@ interface ExecFlags {
   file?: string[];
   info?: boolean;
   mask?: boolean | string;
+  timeout?: string;
+  killAfter: string;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** The helper counts in u32 milliseconds (docs/helper-protocol.md): about 49 days. */
+const MAX_DURATION_MS = 0xffff_ffff;
+
+/** "90s", "5m", "1.5h", "250ms", or a plain number of seconds as timeout(1) takes it; in ms, at least 1. */
+function parseDuration(flag: string, text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  const ms = match === null ? Number.NaN : Math.round(Number(match[1]) * (DURATION_UNITS[match[2] ?? 's'] ?? Number.NaN));
+  if (!Number.isFinite(ms) || ms < 1 || ms > MAX_DURATION_MS) {
+    throw new VaultError('usage', `${flag} takes a duration such as 30s, 5m or 1h (a plain number is seconds), up to 49 days, not "${text}"`);
+  }
+  return ms;
 }
 
 /**
@@ -333,7 +359,10 @@ function maskStyle(flag: boolean | string | undefined): MaskStyle | undefined {
 
 /** `vault exec`'s own failures exit 125 (126 not executable, 127 not found), apart from the child's codes. */
 async function runExec(command: string, args: string[], flags: ExecFlags): Promise<number> {
-  const mask = maskStyle(flags.mask); // a bad flag is a usage error (2), before anything is opened
+  // bad flags are usage errors (2), before anything is opened
+  const mask = maskStyle(flags.mask);
+  const timeoutMs = flags.timeout === undefined ? undefined : parseDuration('--timeout', flags.timeout);
+  const killAfterMs = parseDuration('--kill-after', flags.killAfter);
   let binary: PinnedBinary;
   try {
     (flags.only ?? []).forEach(checkSecretName);
@@ -346,7 +375,8 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
   try {
     const result = await withUnlocked((vault) =>
       execGranted(vault, binary, {
-        tier: flags.tier, argv: [command, ...args], only: flags.only, files: flags.file ?? [], mask, warn: (message) => say(`vault: warning: ${message}`),
+        tier: flags.tier, argv: [command, ...args], only: flags.only, files: flags.file ?? [], mask, timeoutMs, killAfterMs,
+        warn: (message) => say(`vault: warning: ${message}`),
       }),
     );
     if (flags.info && result.info !== undefined) say(`vault: info ${JSON.stringify(result.info)}`);

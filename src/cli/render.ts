@@ -20,13 +20,14 @@ export function renderSlots(slots: SlotFile[]): string {
 export function renderGrants(grants: Grant[], exists: (secret: string) => boolean): string {
   if (grants.length === 0) return '(no grants; add one with `vault allow NAME --to PATH`)\n';
   return table(
-    ['SECRET', 'MIN-TIER', 'SHA256', 'PATH', 'ARGS'],
+    ['SECRET', 'MIN-TIER', 'SHA256', 'PATH', 'ARGS', 'LOCKDOWN PATHS'],
     grants.map((g) => [
       exists(g.secret) ? g.secret : `${g.secret} (missing)`,
       g.min_tier,
       g.sha256.slice(0, 16),
       g.path,
       g.args === null ? '(any)' : JSON.stringify(g.args),
+      [...(g.ro ?? []).map((p) => `ro:${p}`), ...(g.rw ?? []).map((p) => `rw:${p}`)].join(' ') || '-',
     ]),
   );
 }

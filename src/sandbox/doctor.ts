@@ -11,8 +11,9 @@ import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { keychainUnavailableReason } from '../vault/keychain.js';
 import { packageRoot } from '../vault/native.js';
+import { lockdownSystemMounts } from './lockdown-root.js';
 import { HELPER_NAME, runSandboxed, type SandboxResult } from './spawn.js';
-import { TIERS, type Tier } from './tiers.js';
+import { TIER_POLICY, TIERS, type Tier } from './tiers.js';
 
 /** One kernel knob under /proc/sys. `value` is null when the file is absent or unreadable. */
 export interface SysctlKnob {
@@ -42,6 +43,10 @@ export interface TierReport {
   userns_fallback: boolean | null;
   /** Namespace inode numbers of the target, from the helper's info line; null without one. */
   namespaces: Record<string, number> | null;
+  /** The Landlock ABI the helper applied (lockdown), 0 for none; null when unknown. */
+  landlock_abi: number | null;
+  /** The seccomp filter the target ran under; null when unknown. */
+  seccomp_filter: 'terminal' | 'full' | null;
   isolates: string;
   does_not_isolate: string;
 }
@@ -81,6 +86,8 @@ export interface DoctorReport {
     enabled: boolean | null;
     /** Where the answer came from, or why there is none. */
     source: string;
+    /** The ABI version the kernel offers (landlock_create_ruleset), 0 when none; null when unknown. */
+    abi: number | null;
   };
   keychain: { reachable: boolean; reason: string | null };
   helper: {
@@ -97,25 +104,6 @@ export interface DoctorReport {
   /** Things a person should act on, one sentence each. */
   warnings: string[];
 }
-
-/** What each tier isolates and what it leaves in view; fixed text, SECURITY.md "Tiers" is the full account. */
-export const TIER_ISOLATION: Record<Tier, { isolates: string; does_not_isolate: string }> = {
-  none: {
-    isolates: 'nothing: no namespaces',
-    does_not_isolate: 'everything: the target sees the host filesystem, processes, IPC and network as the caller does',
-  },
-  hardened: {
-    isolates: 'own user, PID and IPC namespaces: host processes cannot be signalled or traced, host IPC objects are out of reach',
-    does_not_isolate:
-      "the host filesystem (everything the user can read and write), the host's /proc mounts (host processes are listed there) and the network stay in view",
-  },
-  lockdown: {
-    isolates:
-      'also own mount and network namespaces: private /tmp, /dev/shm and /proc, the vault and runtime directories hidden, loopback only',
-    does_not_isolate:
-      'the rest of the host filesystem stays in view with the user\'s permissions (home, projects); hostname and cgroups are shared; no system-call filter, no resource limits',
-  },
-};
 
 const PROBE_TIMEOUT_MS = 5000;
 const CAP_SYS_ADMIN = 21n;
@@ -213,7 +201,7 @@ function seccomp(status: string | undefined): DoctorReport['seccomp'] {
  * The active LSM list is in securityfs. Where securityfs is not mounted, the kernel's own
  * configuration (CONFIG_SECURITY_LANDLOCK, CONFIG_LSM) and the boot command line (lsm=) say the same.
  */
-function landlock(): DoctorReport['landlock'] {
+function landlock(): Omit<DoctorReport['landlock'], 'abi'> {
   const lsm = readText('/sys/kernel/security/lsm');
   if ('text' in lsm) return { enabled: lsm.text.trim().split(',').includes('landlock'), source: '/sys/kernel/security/lsm' };
   const unreadable = `/sys/kernel/security/lsm is ${'missing' in lsm ? 'absent (securityfs not mounted)' : `unreadable (${lsm.error})`}`;
@@ -277,17 +265,22 @@ function helperReason(result: SandboxResult): string {
   return own ?? `the helper exited with status ${result.exitCode} and printed no reason`;
 }
 
-const REQUIRED_NAMESPACES: Record<Tier, string[]> = { none: [], hardened: ['user', 'pid', 'ipc'], lockdown: ['user', 'pid', 'ipc', 'mnt', 'net'] };
 
 async function probeTier(tier: Tier, helper: DoctorReport['helper'], own: Record<string, number>, userns: DoctorReport['user_namespaces']): Promise<TierReport> {
-  const report: TierReport = { tier, available: false, exit_code: null, reason: null, userns_fallback: null, namespaces: null, ...TIER_ISOLATION[tier] };
+  const { isolates, does_not_isolate } = TIER_POLICY[tier];
+  const report: TierReport = {
+    tier, available: false, exit_code: null, reason: null, userns_fallback: null, namespaces: null, landlock_abi: null, seccomp_filter: null,
+    isolates, does_not_isolate,
+  };
   if (!helper.exists) {
     report.reason = `the sandbox helper (${helper.path ?? `build/Release/${HELPER_NAME}`}) is not built: run \`npm run build\``;
     return report;
   }
   let fd: number;
+  let executablePath: string;
   try {
-    fd = fs.openSync('/bin/true', fs.constants.O_RDONLY);
+    executablePath = fs.realpathSync('/bin/true');
+    fd = fs.openSync(executablePath, fs.constants.O_RDONLY);
   } catch (error) {
     report.reason = `cannot open /bin/true to try the tier: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
     return report;
@@ -297,9 +290,11 @@ async function probeTier(tier: Tier, helper: DoctorReport['helper'], own: Record
   let result: SandboxResult;
   try {
     result = await runSandboxed(
-      { tier, argv: ['true'], env: [], files: [], hide: [], executableFd: fd },
+      // from /, with the system alone: the probe needs no working directory of the caller's
+      { tier, argv: ['true'], env: [], files: [], hide: [], mounts: lockdownSystemMounts(), executablePath, executableFd: fd },
       {
         stdio: 'pipe',
+        cwd: '/',
         onSpawn: (child) => {
           child.stdin?.end();
           timer = setTimeout(() => {
@@ -318,6 +313,8 @@ async function probeTier(tier: Tier, helper: DoctorReport['helper'], own: Record
   }
   report.exit_code = result.exitCode;
   report.namespaces = result.info?.ns ?? null;
+  report.landlock_abi = result.info?.landlock ?? null;
+  report.seccomp_filter = result.info?.seccomp ?? null;
   // tier none asks for no namespaces, so running without a user namespace is no fallback there
   report.userns_fallback = tier === 'none' ? false : result.info === undefined ? null : result.info.userns === false;
   if (timedOut) {
@@ -334,7 +331,7 @@ async function probeTier(tier: Tier, helper: DoctorReport['helper'], own: Record
   } else if (result.info !== undefined && result.info.tier !== tier) {
     report.reason = `the helper reported tier ${String(result.info.tier)} instead of ${tier}`;
   } else {
-    const shared = REQUIRED_NAMESPACES[tier].filter((kind) => {
+    const shared = TIER_POLICY[tier].namespaces.filter((kind) => {
       if (kind === 'user' && result.info?.userns === false) return false; // the fallback keeps ours, by design
       const theirs = result.info?.ns[kind];
       return own[kind] !== undefined && (theirs === undefined || theirs === own[kind]);
@@ -380,7 +377,8 @@ export async function doctorReport(): Promise<DoctorReport> {
     identity: who,
     user_namespaces: userns,
     seccomp: seccomp(status),
-    landlock: landlock(),
+    // the ABI is what the helper found when it ran lockdown for real
+    landlock: { ...landlock(), abi: probes[2]!.landlock_abi },
     keychain: { reachable: keychainReason === undefined, reason: keychainReason ?? null },
     helper,
     tiers: { none: probes[0]!, hardened: probes[1]!, lockdown: probes[2]! },
@@ -413,6 +411,7 @@ export function renderDoctor(report: DoctorReport): string {
   lines.push(`seccomp of this process: ${sc.mode === null ? 'unknown' : `${sc.mode_name ?? 'unknown mode'} (${sc.mode})`}`);
   lines.push(`seccomp filter actions: ${sc.actions !== null ? sc.actions.join(' ') : sc.actions_avail ? 'present, unreadable' : 'not available (/proc/sys/kernel/seccomp/actions_avail absent)'}`);
   lines.push(`landlock: ${ll.enabled === null ? 'unknown' : ll.enabled ? 'enabled' : 'not enabled'} (${ll.source})`);
+  lines.push(`landlock ABI in use by lockdown: ${ll.abi === null ? 'unknown (lockdown did not run)' : ll.abi === 0 ? 'none (the mounts are the only wall)' : ll.abi}`);
   lines.push(`keychain (Secret Service): ${report.keychain.reachable ? 'reachable' : `not reachable: ${report.keychain.reason ?? 'unknown reason'}`}`);
   lines.push(`helper: ${helper.path ?? 'unknown path'}${helper.exists ? '' : ' (not built: run `npm run build`)'}`);
   if (helper.exists) {
@@ -423,6 +422,7 @@ export function renderDoctor(report: DoctorReport): string {
     const t = report.tiers[tier];
     const how = t.available ? `available${t.userns_fallback ? ' (without a user namespace: CAP_SYS_ADMIN fallback)' : ''}` : `NOT available: ${t.reason ?? 'unknown reason'}`;
     lines.push(`tier ${tier}: ${how}${t.exit_code === null ? '' : ` [helper exit ${t.exit_code}]`}`);
+    if (t.seccomp_filter !== null) lines.push(`tier ${tier} seccomp filter: ${t.seccomp_filter === 'full' ? 'full deny list' : 'terminal ioctls only'}`);
     lines.push(`tier ${tier} isolates: ${t.isolates}`);
     lines.push(`tier ${tier} does not isolate: ${t.does_not_isolate}`);
   }

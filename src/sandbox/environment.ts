@@ -4,6 +4,7 @@
  * SECURITY.md ("The child's environment") lists these; a test keeps the two in step.
  */
 import { VaultError } from '../vault/errors.js';
+import { LOCKDOWN_REMOVED_VARIABLES, type Tier } from './tiers.js';
 
 export const REMOVED_PREFIXES: readonly string[] = ['VAULT_', 'SEALVAULT_', 'LD_', 'DYLD_', 'BASH_FUNC_'];
 export const REMOVED_NAMES: readonly string[] = [
@@ -32,10 +33,15 @@ function entry(name: string, value: Uint8Array): Uint8Array {
   return bytes;
 }
 
-/** `NAME=VALUE` entries for the target; the caller wipes them after hand-over. */
-export function targetEnvironment(callerEnv: NodeJS.ProcessEnv, secrets: Map<string, Uint8Array>): Uint8Array[] {
+/**
+ * `NAME=VALUE` entries for the target; the caller wipes them after hand-over. In lockdown the
+ * variables that lead to host services (LOCKDOWN_REMOVED_VARIABLES) go too: the sockets they name
+ * are not in its root, and must not be reached some other way.
+ */
+export function targetEnvironment(callerEnv: NodeJS.ProcessEnv, secrets: Map<string, Uint8Array>, tier: Tier): Uint8Array[] {
+  const dropped = (name: string) => isRemoved(name) || secrets.has(name) || (tier === 'lockdown' && LOCKDOWN_REMOVED_VARIABLES.includes(name));
   const kept = Object.entries(callerEnv)
-    .filter((pair): pair is [string, string] => pair[1] !== undefined && !isRemoved(pair[0]) && !secrets.has(pair[0]))
+    .filter((pair): pair is [string, string] => pair[1] !== undefined && !dropped(pair[0]))
     .map(([name, value]) => entry(name, encoder.encode(value)));
   for (const [name, value] of secrets) {
     if (value.includes(0)) {

@@ -9,10 +9,12 @@ import type { PinnedBinary } from '../vault/binary.js';
 import { wipe } from '../vault/crypto.js';
 import { VaultError } from '../vault/errors.js';
 import { stateDirectory } from '../vault/paths.js';
-import { secretsToRelease } from '../vault/policy.js';
+import { grantedPaths, secretsToRelease } from '../vault/policy.js';
 import type { UnlockedVault } from '../vault/vault.js';
 import { tokenFilePath } from '../vault/token-source.js';
 import { targetEnvironment } from './environment.js';
+import type { MountEntry } from './helper-protocol.js';
+import { lockdownMounts } from './lockdown-root.js';
 import { disposePlan, MIN_MASKED_LENGTH, type MaskPlan, type MaskStyle, planMasking } from './masking.js';
 import { runSandboxed, type SandboxOptions, type SandboxResult } from './spawn.js';
 import type { Tier } from './tiers.js';
@@ -29,6 +31,9 @@ export interface ExecRequest {
   mask?: MaskStyle;
   /** Told once which released secrets are too short to mask. */
   warn?: (message: string) => void;
+  /** --timeout: SIGTERM after this many ms, SIGKILL killAfterMs later; the run then exits 124. */
+  timeoutMs?: number;
+  killAfterMs?: number;
 }
 
 /** What the target must not see in lockdown: the vault, the user's keychain and session sockets, our state, the token file. */
@@ -47,7 +52,14 @@ export async function execGranted(
   request: ExecRequest,
   options: SandboxOptions = {},
 ): Promise<SandboxResult> {
-  const names = secretsToRelease(vault.policy(), { binary, args: request.argv.slice(1), tier: request.tier, only: request.only });
+  const policy = vault.policy();
+  const release = { binary, args: request.argv.slice(1), tier: request.tier, only: request.only };
+  const names = secretsToRelease(policy, release);
+  let mounts: MountEntry[] | undefined;
+  if (request.tier === 'lockdown') {
+    const granted = grantedPaths(policy, names, release);
+    mounts = lockdownMounts({ cwd: process.cwd(), home: process.env.HOME, executable: binary.path, readOnly: granted.ro, readWrite: granted.rw });
+  }
   const stray = request.files.find((name) => !names.includes(name));
   if (stray !== undefined) throw new VaultError('usage', `--file ${stray}: ${stray} is not among the secrets released to this run (${names.join(', ')})`);
 
@@ -57,7 +69,7 @@ export async function execGranted(
   let running: Promise<SandboxResult>;
   try {
     const inEnvironment = new Map([...values].filter(([name]) => !request.files.includes(name)));
-    env = targetEnvironment(process.env, inEnvironment);
+    env = targetEnvironment(process.env, inEnvironment, request.tier);
     const files = request.files.map((name) => ({ name, value: values.get(name) ?? new Uint8Array() }));
     if (request.mask !== undefined) {
       plan = planMasking([...values].map(([name, value]) => ({ name, value })), request.mask);
@@ -67,7 +79,10 @@ export async function execGranted(
     }
     // runSandboxed encodes its request before it returns, so the plaintext can go now
     running = runSandboxed(
-      { tier: request.tier, argv: request.argv, env, files, hide: pathsToHide(vault.vault.dir), executableFd: binary.fd },
+      {
+        tier: request.tier, argv: request.argv, env, files, hide: pathsToHide(vault.vault.dir), mounts, executablePath: binary.path,
+        timeoutMs: request.timeoutMs, killAfterMs: request.killAfterMs, executableFd: binary.fd,
+      },
       plan === undefined ? options : { ...options, stdio: 'mask', mask: plan },
     );
   } catch (error) {

@@ -4,13 +4,47 @@
  */
 import { TIERS, type Tier } from './tiers.js';
 
+/** The header flags (docs/helper-protocol.md, "The request"). */
+export const HELPER_FLAGS = {
+  /** fd 0 is the caller's terminal: the target gets a pty of its own as controlling terminal and stdin. */
+  pty: 1,
+  ptyStdout: 2,
+  ptyStderr: 4,
+  /** The target's stdout is a pipe that the helper copies to its own fd 1 (masking reads that). */
+  relayStdout: 8,
+  relayStderr: 16,
+  /** The caller puts the terminal's modes back itself (it still writes masked output): the helper leaves it raw. */
+  callerRestoresTerminal: 32,
+} as const;
+
+/** What a lockdown mount entry does (docs/helper-protocol.md, "Mount entries"). */
+export const MOUNT_KINDS = { readOnly: 1, readWrite: 2, emptyDir: 3, symlink: 4, pinned: 5 } as const;
+export type MountKind = keyof typeof MOUNT_KINDS;
+
+export interface MountEntry {
+  kind: MountKind;
+  /** Absolute, without symlinks, "." or ".." components: where the target sees it. */
+  path: string;
+  /** symlink only: what the link points to. */
+  target?: string;
+}
+
 export interface HelperRequest {
   tier: Tier;
+  /** HELPER_FLAGS, or-ed. */
+  flags?: number;
+  /** SIGTERM after this many ms (0 or absent: never), SIGKILL killAfterMs later. */
+  timeoutMs?: number;
+  killAfterMs?: number;
   argv: string[];
   /** "NAME=VALUE" strings; values may be bytes, so each entry is bytes. */
   env: Uint8Array[];
   files: { name: string; value: Uint8Array }[];
   hide: string[];
+  /** lockdown's root, beyond its fixed /proc, /dev and /tmp. */
+  mounts?: MountEntry[];
+  /** The pinned executable's real path (bound read-only in lockdown). */
+  executablePath?: string;
 }
 
 const encoder = new TextEncoder();
@@ -25,13 +59,19 @@ function lengthPrefixed(bytes: Uint8Array): Uint8Array[] {
   return [u32(bytes.length), bytes];
 }
 
+const text = (s: string) => lengthPrefixed(encoder.encode(s));
+
 /** The request as one buffer; the caller wipes it once written, as it holds the secrets. */
 export function encodeHelperRequest(request: HelperRequest): Uint8Array {
-  const parts: Uint8Array[] = [encoder.encode('SVH1'), u32(TIERS.indexOf(request.tier))];
-  parts.push(u32(request.argv.length), ...request.argv.flatMap((a) => lengthPrefixed(encoder.encode(a))));
+  const parts: Uint8Array[] = [encoder.encode('SVH2'), u32(TIERS.indexOf(request.tier)), u32(request.flags ?? 0)];
+  parts.push(u32(request.timeoutMs ?? 0), u32(request.killAfterMs ?? 0));
+  parts.push(u32(request.argv.length), ...request.argv.flatMap(text));
   parts.push(u32(request.env.length), ...request.env.flatMap(lengthPrefixed));
-  parts.push(u32(request.files.length), ...request.files.flatMap((f) => [...lengthPrefixed(encoder.encode(f.name)), ...lengthPrefixed(f.value)]));
-  parts.push(u32(request.hide.length), ...request.hide.flatMap((h) => lengthPrefixed(encoder.encode(h))));
+  parts.push(u32(request.files.length), ...request.files.flatMap((f) => [...text(f.name), ...lengthPrefixed(f.value)]));
+  parts.push(u32(request.hide.length), ...request.hide.flatMap(text));
+  const mounts = request.mounts ?? [];
+  parts.push(u32(mounts.length), ...mounts.flatMap((m) => [u32(MOUNT_KINDS[m.kind]), ...text(m.path), ...text(m.target ?? '')]));
+  parts.push(...text(request.executablePath ?? ''));
   const total = parts.reduce((sum, p) => sum + p.length, 0);
   const out = new Uint8Array(total);
   let offset = 0;

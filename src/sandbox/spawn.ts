@@ -1,23 +1,36 @@
 /**
- * Starts native/spawn_helper with a request (docs/helper-protocol.md) and waits for the target.
- * Secrets reach the helper only through the request pipe; its argv and environment are empty.
+ * Starts native/spawn_helper with a request (docs/helper-protocol.md) and waits for it. Secrets
+ * reach the helper only through the request pipe; its argv and environment are empty.
+ *
+ * Streams: when vault's stdin is a terminal the helper gives the target a pty of its own and
+ * relays between it and the caller's terminal (raw mode, window size); otherwise the target gets
+ * vault's stdin, stdout and stderr as they are. With masking, the target writes into real pipes
+ * that the helper copies to vault, which masks them on the way out; the helper returns when the
+ * target exits, whatever its background children still hold open.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
+import * as tty from 'node:tty';
 import { VaultError } from '../vault/errors.js';
-import { findBuildArtifact } from '../vault/native.js';
-import { encodeHelperRequest, type HelperRequest } from './helper-protocol.js';
+import { findBuildArtifact, native } from '../vault/native.js';
+import { encodeHelperRequest, HELPER_FLAGS, type HelperRequest } from './helper-protocol.js';
 import { type MaskPlan, maskingTransform } from './masking.js';
 import type { Tier } from './tiers.js';
 
 export interface HelperInfo {
   tier: Tier;
   userns: boolean;
+  /** The target got a pty of its own. */
+  pty: boolean;
+  /** 'terminal' (TIOCSTI and TIOCLINUX only) or 'full'. */
+  seccomp: 'terminal' | 'full';
+  /** The Landlock ABI lockdown applied, 0 for none. */
+  landlock: number;
   ns: Record<string, number>;
 }
 
-export interface SandboxRequest extends HelperRequest {
+export interface SandboxRequest extends Omit<HelperRequest, 'flags'> {
   /** The pinned executable, opened once by the caller and hashed from this very fd. */
   executableFd: number;
 }
@@ -31,20 +44,23 @@ export interface SandboxResult {
 
 export interface SandboxOptions {
   /**
-   * 'inherit' hands the target the caller's stdout and stderr (the default); 'pipe' captures them;
-   * 'mask' passes them on through a masker that hides the released secrets (`mask` says how).
+   * 'inherit' hands the target the caller's streams (through a pty when stdin is a terminal; the
+   * default); 'pipe' captures stdout and stderr and gives no pty; 'mask' passes the output on
+   * through a masker that hides the released secrets (`mask` says how).
    */
   stdio?: 'inherit' | 'pipe' | 'mask';
   mask?: MaskPlan;
+  /** The helper's working directory (lockdown binds it read-write); default: vault's own. */
+  cwd?: string;
   onSpawn?: (child: ChildProcess) => void;
 }
 
 /** Copies the target's output to ours through a masker; resolves once the last masked byte is written. */
 function passMasked(from: Readable, to: Writable, plan: MaskPlan): Promise<void> {
   const masker = maskingTransform(plan);
-  // When our reader goes away (`vault exec … | head`), close the target's pipe too, so that its
-  // next write fails (SIGPIPE) as it would have without the masker in between, instead of the
-  // target blocking on a full pipe forever; vault itself lives on to report the exit status.
+  // When our reader goes away (`vault exec … | head`), close the pipe from the helper too: the
+  // helper then closes the target's pipe, whose next write gets SIGPIPE as it would have without
+  // vault in between; vault itself lives on to report the exit status.
   const stop = () => {
     from.destroy();
     masker.destroy();
@@ -68,13 +84,38 @@ export function helperPath(): string {
 }
 
 /**
- * Signals a person or a supervisor sends to `vault` go on to the target. A terminal already sends
- * SIGINT, SIGQUIT and SIGWINCH to the whole foreground process group, the target included, so on a
- * terminal those are not forwarded again.
+ * Signals a person or a supervisor sends to `vault` go on to the target, which is in a session of
+ * its own and so never gets the terminal's signals itself. On a terminal the helper keeps the
+ * terminal raw, so Ctrl-C reaches the target through its pty instead; window size changes reach
+ * the helper directly.
  */
-function forwardedSignals(): NodeJS.Signals[] {
-  const always: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
-  return process.stdin.isTTY ? always : [...always, 'SIGINT', 'SIGQUIT', 'SIGWINCH'];
+const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+
+/** Which of the helper's streams are what, for the header flags. */
+function streamFlags(stdio: 'inherit' | 'pipe' | 'mask'): number {
+  const pty = stdio !== 'pipe' && tty.isatty(0);
+  let flags = 0;
+  if (pty) {
+    flags |= HELPER_FLAGS.pty;
+    if (tty.isatty(1)) flags |= HELPER_FLAGS.ptyStdout;
+    if (tty.isatty(2)) flags |= HELPER_FLAGS.ptyStderr;
+  }
+  if (stdio === 'mask') {
+    if ((flags & HELPER_FLAGS.ptyStdout) === 0) flags |= HELPER_FLAGS.relayStdout;
+    if ((flags & HELPER_FLAGS.ptyStderr) === 0) flags |= HELPER_FLAGS.relayStderr;
+  }
+  return flags;
+}
+
+/**
+ * With a pty and masking, vault writes the target's masked output to the terminal itself, after
+ * the helper is gone: so the helper leaves the terminal raw (callerRestoresTerminal) and vault puts
+ * the modes back once the last byte is out (a "\n" of a full-screen program must not become
+ * "\r\n" on the way). Node resets its stdio at exit too, should vault die on the way.
+ */
+function terminalKeeper(): () => void {
+  const modes = native().terminalModes(0);
+  return () => native().setTerminalModes(0, modes);
 }
 
 export function runSandboxed(request: SandboxRequest, options: SandboxOptions = {}): Promise<SandboxResult> {
@@ -82,10 +123,17 @@ export function runSandboxed(request: SandboxRequest, options: SandboxOptions = 
   const plan = options.mask;
   if (stdio === 'mask' && plan === undefined) throw new VaultError('internal', "stdio 'mask' needs a mask plan");
   const output = stdio === 'inherit' ? 'inherit' : 'pipe';
-  const payload = encodeHelperRequest(request);
+  let flags = streamFlags(stdio);
+  let releaseTerminal = () => undefined as void;
+  if (stdio === 'mask' && (flags & HELPER_FLAGS.pty) !== 0) {
+    releaseTerminal = terminalKeeper();
+    flags |= HELPER_FLAGS.callerRestoresTerminal;
+  }
+  const payload = encodeHelperRequest({ ...request, flags });
   return new Promise<SandboxResult>((resolve, reject) => {
     const child = spawn(helperPath(), [], {
       env: {},
+      cwd: options.cwd,
       stdio: [stdio === 'pipe' ? 'pipe' : 'inherit', output, output, 'pipe', request.executableFd, 'pipe'],
     });
     const masked =
@@ -93,10 +141,9 @@ export function runSandboxed(request: SandboxRequest, options: SandboxOptions = 
         ? Promise.all([passMasked(child.stdout, process.stdout, plan), passMasked(child.stderr, process.stderr, plan)])
         : Promise.resolve();
     const forward = (signal: NodeJS.Signals) => child.kill(signal);
-    const signals = forwardedSignals();
-    for (const signal of signals) process.on(signal, forward);
+    for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
     const stopForwarding = () => {
-      for (const signal of signals) process.off(signal, forward);
+      for (const signal of FORWARDED_SIGNALS) process.off(signal, forward);
     };
     options.onSpawn?.(child);
 
@@ -119,6 +166,7 @@ export function runSandboxed(request: SandboxRequest, options: SandboxOptions = 
 
     child.on('error', (error) => {
       stopForwarding();
+      releaseTerminal();
       payload.fill(0);
       reject(new VaultError('internal', `cannot start the sandbox helper: ${error.message}`));
     });
@@ -137,7 +185,10 @@ export function runSandboxed(request: SandboxRequest, options: SandboxOptions = 
         result.stdout = Buffer.concat(captured.stdout);
         result.stderr = Buffer.concat(captured.stderr);
       }
-      void masked.then(() => resolve(result));
+      void masked.then(() => {
+        releaseTerminal();
+        resolve(result);
+      });
     });
   });
 }

@@ -44,6 +44,16 @@ function isExecutableFile(file: string): boolean {
   }
 }
 
+/** The real path of an existing file or directory named by the user for `flag`; symlinks resolved. */
+export function realPathOf(given: string, flag: string): string {
+  if (given === '') throw new VaultError('usage', `${flag} needs a path`);
+  try {
+    return fs.realpathSync(path.resolve(given));
+  } catch {
+    throw new VaultError('notFound', `${flag} ${given}: no such file or directory`);
+  }
+}
+
 export function sha256OfFd(fd: number): string {
   const hash = createHash('sha256');
   const chunk = Buffer.alloc(1 << 20);

@@ -73,13 +73,18 @@ export const secretFileSchema = z.strictObject({
 });
 export type SecretFile = z.infer<typeof secretFileSchema>;
 
+const absolutePath = z.string().check(z.refine((p) => p.startsWith('/'), 'must be absolute'));
+
 export const grantSchema = z.strictObject({
   secret: z.string().check(z.regex(/^[A-Z_][A-Z0-9_]{0,127}$/)),
   sha256: hex64,
-  path: z.string().check(z.refine((p) => p.startsWith('/'), 'must be absolute')),
+  path: absolutePath,
   min_tier: z.enum(TIERS),
   args: z.nullable(z.array(z.string())),
   created: time,
+  /** lockdown: more of the host, read-only and read-write (absent: none). */
+  ro: z.optional(z.array(absolutePath)),
+  rw: z.optional(z.array(absolutePath)),
 });
 export type Grant = z.infer<typeof grantSchema>;
 

@@ -8,6 +8,10 @@ export interface NativeAddon {
   tryLockExclusive(fd: number): boolean;
   hardenProcess(): void;
   isDumpable(): boolean;
+  /** tcgetattr(fd), as opaque bytes for setTerminalModes. */
+  terminalModes(fd: number): Buffer;
+  /** tcsetattr(fd, TCSADRAIN, modes). */
+  setTerminalModes(fd: number, modes: Buffer): void;
 }
 
 let addon: NativeAddon | undefined;

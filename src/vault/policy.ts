@@ -27,7 +27,13 @@ export interface Policy {
 
 /** The bytes the MAC covers: fixed key order, grant fields in the order of docs/FORMAT.md. */
 function canonicalPolicy(vaultId: string, policy: Policy): string {
-  const grants = policy.grants.map((g) => ({ secret: g.secret, sha256: g.sha256, path: g.path, min_tier: g.min_tier, args: g.args, created: g.created }));
+  // ro and rw come after created, and only when a grant has them: a policy written before they
+  // existed keeps its MAC
+  const grants = policy.grants.map((g) => ({
+    secret: g.secret, sha256: g.sha256, path: g.path, min_tier: g.min_tier, args: g.args, created: g.created,
+    ...(g.ro !== undefined ? { ro: g.ro } : {}),
+    ...(g.rw !== undefined ? { rw: g.rw } : {}),
+  }));
   return JSON.stringify({ format: 'sealvault-policy', version: FORMAT_VERSION, vault_id: vaultId, revision: policy.revision, grants });
 }
 
@@ -65,6 +71,15 @@ export function findGrant(policy: Policy, secret: string, sha256: string, args: 
       tierAtLeast(tier, g.min_tier) &&
       (g.args === null || (g.args.length === args.length && g.args.every((a, i) => a === args[i]))),
   );
+}
+
+/** The host paths lockdown adds for a run that releases `names`: the union of what their grants give. */
+export function grantedPaths(policy: Policy, names: readonly string[], request: ReleaseRequest): { ro: string[]; rw: string[] } {
+  const grants = names.map((name) => findGrant(policy, name, request.binary.sha256, request.args, request.tier)).filter((g) => g !== undefined);
+  return {
+    ro: [...new Set(grants.flatMap((g) => g.ro ?? []))],
+    rw: [...new Set(grants.flatMap((g) => g.rw ?? []))],
+  };
 }
 
 export function sameGrantTarget(a: Grant, b: { secret: string; sha256: string; args: string[] | null }): boolean {

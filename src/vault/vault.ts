@@ -267,6 +267,9 @@ export interface GrantRequest {
   args: string[] | null;
   /** The user said --any-args for an interpreter, knowingly. */
   anyArgs: boolean;
+  /** lockdown: more host paths, real paths (absent: none). */
+  ro?: string[];
+  rw?: string[];
 }
 
 export class UnlockedVault {
@@ -344,10 +347,11 @@ export class UnlockedVault {
     const names = request.names.map(checkSecretName);
     for (const name of names) if (!this.vault.has(name)) throw new VaultError('notFound', `no secret named ${name}; put it first, or check \`vault list\``);
     const created = new Date().toISOString();
-    const details = { secrets: names, path: binary.path, sha256: binary.sha256, min_tier: request.minTier, args, any_args: request.anyArgs };
+    const paths = { ...(request.ro !== undefined ? { ro: request.ro } : {}), ...(request.rw !== undefined ? { rw: request.rw } : {}) };
+    const details = { secrets: names, path: binary.path, sha256: binary.sha256, min_tier: request.minTier, args, any_args: request.anyArgs, ...paths };
     return this.writePolicy('allow', details, (grants) => {
       const kept = grants.filter((g) => !names.some((secret) => sameGrantTarget(g, { secret, sha256: binary.sha256, args })));
-      return [...kept, ...names.map((secret) => ({ secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created }))];
+      return [...kept, ...names.map((secret) => ({ secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created, ...paths }))];
     });
   }
 

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type Account, asAccount, IS_ROOT, installApp } from './users.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** The release build, as shipped. */
@@ -31,12 +32,18 @@ export interface RunOptions {
 
 export interface Workspace {
   root: string;
+  /** The working directory of every run: a project directory beside (not holding) the home, as lockdown wants. */
+  project: string;
   vaultDir: string;
   /** The environment every `run` starts from; tests may add to it (VAULT_KEY, …). */
   env: NodeJS.ProcessEnv;
   run(args: string[], options?: RunOptions): RunResult;
   /** Starts `vault` without waiting, for tests that kill it or race several. */
   start(args: string[], options?: RunOptions): ReturnType<typeof spawn>;
+  /** argv that runs `vault ARGS` as the workspace's user (for a pty). */
+  command(args: string[]): string[];
+  /** argv of `vault ARGS` alone, for a shell that already runs as the workspace's user. */
+  cliCommand(args: string[]): string[];
   /** Every file below the vault directory, with its bytes. */
   vaultFiles(): Map<string, Buffer>;
   cleanup(): void;
@@ -44,12 +51,26 @@ export interface Workspace {
 
 /**
  * A fresh home, state and vault directory. With `keychain`, the test's D-Bus session (and so the
- * real gnome-keyring that test/run.sh started) is passed on.
+ * real gnome-keyring that test/run.sh started) is passed on. With `account`, everything belongs to
+ * that user and every run is theirs (through setpriv), with a copy of the CLI they can read.
  */
-export function makeWorkspace(options: { keychain?: boolean } = {}): Workspace {
+export function makeWorkspace(options: { keychain?: boolean; account?: Account } = {}): Workspace {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-test-'));
   const home = path.join(root, 'home');
   fs.mkdirSync(home);
+  const project = path.join(root, 'project');
+  fs.mkdirSync(project);
+  const account = options.account !== undefined && options.account.uid !== process.getuid?.() ? options.account : undefined;
+  let defaultCli = RELEASE_CLI;
+  if (account !== undefined) {
+    fs.chmodSync(root, 0o755);
+    defaultCli = installApp(path.join(root, 'app'));
+    // the vault directory too: the user cannot create entries in the workspace's root
+    fs.mkdirSync(path.join(root, 'vault'));
+    if (IS_ROOT) for (const dir of [home, project, path.join(root, 'vault')]) fs.chownSync(dir, account.uid, account.gid);
+  }
+  /** argv of one `vault` run, as the workspace's user. */
+  const command = (cli: string | undefined, args: string[]) => asAccount(account, [process.execPath, cli ?? defaultCli, ...args]);
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: home,
@@ -63,13 +84,15 @@ export function makeWorkspace(options: { keychain?: boolean } = {}): Workspace {
   }
   const workspace: Workspace = {
     root,
+    project,
     vaultDir: path.join(root, 'vault'),
     env,
     run(args, runOptions = {}) {
-      const result = spawnSync(process.execPath, [runOptions.cli ?? RELEASE_CLI, ...args], {
+      const [program, ...rest] = command(runOptions.cli, args);
+      const result = spawnSync(program!, rest, {
         env: { ...workspace.env, ...runOptions.env },
         input: runOptions.input ?? '',
-        cwd: runOptions.cwd ?? root,
+        cwd: runOptions.cwd ?? project,
         timeout: 60_000,
       });
       if (result.error !== undefined) throw result.error;
@@ -81,10 +104,13 @@ export function makeWorkspace(options: { keychain?: boolean } = {}): Workspace {
         stdoutBytes: result.stdout,
       };
     },
+    command: (args) => command(undefined, args),
+    cliCommand: (args) => [process.execPath, defaultCli, ...args],
     start(args, runOptions = {}) {
-      return spawn(process.execPath, [runOptions.cli ?? RELEASE_CLI, ...args], {
+      const [program, ...rest] = command(runOptions.cli, args);
+      return spawn(program!, rest, {
         env: { ...workspace.env, ...runOptions.env },
-        cwd: runOptions.cwd ?? root,
+        cwd: runOptions.cwd ?? project,
         stdio: ['pipe', 'pipe', 'pipe'],
       });
     },

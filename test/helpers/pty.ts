@@ -8,12 +8,14 @@ import * as path from 'node:path';
 import type { Workspace } from './cli.js';
 
 /**
- * Runs argv on a new pty as the child's controlling terminal (stdin, stdout and stderr). Each step
- * waits until `expect` has appeared in the output after the previous step's match, then types
- * `send`. Prints a JSON report: exit status, all output, the steps never reached.
+ * Runs argv on a new pty as the child's controlling terminal (stdin, stdout and stderr), of the
+ * window size `size`. Each step waits until `expect` has appeared in the output after the previous
+ * step's match, then types `send` or resizes the window to `resize` (the kernel then signals
+ * SIGWINCH to the foreground group). Prints a JSON report: exit status, all output, the steps
+ * never reached.
  */
 const PTY_DRIVER = String.raw`
-import json, os, pty, select, signal, sys, time
+import fcntl, json, os, pty, select, signal, struct, sys, termios, time
 
 spec = json.load(open(sys.argv[1]))
 pid, fd = pty.fork()
@@ -23,6 +25,11 @@ if pid == 0:
         os.execve(spec['argv'][0], spec['argv'], spec['env'])
     finally:
         os._exit(127)
+
+def resize(rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', rows, cols, 0, 0))
+
+resize(*spec['size'])
 
 out = b''
 mark = 0
@@ -36,7 +43,11 @@ while open_:
         at = out.find(wanted, mark)
         if at >= 0:
             mark = at + len(wanted)
-            os.write(fd, steps.pop(0)['send'].encode('latin-1'))
+            step = steps.pop(0)
+            if 'resize' in step:
+                resize(*step['resize'])
+            else:
+                os.write(fd, step['send'].encode('latin-1'))
             continue
     left = deadline - time.monotonic()
     if left <= 0:
@@ -64,10 +75,7 @@ json.dump({
 }, sys.stdout)
 `;
 
-export interface Step {
-  expect: string;
-  send: string;
-}
+export type Step = { expect: string; send: string } | { expect: string; resize: [rows: number, cols: number] };
 
 export interface PtyResult {
   status: number;
@@ -78,14 +86,14 @@ export interface PtyResult {
   timedOut: boolean;
 }
 
-/** Runs `argv` on a new pty with the workspace's environment, typing `steps`. */
+/** Runs `argv` on a new pty (24 rows, 80 columns) with the workspace's environment, typing `steps`. */
 export function ptyRun(ws: Workspace, argv: string[], steps: Step[], extraEnv: NodeJS.ProcessEnv = {}): PtyResult {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries({ ...ws.env, TERM: 'dumb', ...extraEnv })) if (v !== undefined) env[k] = v;
   const specFile = path.join(ws.root, `pty-${process.hrtime.bigint()}.json`);
   const driver = path.join(ws.root, 'pty-driver.py');
   fs.writeFileSync(driver, PTY_DRIVER);
-  fs.writeFileSync(specFile, JSON.stringify({ argv, env, cwd: ws.root, steps, timeout: 30 }));
+  fs.writeFileSync(specFile, JSON.stringify({ argv, env, cwd: ws.project, steps, timeout: 30, size: [24, 80] }));
   const run = spawnSync('python3', [driver, specFile], { encoding: 'utf8', timeout: 60_000 });
   if (run.status !== 0) throw new Error(`pty driver failed (${run.status}): ${run.stderr}${run.error ?? ''}`);
   const report = JSON.parse(run.stdout) as PtyResult;
