@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { encodeHelperRequest } from './helper-request.mjs';
+import { helperRequest, loadSandboxCode, lockdownPlan } from './sandbox-request.mjs';
 import { fmt, median, renderTable } from './stats.mjs';
 import { countOption, isolatedEnv } from './workspace.mjs';
 
@@ -41,13 +41,16 @@ for (const file of [CLI, HELPER]) {
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-exec-breakdown-'));
 const home = path.join(tmp, 'home');
+// the working directory of every run: lockdown binds it read-write, and refuses one that holds the home
+const work = path.join(tmp, 'work');
+fs.mkdirSync(work);
 const env = isolatedEnv(home);
 const vaultDir = path.join(tmp, 'vault');
 const timeline = path.join(tmp, 'timeline.json');
 
 function run(command, args, { extraEnv = {}, input = '', stdio } = {}) {
   const t0 = process.hrtime.bigint();
-  const result = spawnSync(command, args, { env: { ...env, ...extraEnv }, cwd: tmp, timeout: 60_000, ...(stdio === undefined ? { input } : { stdio }) });
+  const result = spawnSync(command, args, { env: { ...env, ...extraEnv }, cwd: work, timeout: 60_000, ...(stdio === undefined ? { input } : { stdio }) });
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
   return { ms, stdout: result.stdout?.toString() ?? '' };
@@ -78,14 +81,15 @@ const PHASES = [
   ['exit handlers', 'witnessUnlock', 'exit'],
 ];
 
-/** The request `vault exec --tier T` sends for this vault: our environment plus the 20 secrets, and the paths lockdown hides. */
-function execLikeRequest(values) {
+/** The request `vault exec --tier lockdown` sends for this vault: our environment plus the 20 secrets, the paths it hides, its mounts. */
+function execLikeRequest(code, values) {
   const runtime = `/run/user/${process.getuid()}`;
   const hide = [vaultDir, runtime, path.join(env.XDG_STATE_HOME, 'sealvault'), path.join(home, '.local', 'share', 'keyrings')]
     .filter((dir) => fs.existsSync(dir))
     .map((dir) => fs.realpathSync(dir));
   const kept = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-  return encodeHelperRequest({ tier: 'lockdown', argv: [TRUE], env: [...kept, ...values.map((v, i) => `EXEC_${String(i + 1).padStart(2, '0')}=${v}`)], hide });
+  const env = [...kept, ...values.map((v, i) => `EXEC_${String(i + 1).padStart(2, '0')}=${v}`)];
+  return helperRequest(code, { tier: 'lockdown', argv: [TRUE], env, hide, mounts: lockdownPlan(code, { cwd: work, executable: TRUE }), executable: TRUE });
 }
 
 function helperRun(requestFile) {
@@ -93,7 +97,7 @@ function helperRun(requestFile) {
   const executable = fs.openSync(TRUE, 'r');
   try {
     const t0 = process.hrtime.bigint();
-    const result = spawnSync(HELPER, [], { env: {}, stdio: ['ignore', 'ignore', 'pipe', request, executable] });
+    const result = spawnSync(HELPER, [], { env: {}, cwd: work, stdio: ['ignore', 'ignore', 'pipe', request, executable] });
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     if (result.status !== 0) throw new Error(`helper failed (${result.status}): ${result.stderr}`);
     return ms;
@@ -231,9 +235,10 @@ try {
   values.forEach((v, i) => cli(['put', names[i]], { extraEnv: { VAULT_DIR: vaultDir }, input: v }));
   cli(['allow', ...names, '--to', TRUE, '--min-tier', 'none'], { extraEnv: { VAULT_DIR: vaultDir, VAULT_KEY: token } });
   const minimalRequest = path.join(tmp, 'request-minimal.bin');
-  fs.writeFileSync(minimalRequest, encodeHelperRequest({ tier: 'lockdown', argv: ['true'] }));
+  const code = await loadSandboxCode(tmp);
+  fs.writeFileSync(minimalRequest, helperRequest(code, { tier: 'lockdown', argv: ['true'], mounts: lockdownPlan(code, { cwd: work, executable: TRUE }), executable: TRUE }));
   const fullRequest = path.join(tmp, 'request-exec.bin');
-  fs.writeFileSync(fullRequest, execLikeRequest(values));
+  fs.writeFileSync(fullRequest, execLikeRequest(code, values));
 
   const nodeFloor = writeNodeFloorScript(minimalRequest);
   const nodeSyncFloor = writeNodeSyncFloorScript(minimalRequest);

@@ -15,7 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { fillVault } from './fixture.mjs';
-import { encodeHelperRequest } from './helper-request.mjs';
+import { bwrapArgs, helperRequest, loadSandboxCode, lockdownPlan } from './sandbox-request.mjs';
 import { fmt, renderTable, summarize } from './stats.mjs';
 import { countOption, isolatedEnv } from './workspace.mjs';
 import { ensureDebianCommand, npmInstallBin, versionOf } from './tools.mjs';
@@ -25,7 +25,6 @@ const ROOT = path.resolve(BENCH_DIR, '..');
 const CLI = path.join(ROOT, 'dist', 'vault.mjs');
 const HELPER = path.join(ROOT, 'build', 'Release', 'spawn_helper');
 const TRUE = '/bin/true';
-const BWRAP_ARGS = ['--unshare-all', '--die-with-parent', '--ro-bind', '/', '/', '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', TRUE];
 const RESULTS = path.join(BENCH_DIR, 'results', 'latest.json');
 const DOTENVX_SPEC = process.env.BENCH_DOTENVX_SPEC ?? '@dotenvx/dotenvx@2';
 
@@ -59,6 +58,9 @@ if (!fs.existsSync(CLI)) fatal(`${CLI} is missing; run \`npm run build\` (or \`n
 const started = Date.now();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-bench-'));
 const home = path.join(tmp, 'home');
+// the working directory of every run: lockdown binds it read-write, and refuses one that holds the home
+const work = path.join(tmp, 'work');
+fs.mkdirSync(work);
 const baseEnv = isolatedEnv(home);
 const emptyVault = path.join(tmp, 'vault-empty');
 const bigVault = path.join(tmp, 'vault-10k');
@@ -74,7 +76,7 @@ function cleanup() {
 function vault(args, { dir, input = '', env = {} } = {}) {
   const result = spawnSync(process.execPath, [CLI, ...args], {
     env: { ...baseEnv, VAULT_DIR: dir, ...env },
-    cwd: tmp,
+    cwd: work,
     input,
     maxBuffer: 256 * 1024 * 1024,
     timeout: 120_000,
@@ -88,7 +90,7 @@ function vault(args, { dir, input = '', env = {} } = {}) {
 /** The same, without blocking, so that setup of several vaults can overlap (2 cores). */
 function vaultAsync(args, { dir, input = '', env = {} } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...baseEnv, VAULT_DIR: dir, ...env }, cwd: tmp, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...baseEnv, VAULT_DIR: dir, ...env }, cwd: work, stdio: ['pipe', 'pipe', 'pipe'] });
     const out = [];
     const err = [];
     child.stdout.on('data', (chunk) => out.push(chunk));
@@ -126,7 +128,7 @@ function readRss() {
  * request and the executable as fds 3 and 4; `bareEnv` runs the command with `env` alone, as vault
  * runs the helper.
  */
-function spawnInvocation({ command, args, env = {}, input = '', cwd = tmp, stdio, fds = [], bareEnv = false }, timed) {
+function spawnInvocation({ command, args, env = {}, input = '', cwd = work, stdio, fds = [], bareEnv = false }, timed) {
   const wrapped = timed && timeBin !== undefined ? [timeBin, ['-f', '%M', '-o', rssFile, command, ...args]] : [command, args];
   const options = { env: bareEnv ? env : { ...baseEnv, ...env }, cwd, maxBuffer: 256 * 1024 * 1024, timeout: 120_000, ...(stdio !== undefined ? { stdio } : { input }) };
   try {
@@ -154,7 +156,7 @@ function runOnce(row, r) {
 
 /** Without GNU time: peak RSS of node children from a preloaded probe, in separate untimed runs. */
 function probeRss(row, r) {
-  const { command, args, env = {}, input = '', cwd = tmp, fds = [] } = row.invocation(r);
+  const { command, args, env = {}, input = '', cwd = work, fds = [] } = row.invocation(r);
   for (const fd of fds) fs.closeSync(fd);
   if (command !== process.execPath) return Number.NaN;
   fs.rmSync(rssFile, { force: true });
@@ -217,7 +219,7 @@ async function main() {
   log(`checked the generated vault with vault list, audit --verify and verify in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 
   // one untimed exec: it runs, releases all EXEC_SECRETS, and the sandbox it got (--info)
-  const infoRun = spawnSync(process.execPath, [CLI, 'exec', '--tier', 'lockdown', '--info', '--', TRUE], { env: { ...baseEnv, VAULT_DIR: execVault, VAULT_KEY: tokenExec }, cwd: tmp, encoding: 'utf8' });
+  const infoRun = spawnSync(process.execPath, [CLI, 'exec', '--tier', 'lockdown', '--info', '--', TRUE], { env: { ...baseEnv, VAULT_DIR: execVault, VAULT_KEY: tokenExec }, cwd: work, encoding: 'utf8' });
   const infoLine = /^vault: info (.*)$/m.exec(infoRun.stderr ?? '');
   if (infoRun.status !== 0 || infoLine === null) throw new BenchError(`vault exec --tier lockdown --info -- ${TRUE} failed (${infoRun.status}): ${(infoRun.stderr ?? '').trim()}`);
   const sandboxInfo = JSON.parse(infoLine[1]);
@@ -275,12 +277,15 @@ async function main() {
 
   // the helper alone: its request as a file, opened afresh for every run (the helper reads fd 3 to its end)
   if (!fs.existsSync(HELPER)) throw new BenchError(`${HELPER} is missing; run \`npm run build\``);
-  const helperRequest = path.join(tmp, 'helper-request.bin');
-  fs.writeFileSync(helperRequest, encodeHelperRequest({ tier: 'lockdown', argv: ['true'] }), { mode: 0o600 });
+  const sandboxCode = await loadSandboxCode(tmp);
+  const plan = lockdownPlan(sandboxCode, { cwd: work, executable: TRUE });
+  const BWRAP_ARGS = bwrapArgs(plan, { cwd: work, argv: [TRUE] });
+  const requestFile = path.join(tmp, 'helper-request.bin');
+  fs.writeFileSync(requestFile, helperRequest(sandboxCode, { tier: 'lockdown', argv: ['true'], mounts: plan, executable: TRUE }), { mode: 0o600 });
   // fd 5 (the info pipe) on /dev/null: left closed, GNU time's -o file would land there
   const devNull = fs.openSync('/dev/null', 'w');
   const helperInvocation = () => {
-    const request = fs.openSync(helperRequest, 'r');
+    const request = fs.openSync(requestFile, 'r');
     const executable = fs.openSync(TRUE, 'r');
     return { command: HELPER, args: [], env: {}, bareEnv: true, stdio: ['ignore', 'ignore', 'pipe', request, executable, devNull], fds: [request, executable] };
   };
@@ -352,14 +357,14 @@ async function main() {
       { every: PASSPHRASE_EVERY }),
     {
       name: 'helper',
-      what: `${path.relative(ROOT, HELPER)} alone, lockdown, ${TRUE} (argv ["true"], no env, files or hidden paths)`,
+      what: `${path.relative(ROOT, HELPER)} alone, lockdown, ${TRUE} (argv ["true"], no env or files; vault's mount plan: system read-only, working directory, pinned file)`,
       invocation: helperInvocation,
     },
   );
   if (peers.bwrap !== undefined) {
     rows.push({
       name: 'bwrap',
-      what: `peer: bwrap ${BWRAP_ARGS.join(' ')}`,
+      what: `peer: bwrap with the same mounts and namespaces (no seccomp filter, Landlock or keyring): bwrap ${BWRAP_ARGS.map((a) => a.replace(tmp, '$TMP')).join(' ')}`,
       invocation: () => ({ command: bwrap.path, args: BWRAP_ARGS, stdio: ['ignore', 'ignore', 'pipe'] }),
     });
   }

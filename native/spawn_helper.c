@@ -1893,13 +1893,25 @@ static void close_pump(struct pump *pump)
 
 static void pump_read(struct pump *pump)
 {
-  ssize_t n = read(pump->from, pump->buffer, sizeof pump->buffer);
-  if (n > 0) {
-    pump->length = (size_t)n;
-    pump->offset = 0;
-  } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-    /* EOF, or EIO from a pty master once no process holds the slave */
-    close_pump(pump);
+  /* A pty hands out its output a line discipline buffer at a time (a few KiB): from the target's
+   * side (non-blocking, ours) read on while more is waiting, so that what is passed on (and masked
+   * by vault) comes in fewer, larger pieces. The caller's terminal is read once: it blocks. */
+  pump->length = 0;
+  pump->offset = 0;
+  while (pump->length < sizeof pump->buffer) {
+    ssize_t n = read(pump->from, pump->buffer + pump->length, sizeof pump->buffer - pump->length);
+    if (n > 0) {
+      pump->length += (size_t)n;
+      if (!pump->output)
+        return;
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+      return;
+    /* EOF, or EIO from a pty master once no process holds the slave: what was read goes out first */
+    if (pump->length == 0)
+      close_pump(pump);
+    return;
   }
 }
 

@@ -134,7 +134,20 @@ describe('vault doctor on this host', () => {
     const own = (kind: string) => Number(/\[(\d+)\]/.exec(fs.readlinkSync(`/proc/self/ns/${kind}`))?.[1]);
     for (const kind of ['user', 'pid', 'ipc']) expect(report.tiers.hardened.namespaces?.[kind]).not.toBe(own(kind));
     for (const kind of ['mnt', 'net']) expect(report.tiers.hardened.namespaces?.[kind]).toBe(own(kind));
-    for (const kind of ['user', 'pid', 'ipc', 'mnt', 'net']) expect(report.tiers.lockdown.namespaces?.[kind]).not.toBe(own(kind));
+    for (const kind of ['user', 'pid', 'ipc', 'mnt', 'net', 'uts', 'cgroup']) expect(report.tiers.lockdown.namespaces?.[kind]).not.toBe(own(kind));
+  });
+
+  it('reports the Landlock ABI lockdown applies, as the kernel gives it, and each tier\'s seccomp filter', () => {
+    requireHelper();
+    // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) is system call 444 on x86-64 and arm64
+    const asked = spawnSync('python3', ['-c', 'import ctypes; print(ctypes.CDLL(None, use_errno=True).syscall(444, None, 0, 1))'], { encoding: 'utf8' });
+    const kernelAbi = Math.max(0, Number(asked.stdout.trim()));
+    expect(report.tiers.lockdown.landlock_abi).toBe(kernelAbi);
+    expect(report.landlock.abi).toBe(kernelAbi);
+    expect([report.tiers.none.seccomp_filter, report.tiers.hardened.seccomp_filter, report.tiers.lockdown.seccomp_filter]).toEqual(['terminal', 'full', 'full']);
+    const text = renderDoctor(report);
+    expect(text).toContain(`landlock ABI in use by lockdown: ${kernelAbi === 0 ? 'none' : kernelAbi}`);
+    expect(text).toContain('tier lockdown seccomp filter: full deny list');
   });
 
   it('is plain JSON data and renders one fact per line, saying what each tier leaves in view', () => {
@@ -226,5 +239,22 @@ describe.skipIf(!IS_ROOT)('vault doctor on a host without user namespaces (a use
       expect(t.userns_fallback).toBe(true);
     }
     expect(report.warnings.some((w) => w.includes('CAP_SYS_ADMIN fallback'))).toBe(true);
+  });
+});
+
+describe('vault doctor inside a sandbox that masks /proc (a mount over /proc/sys, as containers and bwrap leave it)', () => {
+  it('finds lockdown unavailable with the helper\'s EPERM and why; none and hardened still run', () => {
+    requireHelper();
+    // as root, a mount namespace of its own; as anyone else, a user namespace of its own too
+    const outer = IS_ROOT ? ['unshare', '-m', '--propagation', 'private'] : ['unshare', '-Urm'];
+    const result = spawnSync(outer[0]!, [...outer.slice(1), '--', '/bin/sh', '-c', 'mount -t tmpfs none /proc/sys && exec "$@"', 'sh', process.execPath, RELEASE_CLI, 'doctor', '--json'], {
+      env: { PATH: process.env.PATH, LANG: 'C.UTF-8', HOME: '/nonexistent' }, encoding: 'utf8', timeout: 30_000,
+    });
+    const report = parseDoctorOutput(result, 'vault doctor --json with /proc/sys masked');
+    expect(report.tiers.lockdown.available).toBe(false);
+    expect(report.tiers.lockdown.exit_code).toBe(125);
+    expect(report.tiers.lockdown.reason).toMatch(/^vault: setup_proc: a new \/proc is refused: an outer sandbox or container masks parts of the host's \/proc.*: Operation not permitted$/);
+    expect(report.tiers.none.available).toBe(true);
+    expect(report.tiers.hardened.available).toBe(true);
   });
 });

@@ -56,7 +56,8 @@ for (const runner of who) {
     afterEach(() => ws?.cleanup());
 
     it('cannot write the home\'s dotfiles, read its ssh keys, reach a socket under it or see SSH_AUTH_SOCK', async () => {
-      ws = makeWorkspace({ account: account() });
+      // not under /tmp, which lockdown replaces anyway: the home must be hidden for being the home
+      ws = makeWorkspace({ account: account(), parent: '/var/tmp' });
       initWithToken(ws);
       put(ws, 'DB', SECRET);
       const home = ws.env.HOME!;
@@ -167,16 +168,20 @@ if [ -e "$3" ]; then echo other=visible; else echo other=absent; fi`);
       ws = makeWorkspace({ account: account() });
       initWithToken(ws);
       put(ws, 'DB', SECRET);
-      const marker = path.join(ws.root, 'ran');
-      const probe = script('probe.sh', `touch ${marker}`);
+      // it would write into its working directory: the home itself, or the directory that holds it
+      const probe = script('probe.sh', 'touch ./ran');
       expect(ws.run(['allow', 'DB', '--to', probe, '--min-tier', 'lockdown']).status).toBe(0);
+      fs.chmodSync(ws.root, 0o777);
       for (const cwd of [ws.env.HOME!, ws.root]) {
         const result = ws.run(['exec', '--tier', 'lockdown', '--', probe], { cwd });
         expect(result.status).toBe(125);
         expect(result.stderr).toMatch(/^vault: lockdown gives the program the working directory to write, and .* home directory .*cd into a project directory first/);
         expect(result.stderr.split('\n')).toHaveLength(2);
+        expect(fs.existsSync(path.join(cwd, 'ran')), `the program ran in ${cwd}`).toBe(false);
       }
-      expect(fs.existsSync(marker)).toBe(false);
+      // the same program from the project runs, so the refusal is what kept it from running
+      expect(ws.run(['exec', '--tier', 'lockdown', '--', probe]).status).toBe(0);
+      expect(fs.existsSync(path.join(ws.project, 'ran'))).toBe(true);
     });
   });
 }

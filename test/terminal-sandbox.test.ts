@@ -105,6 +105,18 @@ for (const runner of who) {
       }
     });
 
+    it('passes what the user types to the target, echoed by its own pty', () => {
+      ws = makeWorkspace({ account: account() });
+      initWithToken(ws);
+      put(ws, 'SECRET', SECRET);
+      const asks = program('asks.sh', '#!/bin/sh\nprintf "name? "\nread name\necho "hello $name"\n');
+      for (const tier of TIERS) {
+        const result = ptyRun(ws, ws.command(['exec', '--tier', tier, '--', asks]), [{ expect: 'name? ', send: 'sealvault\r' }]);
+        expect(result.status, `${tier}: ${result.output}`).toBe(0);
+        expect(result.output).toBe('name? sealvault\nhello sealvault\n');
+      }
+    });
+
     it('keeps the target\'s terminal and colours while masking its output; the window size follows', () => {
       ws = makeWorkspace({ account: account() });
       initWithToken(ws);

@@ -50,12 +50,13 @@ export interface Workspace {
 }
 
 /**
- * A fresh home, state and vault directory. With `keychain`, the test's D-Bus session (and so the
- * real gnome-keyring that test/run.sh started) is passed on. With `account`, everything belongs to
- * that user and every run is theirs (through setpriv), with a copy of the CLI they can read.
+ * A fresh home, state and vault directory (in `parent`, default the system's temporary directory).
+ * With `keychain`, the test's D-Bus session (and so the real gnome-keyring that test/run.sh
+ * started) is passed on. With `account`, everything belongs to that user and every run is theirs
+ * (through setpriv), with a copy of the CLI they can read.
  */
-export function makeWorkspace(options: { keychain?: boolean; account?: Account } = {}): Workspace {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-test-'));
+export function makeWorkspace(options: { keychain?: boolean; account?: Account; parent?: string } = {}): Workspace {
+  const root = fs.mkdtempSync(path.join(options.parent ?? os.tmpdir(), 'sealvault-test-'));
   const home = path.join(root, 'home');
   fs.mkdirSync(home);
   const project = path.join(root, 'project');
