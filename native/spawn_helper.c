@@ -802,8 +802,24 @@ static void open_relay(struct sandbox_io *io, int stream)
   io->target[stream] = ends[1];
 }
 
+/* An open directory is a way out of any root: fchdir(0) and "..". Not as a stream of lockdown. */
+static void refuse_directory_streams(const struct request *req)
+{
+  if (req->tier != TIER_LOCKDOWN)
+    return;
+  for (int fd = 0; fd <= 2; fd++) {
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+      die_with_error("setup_stdio", "fstat(%d)", fd);
+    if (S_ISDIR(st.st_mode))
+      die("setup_stdio", "%s is a directory, which would let the program out of lockdown's root; "
+          "give it a file, a pipe or a terminal", fd == 0 ? "stdin" : fd == 1 ? "stdout" : "stderr");
+  }
+}
+
 static void setup_stdio(const struct request *req, struct sandbox_io *io)
 {
+  refuse_directory_streams(req);
   for (int fd = 0; fd <= 2; fd++) {
     io->target[fd] = fd;
     io->relay[fd] = -1;
@@ -1539,15 +1555,19 @@ static void restrict_filesystem(const struct request *req)
     allow_writes_beneath(ruleset, fd, S_ISDIR(st.st_mode) ? handled : file_rights, req->mounts[i].path);
     close_or_die("restrict_filesystem", fd);
   }
-  /* `echo x > /dev/stderr` reopens the target's own stream: a file or a terminal outside the new
-   * root. Pipes and sockets need no rule (Landlock does not restrict them). */
-  for (int std = 0; std <= 2; std++) {
+  /* `echo x > /dev/stderr` reopens the target's own output: a file or a terminal outside the new
+   * root. Only stdout and stderr, and only when open for writing: a file given as stdin is the
+   * caller's to read, not the target's to write. Pipes and sockets need no rule (Landlock does not
+   * restrict them). */
+  for (int std = 1; std <= 2; std++) {
     struct stat st;
-    if (fstat(std, &st) != 0)
-      die_with_error("restrict_filesystem", "fstat(%d)", std);
-    if (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode))
+    int mode = fcntl(std, F_GETFL);
+    if (fstat(std, &st) != 0 || mode < 0)
+      die_with_error("restrict_filesystem", "fd %d", std);
+    bool writable = (mode & O_ACCMODE) == O_WRONLY || (mode & O_ACCMODE) == O_RDWR;
+    if (writable && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)))
       allow_writes_beneath(ruleset, std, LANDLOCK_ACCESS_FS_WRITE_FILE | (abi >= 3 ? LANDLOCK_ACCESS_FS_TRUNCATE : 0),
-                           std == 0 ? "stdin" : std == 1 ? "stdout" : "stderr");
+                           std == 1 ? "stdout" : "stderr");
   }
   if (syscall(SYS_landlock_restrict_self, ruleset, 0) != 0)
     die_with_error("restrict_filesystem", "landlock_restrict_self");
@@ -1620,6 +1640,25 @@ static void deny_namespace_clones(scmp_filter_ctx filter)
   }
 }
 
+/* lockdown's network is its own namespace, but some socket families are not namespaced (AF_VSOCK
+ * reaches the hypervisor's side of a VM on many kernels): only AF_UNIX, AF_INET, AF_INET6 and
+ * AF_NETLINK may be created, others fail with EAFNOSUPPORT. The kernel reads the family as an int,
+ * so equality looks at 32 bits; every family from AF_PACKET (17) up is one rule. */
+static void deny_other_socket_families(scmp_filter_ctx filter)
+{
+  static const int calls[] = { SCMP_SYS(socket), SCMP_SYS(socketpair) };
+  for (size_t c = 0; c < sizeof calls / sizeof calls[0]; c++) {
+    struct scmp_arg_cmp high = SCMP_A0_64(SCMP_CMP_GE, AF_PACKET);
+    add_rule(filter, SCMP_ACT_ERRNO(EAFNOSUPPORT), calls[c], 1, &high);
+    for (uint32_t family = 0; family < AF_PACKET; family++) {
+      if (family == AF_UNIX || family == AF_INET || family == AF_INET6 || family == AF_NETLINK)
+        continue;
+      struct scmp_arg_cmp other = SCMP_A0_64(SCMP_CMP_MASKED_EQ, 0xffffffffu, family);
+      add_rule(filter, SCMP_ACT_ERRNO(EAFNOSUPPORT), calls[c], 1, &other);
+    }
+  }
+}
+
 /* personality(ADDR_NO_RANDOMIZE) turns off ASLR for what the target executes next. The query
  * personality(0xffffffff) has that bit set too and must keep working. libseccomp refuses two tests
  * of one argument in a rule, so "bit 18 set and not all 32 bits set" is written as 31 rules: bit 18
@@ -1649,6 +1688,8 @@ static void install_seccomp(enum tier tier)
     deny_namespace_clones(filter);
     deny_aslr_off(filter);
   }
+  if (tier == TIER_LOCKDOWN)
+    deny_other_socket_families(filter);
   int rc = seccomp_load(filter);
   if (rc != 0)
     die_errno("install_seccomp", -rc, "seccomp_load");

@@ -97,7 +97,7 @@ echo "db=$DB"`);
       }
     });
 
-    it('keeps .git and a sealvault installed in the project read-only; the rest of the working directory is writable', () => {
+    it('keeps .git and the node_modules of a sealvault installed in the project read-only; the rest of the working directory is writable', () => {
       ws = makeWorkspace({ account: account() });
       // a project with a repository and a project-local install of sealvault, whose CLI runs the exec
       const project = ws.project;
@@ -105,6 +105,9 @@ echo "db=$DB"`);
       const install = path.join(project, 'node_modules', 'sealvault');
       const cli = installApp(install);
       fs.mkdirSync(path.join(project, 'node_modules', '.bin'));
+      // a dependency hoisted beside it, which the CLI loads from there (keytar)
+      fs.mkdirSync(path.join(project, 'node_modules', 'keytar'));
+      fs.writeFileSync(path.join(project, 'node_modules', 'keytar', 'index.js'), 'module.exports = {};\n');
       fs.symlinkSync('../sealvault/dist/vault.mjs', path.join(project, 'node_modules', '.bin', 'vault'));
       spawnSync('chown', ['-R', `${owner().uid}:${owner().gid}`, project]);
       const init = ws.run(['init', '--token'], { cli });
@@ -112,25 +115,30 @@ echo "db=$DB"`);
       ws.env.VAULT_KEY = init.stdout.trim();
       expect(ws.run(['put', 'DB'], { cli, input: SECRET }).status).toBe(0);
       const attack = script('attack.sh', `
-for target in .git/hooks/pre-commit .git/planted node_modules/sealvault/dist/planted.mjs node_modules/.bin/planted built-output; do
+for target in .git/hooks/pre-commit .git/planted node_modules/sealvault/dist/planted.mjs node_modules/.bin/planted node_modules/keytar/index.js built-output; do
   if echo 'echo owned' > "$target" 2>/dev/null; then echo "$target=written"; else echo "$target=refused"; fi
 done
-if ln -sf /tmp/evil node_modules/.bin/vault 2>/dev/null; then echo bin.vault=replaced; else echo bin.vault=refused; fi`);
+if ln -sf /tmp/evil node_modules/.bin/vault 2>/dev/null; then echo bin.vault=replaced; else echo bin.vault=refused; fi
+if mv node_modules node_modules.orig 2>/dev/null; then echo rename=done; mv node_modules.orig node_modules; else echo rename=refused; fi`);
       expect(ws.run(['allow', 'DB', '--to', attack, '--min-tier', 'none'], { cli }).status).toBe(0);
       const paths = ['.git/hooks/pre-commit', '.git/planted', 'node_modules/sealvault/dist/planted.mjs', 'node_modules/.bin/planted'];
+      const keytar = path.join(project, 'node_modules', 'keytar', 'index.js');
 
       const control = ws.run(['exec', '--tier', 'hardened', '--', attack], { cli });
       expect(control.status, control.stderr).toBe(0);
-      expect(Object.values(report(control.stdout)).every((v) => v === 'written' || v === 'replaced'), control.stdout).toBe(true);
+      expect(Object.values(report(control.stdout)).every((v) => ['written', 'replaced', 'done'].includes(v)), control.stdout).toBe(true);
       for (const p of [...paths, 'built-output']) fs.rmSync(path.join(project, p), { force: true });
+      fs.writeFileSync(keytar, 'module.exports = {};\n');
       fs.rmSync(path.join(project, 'node_modules', '.bin', 'vault'), { force: true });
       fs.symlinkSync('../sealvault/dist/vault.mjs', path.join(project, 'node_modules', '.bin', 'vault'));
 
       const locked = ws.run(['exec', '--tier', 'lockdown', '--', attack], { cli });
       expect(locked.status, locked.stderr).toBe(0);
       expect(report(locked.stdout)).toEqual({
-        ...Object.fromEntries(paths.map((p) => [p, 'refused'])), 'built-output': 'written', 'bin.vault': 'refused',
+        ...Object.fromEntries(paths.map((p) => [p, 'refused'])), 'node_modules/keytar/index.js': 'refused', 'built-output': 'written',
+        'bin.vault': 'refused', rename: 'refused',
       });
+      expect(fs.readFileSync(keytar, 'utf8')).toBe('module.exports = {};\n');
       for (const p of paths) expect(fs.existsSync(path.join(project, p)), p).toBe(false);
       expect(fs.readlinkSync(path.join(project, 'node_modules', '.bin', 'vault'))).toBe('../sealvault/dist/vault.mjs');
     });

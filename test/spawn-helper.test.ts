@@ -653,6 +653,40 @@ for (const who of launchers) {
         expect(fs.readdirSync(hidden!)).toEqual(['vault-file']);
       });
 
+      it('lockdown: a file given as stdin stays read-only; a file as stdout can be reopened; a directory as a stream is refused', async () => {
+        const launcher = launcherFor(who);
+        const dir = fs.mkdtempSync(path.join(outsideTmp, 'streams-'));
+        const input = path.join(dir, 'input');
+        const output = path.join(dir, 'output');
+        fs.writeFileSync(input, 'the caller\'s file\n');
+        fs.writeFileSync(output, '');
+        spawnSync('chmod', ['-R', 'a+rwX', dir]);
+        const inFd = fs.openSync(input, 'r');
+        const outFd = fs.openSync(output, 'w');
+        const script = path.join(dir, 'streams.sh');
+        fs.writeFileSync(script, '#!/bin/sh\nif echo appended >> /proc/self/fd/0; then echo stdin=written; else echo stdin=refused; fi\necho reopened >> /dev/stdout\n', { mode: 0o755 });
+        const stdio: StdioOptions = [inFd, outFd, 'pipe', 'pipe', fs.openSync(script, 'r'), 'pipe'];
+        const child = spawn(launcher.command[0]!, launcher.command.slice(1), { env: {}, stdio, cwd: work });
+        (child.stdio[3] as Duplex).end(encodeRequest({ tier: 'lockdown', executable: script, argv: ['streams'] }));
+        let stderr = '';
+        child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+        const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+        fs.closeSync(inFd);
+        fs.closeSync(outFd);
+        expect(code, stderr).toBe(0);
+        expect(fs.readFileSync(input, 'utf8'), 'stdin was written through /proc/self/fd/0').toBe('the caller\'s file\n');
+        expect(fs.readFileSync(output, 'utf8')).toBe('stdin=refused\nreopened\n');
+
+        const dirFd = fs.openSync(dir, 'r');
+        const escape = spawn(launcher.command[0]!, launcher.command.slice(1), { env: {}, stdio: [dirFd, 'pipe', 'pipe', 'pipe', fs.openSync('/bin/true', 'r'), 'pipe'], cwd: work });
+        (escape.stdio[3] as Duplex).end(encodeRequest({ tier: 'lockdown', executable: '/bin/true', argv: ['true'] }));
+        let refused = '';
+        escape.stderr!.on('data', (d: Buffer) => (refused += d.toString()));
+        expect(await new Promise<number | null>((resolve) => escape.on('close', resolve))).toBe(125);
+        fs.closeSync(dirFd);
+        expect(refused).toMatch(/^vault: setup_stdio: stdin is a directory, which would let the program out of lockdown's root/);
+      });
+
       it('lockdown: a symlink planted in a bound path is refused, not followed', async () => {
         const tree = fs.mkdtempSync(path.join(outsideTmp, 'link-'));
         fs.symlinkSync('/etc', path.join(tree, 'link'));
@@ -673,7 +707,7 @@ for (const who of launchers) {
           // without a uid mapping, where clone(CLONE_NEWUSER) fails on its own
           const names = [
             'clone-newuser', ...SECCOMP_DENIED.map((d) => d.name), 'personality-query', 'personality-aslr-off', 'personality-aslr-off-high-bits',
-            'tiocsti', 'tiocsti-high-bits', 'tioclinux',
+            'tiocsti', 'tiocsti-high-bits', 'tioclinux', 'socket-inet', 'socket-vsock', 'socket-packet', 'socketpair-vsock',
           ];
           // stdin a pipe: without a filter TIOCSTI fails with ENOTTY, so EPERM is the filter's
           const result = await run(launcher, { tier, executable: probe, argv: ['probe', ...names] });
@@ -689,6 +723,14 @@ for (const who of launchers) {
           }
           for (const denied of SECCOMP_DENIED) expect(seen[denied.name], denied.name).toBe(denied.errno);
           for (const name of ['clone-newuser', 'personality-aslr-off', 'personality-aslr-off-high-bits']) expect(seen[name], name).toBe('EPERM');
+          expect(seen['socket-inet']).toBe('OK');
+          if (tier === 'lockdown') {
+            // only unix, inet, inet6 and netlink sockets: vsock and the rest are not namespaced
+            for (const name of ['socket-vsock', 'socket-packet', 'socketpair-vsock']) expect(seen[name], name).toBe('EAFNOSUPPORT');
+          } else {
+            // the control: without lockdown's rule a packet socket fails for want of CAP_NET_RAW, not its family
+            expect(seen['socket-packet']).toBe('EPERM');
+          }
         });
 
         it('gives a new, empty session keyring: a key of the caller\'s session keyring is out of reach', async () => {

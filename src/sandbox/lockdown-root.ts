@@ -83,10 +83,12 @@ function codeThatRunsLater(cwd: string): string[] {
   if (root !== undefined) {
     const real = fs.realpathSync(root);
     if (isWithin(real, cwd) && real !== cwd) {
-      found.push(real);
-      // a project-local install is started through node_modules/.bin/vault
-      const bin = path.join(path.dirname(real), '.bin');
-      if (path.basename(path.dirname(real)) === 'node_modules' && fs.existsSync(bin)) found.push(fs.realpathSync(bin));
+      // A project-local install: the whole node_modules that holds it, not only the package. Inside a
+      // writable node_modules the target could rename the directory around it, or patch a module it
+      // loads (keytar), or the node_modules/.bin/vault it is started through (npm, pnpm's .pnpm/).
+      const parts = path.relative(cwd, real).split(path.sep);
+      const top = parts.indexOf('node_modules');
+      found.push(top === -1 ? real : path.join(cwd, ...parts.slice(0, top + 1)));
     }
   }
   return found;

@@ -61,9 +61,9 @@ export const TIER_POLICY: Record<Tier, TierPolicy> = {
     isolates:
       'also own mount, network, UTS (hostname "sealvault") and cgroup namespaces: a new root with the system directories read-only, ' +
       'the working directory read-write, an empty home, private /tmp, /dev/shm and /proc, a minimal /dev; loopback only; ' +
-      'Landlock limits writes to the working directory, /tmp, /dev and the grant\'s --rw paths',
+      'Landlock limits writes to the working directory, /tmp, /dev and the grant\'s --rw paths; unix, IP and netlink sockets only',
     does_not_isolate:
-      'the working directory (read-write, but for .git and a sealvault installed there), the system directories (read-only) and the grant\'s --ro/--rw paths; no resource limits',
+      'the working directory (read-write, but for .git and the node_modules of a sealvault installed there), the system directories (read-only) and the grant\'s --ro/--rw paths; no resource limits',
   },
 };
 
@@ -111,6 +111,13 @@ export const SECCOMP_DENIED_ARGUMENTS: readonly { call: string; why: string }[] 
   { call: 'clone with any CLONE_NEW* flag', why: 'new namespaces' },
   { call: 'personality with ADDR_NO_RANDOMIZE (the query 0xffffffff still works)', why: 'turns off ASLR for what the target runs next' },
 ];
+
+/** Refused in lockdown only: socket families a network namespace does not cover. */
+export const SECCOMP_LOCKDOWN_SOCKETS = {
+  allowed: ['AF_UNIX', 'AF_INET', 'AF_INET6', 'AF_NETLINK'],
+  errno: 'EAFNOSUPPORT',
+  why: 'some families are not namespaced (AF_VSOCK reaches the hypervisor side of a VM): socket and socketpair of any other family fail',
+} as const;
 
 /** Refused in every tier. */
 export const SECCOMP_EVERY_TIER: readonly { call: string; why: string }[] = [
