@@ -8,9 +8,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { initWithToken, makeWorkspace, put, type Workspace } from './helpers/cli.js';
-import { type Account, IS_ROOT, installApp, unprivilegedUser } from './helpers/users.js';
+import { installApp, IS_ROOT, RUNNERS, runnerAccount } from './helpers/users.js';
 
 const SECRET = 'lockdown-secret-value-51c3';
 /** A unix-socket service that greets every client, as an agent under the home would answer. */
@@ -30,17 +30,10 @@ function report(stdout: string): Record<string, string> {
   return Object.fromEntries(stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
 }
 
-let user: Account;
-beforeAll(() => {
-  user = unprivilegedUser();
-});
-
-const who = IS_ROOT ? (['root', 'an unprivileged user'] as const) : (['the current user'] as const);
-
-for (const runner of who) {
+for (const runner of RUNNERS) {
   describe(`lockdown against a hostile target, run by ${runner}`, () => {
     let ws: Workspace;
-    const account = () => (runner === 'an unprivileged user' ? user : undefined);
+    const account = () => runnerAccount(runner);
     const owner = () => account() ?? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
     /** A file or directory of the workspace's user, as they would have made it. */
     const own = (...paths: string[]) => {

@@ -7,11 +7,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TIERS } from '../src/sandbox/tiers.js';
 import { initWithToken, makeWorkspace, put, type Workspace } from './helpers/cli.js';
 import { ptyRun } from './helpers/pty.js';
-import { type Account, asAccount, IS_ROOT, unprivilegedUser } from './helpers/users.js';
+import { asAccount, IS_ROOT, RUNNERS, runnerAccount } from './helpers/users.js';
 
 const SECRET = 'terminal-secret-value-9d2e';
 /** Types `touch MARKER` into its terminal with TIOCSTI: on stdin, or on /dev/tty when stdin is not one. */
@@ -35,17 +35,10 @@ const legacyTiocsti = (() => {
   }
 })();
 
-let user: Account;
-beforeAll(() => {
-  user = unprivilegedUser();
-});
-
-const who = IS_ROOT ? (['root', 'an unprivileged user'] as const) : (['the current user'] as const);
-
-for (const runner of who) {
+for (const runner of RUNNERS) {
   describe(`vault exec on a terminal, run by ${runner}`, () => {
     let ws: Workspace;
-    const account = () => (runner === 'an unprivileged user' ? user : undefined);
+    const account = () => runnerAccount(runner);
     const program = (name: string, text: string) => {
       const file = path.join(ws.project, name);
       fs.writeFileSync(file, text, { mode: 0o755 });
@@ -56,12 +49,14 @@ for (const runner of who) {
     };
     const shellQuote = (argv: string[]) => argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
 
-    afterEach(() => ws?.cleanup());
-
-    it('a target cannot type into the interactive shell that started vault (TIOCSTI), with stdin a terminal or redirected', () => {
+    beforeEach(() => {
       ws = makeWorkspace({ account: account() });
       initWithToken(ws);
       put(ws, 'SECRET', SECRET);
+    });
+    afterEach(() => ws.cleanup());
+
+    it('a target cannot type into the interactive shell that started vault (TIOCSTI), with stdin a terminal or redirected', () => {
       const marker = path.join(ws.project, 'owned');
       const inject = program('inject.py', INJECT);
       const bash = asAccount(account(), ['/bin/bash', '--norc', '--noprofile', '-i']);
@@ -92,9 +87,6 @@ for (const runner of who) {
     });
 
     it('Ctrl-C reaches the target once through its pty: its INT trap finishes and vault exits with its code', () => {
-      ws = makeWorkspace({ account: account() });
-      initWithToken(ws);
-      put(ws, 'SECRET', SECRET);
       const trap = program('trap.sh', "#!/bin/bash\ntrap 'echo got-INT; sleep 1; echo cleaned; exit 0' INT\necho ready\nsleep 30 & wait\n");
       for (const tier of TIERS) {
         const result = ptyRun(ws, ws.command(['exec', '--tier', tier, '--', trap]), [{ expect: 'ready', send: '\x03' }]);
@@ -106,9 +98,6 @@ for (const runner of who) {
     });
 
     it('passes what the user types to the target, echoed by its own pty', () => {
-      ws = makeWorkspace({ account: account() });
-      initWithToken(ws);
-      put(ws, 'SECRET', SECRET);
       const asks = program('asks.sh', '#!/bin/sh\nprintf "name? "\nread name\necho "hello $name"\n');
       for (const tier of TIERS) {
         const result = ptyRun(ws, ws.command(['exec', '--tier', tier, '--', asks]), [{ expect: 'name? ', send: 'sealvault\r' }]);
@@ -118,9 +107,6 @@ for (const runner of who) {
     });
 
     it('keeps the target\'s terminal and colours while masking its output; the window size follows', () => {
-      ws = makeWorkspace({ account: account() });
-      initWithToken(ws);
-      put(ws, 'SECRET', SECRET);
       const colours = program('colours.sh', `#!/bin/bash
 [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo "tty=yes"
 echo "size=$(stty size)"
@@ -141,9 +127,6 @@ sleep 30 & wait
     });
 
     it('puts the terminal\'s modes back after the run: masked or not, failed, or timed out', () => {
-      ws = makeWorkspace({ account: account() });
-      initWithToken(ws);
-      put(ws, 'SECRET', SECRET);
       const quiet = program('quiet.sh', '#!/bin/sh\necho ran\n');
       const missing = program('missing.sh', '#!/nonexistent/interpreter\n');
       const sleeper = program('sleeper.sh', '#!/bin/sh\nexec sleep 30\n');

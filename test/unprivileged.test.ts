@@ -8,10 +8,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT } from './helpers/cli.js';
 import { openAllSecrets } from './helpers/open-vault.js';
+import { asAccount, installApp, IS_ROOT, systemUser } from './helpers/users.js';
 
-const IS_ROOT = process.getuid?.() === 0;
 const TOKEN_LINE = /^svt1_[A-Za-z0-9_-]{43}\n$/;
 
 interface Account {
@@ -25,26 +24,6 @@ interface Result {
   status: number | null;
   stdout: string;
   stderr: string;
-}
-
-function idOf(name: string): { uid: number; gid: number } | undefined {
-  const uid = spawnSync('id', ['-u', name], { encoding: 'utf8' });
-  const gid = spawnSync('id', ['-g', name], { encoding: 'utf8' });
-  if (uid.status !== 0 || gid.status !== 0) return undefined;
-  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
-}
-
-/** An unprivileged system user named `name`, created if missing; else `fallback`, if it exists. */
-function systemUser(name: string, fallback?: string): { name: string; uid: number; gid: number } | undefined {
-  let ids = idOf(name);
-  if (ids === undefined) {
-    spawnSync('useradd', ['--system', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', name], { encoding: 'utf8' });
-    ids = idOf(name); // also covers a concurrent useradd of the same name
-  }
-  if (ids !== undefined) return { name, ...ids };
-  if (fallback === undefined) return undefined;
-  const other = idOf(fallback);
-  return other === undefined ? undefined : { name: fallback, ...other };
 }
 
 let base: string;
@@ -63,9 +42,7 @@ function makeHome(name: string, ids: { uid: number; gid: number }): string {
 /** Runs the copied CLI as `account` (dropping root with setpriv), with a clean environment. */
 function runAs(account: Account, args: string[], options: { input?: string; env?: Record<string, string> } = {}): Result {
   const env = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: account.home, LANG: 'C.UTF-8', ...options.env };
-  const command = IS_ROOT
-    ? ['setpriv', '--reuid', String(account.uid), '--regid', String(account.gid), '--clear-groups', '--', process.execPath, cli, ...args]
-    : [process.execPath, cli, ...args];
+  const command = asAccount(account, [process.execPath, cli, ...args]);
   const result = spawnSync(command[0]!, command.slice(1), { env, cwd: account.home, input: options.input ?? '', encoding: 'utf8', timeout: 60_000 });
   if (result.error !== undefined) throw result.error;
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
@@ -132,15 +109,8 @@ function expectPrivateState(account: Account): void {
 beforeAll(() => {
   base = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-unpriv-'));
   fs.chmodSync(base, 0o755);
-  // what the CLI needs, where the user can read it: dist/, the addon at build/Release, package.json
-  // (src/vault/native.ts finds the addon next to the package.json above the bundle)
-  const app = path.join(base, 'app');
-  fs.mkdirSync(path.join(app, 'build', 'Release'), { recursive: true, mode: 0o755 });
-  fs.cpSync(path.join(ROOT, 'dist'), path.join(app, 'dist'), { recursive: true });
-  fs.copyFileSync(path.join(ROOT, 'build', 'Release', 'sealvault_native.node'), path.join(app, 'build', 'Release', 'sealvault_native.node'));
-  fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(app, 'package.json'));
-  spawnSync('chmod', ['-R', 'a+rX', app]);
-  cli = path.join(app, 'dist', 'vault.mjs');
+  // what the CLI needs, where the user can read it: the checkout itself may not be
+  cli = installApp(path.join(base, 'app'));
   // a directory anyone may create in, like /tmp: the vault directory's own mode is all that protects it
   shared = path.join(base, 'shared');
   fs.mkdirSync(shared);

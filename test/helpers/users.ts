@@ -48,6 +48,14 @@ export function unprivilegedUser(): Account {
   return account;
 }
 
+/** Who runs a test that must hold for a second user too: root and an unprivileged user when we are root. */
+export const RUNNERS = IS_ROOT ? (['root', 'an unprivileged user'] as const) : (['the current user'] as const);
+
+/** The account a runner of RUNNERS stands for; undefined for ourselves. */
+export function runnerAccount(runner: (typeof RUNNERS)[number]): Account | undefined {
+  return runner === 'an unprivileged user' ? unprivilegedUser() : undefined;
+}
+
 /** argv that runs `command` as `account` (through setpriv when we are root; as is without an account, or when we are it). */
 export function asAccount(account: Account | undefined, command: string[]): string[] {
   if (account === undefined || !IS_ROOT || account.uid === 0) return command;
