@@ -89,7 +89,7 @@ function execLikeRequest(code, values) {
     .map((dir) => fs.realpathSync(dir));
   const kept = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   const env = [...kept, ...values.map((v, i) => `EXEC_${String(i + 1).padStart(2, '0')}=${v}`)];
-  return helperRequest(code, { tier: 'lockdown', argv: [TRUE], env, hide, mounts: lockdownPlan(code, { cwd: work, executable: TRUE }), executable: TRUE });
+  return helperRequest(code, { tier: 'lockdown', argv: [TRUE], env, hide, mounts: lockdownPlan(code, { cwd: work }) });
 }
 
 function helperRun(requestFile) {
@@ -236,7 +236,7 @@ try {
   cli(['allow', ...names, '--to', TRUE, '--min-tier', 'none'], { extraEnv: { VAULT_DIR: vaultDir, VAULT_KEY: token } });
   const minimalRequest = path.join(tmp, 'request-minimal.bin');
   const code = await loadSandboxCode(tmp);
-  fs.writeFileSync(minimalRequest, helperRequest(code, { tier: 'lockdown', argv: ['true'], mounts: lockdownPlan(code, { cwd: work, executable: TRUE }), executable: TRUE }));
+  fs.writeFileSync(minimalRequest, helperRequest(code, { tier: 'lockdown', argv: ['true'], mounts: lockdownPlan(code, { cwd: work }) }));
   const fullRequest = path.join(tmp, 'request-exec.bin');
   fs.writeFileSync(fullRequest, execLikeRequest(code, values));
 

@@ -64,7 +64,8 @@ fs.mkdirSync(work);
 const baseEnv = isolatedEnv(home);
 const emptyVault = path.join(tmp, 'vault-empty');
 const bigVault = path.join(tmp, 'vault-10k');
-const execVault = path.join(tmp, 'vault-exec'); // EXEC_SECRETS secrets, granted to /bin/true
+const execVault = path.join(tmp, 'vault-exec'); // EXEC_SECRETS secrets, granted to /bin/true and BIG_PROGRAM
+const BIG_PROGRAM = path.join(tmp, 'true-100mib');
 const passVault = path.join(tmp, 'vault-passphrase'); // the same, plus a passphrase slot
 
 function cleanup() {
@@ -196,12 +197,17 @@ async function main() {
   const execValues = Array.from({ length: EXEC_SECRETS }, () => randomBytes(24).toString('base64url'));
   const execNames = execValues.map((_, i) => execName(i));
   const passphrase = randomBytes(18).toString('base64url');
-  const grantAll = async (dir, token) => {
+  // a 100 MiB program: /bin/true with padding after it, which the kernel ignores; `vault exec`
+  // copies every program into a sealed memfd, and this row shows what that costs for a large one
+  fs.copyFileSync(TRUE, BIG_PROGRAM);
+  fs.appendFileSync(BIG_PROGRAM, Buffer.alloc(100 * 2 ** 20));
+  fs.chmodSync(BIG_PROGRAM, 0o755);
+  const grantAll = async (dir, token, programs = [TRUE]) => {
     for (const [i, name] of execNames.entries()) await vaultAsync(['put', name], { dir, input: execValues[i] });
-    await vaultAsync(['allow', ...execNames, '--to', TRUE, '--min-tier', 'none'], { dir, env: { VAULT_KEY: token } });
+    for (const program of programs) await vaultAsync(['allow', ...execNames, '--to', program, '--min-tier', 'none'], { dir, env: { VAULT_KEY: token } });
   };
   await Promise.all([
-    grantAll(execVault, tokenExec),
+    grantAll(execVault, tokenExec, [TRUE, BIG_PROGRAM]),
     grantAll(bigVault, tokenBig),
     grantAll(passVault, tokenPass).then(() =>
       vaultAsync(['key', 'add', '--passphrase'], { dir: passVault, env: { VAULT_KEY: tokenPass, VAULT_NEW_PASSPHRASE: passphrase } })),
@@ -278,10 +284,10 @@ async function main() {
   // the helper alone: its request as a file, opened afresh for every run (the helper reads fd 3 to its end)
   if (!fs.existsSync(HELPER)) throw new BenchError(`${HELPER} is missing; run \`npm run build\``);
   const sandboxCode = await loadSandboxCode(tmp);
-  const plan = lockdownPlan(sandboxCode, { cwd: work, executable: TRUE });
+  const plan = lockdownPlan(sandboxCode, { cwd: work });
   const BWRAP_ARGS = bwrapArgs(plan, { cwd: work, argv: [TRUE] });
   const requestFile = path.join(tmp, 'helper-request.bin');
-  fs.writeFileSync(requestFile, helperRequest(sandboxCode, { tier: 'lockdown', argv: ['true'], mounts: plan, executable: TRUE }), { mode: 0o600 });
+  fs.writeFileSync(requestFile, helperRequest(sandboxCode, { tier: 'lockdown', argv: ['true'], mounts: plan }), { mode: 0o600 });
   // fd 5 (the info pipe) on /dev/null: left closed, GNU time's -o file would land there
   const devNull = fs.openSync('/dev/null', 'w');
   const helperInvocation = () => {
@@ -340,10 +346,10 @@ async function main() {
       invocation: () => ({ command: process.execPath, args: [CLI, 'policy'], env: { VAULT_DIR: bigVault, VAULT_KEY: tokenBig } }),
     },
   ];
-  const execRow = (name, tier, dir, credential, what, extra = {}) => ({
+  const execRow = (name, tier, dir, credential, what, extra = {}, program = TRUE) => ({
     name,
     what,
-    invocation: () => ({ command: process.execPath, args: [CLI, 'exec', '--tier', tier, '--', TRUE], env: { VAULT_DIR: dir, ...credential } }),
+    invocation: () => ({ command: process.execPath, args: [CLI, 'exec', '--tier', tier, '--', program], env: { VAULT_DIR: dir, ...credential } }),
     ...extra,
   });
   const masked = 'output masked (not a terminal)';
@@ -352,12 +358,13 @@ async function main() {
     execRow('exec-hardened', 'hardened', execVault, { VAULT_KEY: tokenExec }, 'the same, --tier hardened'),
     execRow('exec-none', 'none', execVault, { VAULT_KEY: tokenExec }, 'the same, --tier none'),
     execRow('exec-10k', 'lockdown', bigVault, { VAULT_KEY: tokenBig }, `the same as exec in the vault of ${SECRETS} secrets (${EXEC_SECRETS} released)`),
+    execRow('exec-100mib', 'lockdown', execVault, { VAULT_KEY: tokenExec }, 'the same as exec with a 100 MiB program (/bin/true and padding): copied into a sealed memfd and hashed', {}, BIG_PROGRAM),
     execRow('exec-passphrase', 'lockdown', passVault, { VAULT_PASSPHRASE: passphrase },
       `the same as exec, unlocked by VAULT_PASSPHRASE (argon2id, opslimit ${kdf.opslimit}, memlimit ${kdf.memlimit / 2 ** 20} MiB); in 1 round of every ${PASSPHRASE_EVERY}`,
       { every: PASSPHRASE_EVERY }),
     {
       name: 'helper',
-      what: `${path.relative(ROOT, HELPER)} alone, lockdown, ${TRUE} (argv ["true"], no env or files; vault's mount plan: system read-only, working directory, pinned file)`,
+      what: `${path.relative(ROOT, HELPER)} alone, lockdown, ${TRUE} (argv ["true"], no env or files; vault's mount plan: the system read-only, the working directory)`,
       invocation: helperInvocation,
     },
   );
@@ -443,6 +450,7 @@ async function main() {
     { row: 'exec-none', num: 'exec-none', den: 'floor', op: '≤', target: EXEC_TARGETS.other },
     { row: 'exec-10k', num: 'exec-10k', den: 'exec', op: '≤', target: EXEC_TARGETS.big },
     { row: 'exec-passphrase', num: 'exec-passphrase', den: 'exec' },
+    { row: 'exec-100mib', num: 'exec-100mib', den: 'exec' },
     { row: 'helper', num: 'helper', den: 'bwrap', op: '≤', target: EXEC_TARGETS.helper, peer: 'bwrap' },
     { row: 'age', num: 'put-empty', den: 'age' },
     { row: 'dotenvx-set', num: 'put-empty', den: 'dotenvx-set' },

@@ -2,7 +2,6 @@
 // `vault`, made by the product's own code (src/sandbox/helper-protocol.ts and lockdown-root.ts,
 // bundled with esbuild into the workspace), and the bubblewrap command line that gives the same
 // isolation, read off the same mount plan.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
@@ -24,18 +23,16 @@ export async function loadSandboxCode(dir) {
 }
 
 /**
- * What `vault exec --tier lockdown` mounts for `executable` run from `cwd` (system, working
- * directory, pinned file): the same plan as src/sandbox/lockdown-root.ts, without a home.
+ * What `vault exec --tier lockdown` mounts for a program run from `cwd` (the system, the working
+ * directory): the same plan as src/sandbox/lockdown-root.ts, without a home.
  */
-export function lockdownPlan(code, { cwd, executable }) {
-  return [...code.lockdownSystemMounts(), { kind: 'readWrite', path: cwd }, { kind: 'pinned', path: fs.realpathSync(executable) }];
+export function lockdownPlan(code, { cwd }) {
+  return [...code.lockdownSystemMounts(), { kind: 'readWrite', path: cwd }];
 }
 
 /** The request as one Buffer; `env` holds "NAME=VALUE" strings. */
-export function helperRequest(code, { tier, argv, env = [], hide = [], mounts = [], executable }) {
-  return Buffer.from(code.encodeHelperRequest({
-    tier, argv, env: env.map((e) => Buffer.from(e)), files: [], hide, mounts, executablePath: fs.realpathSync(executable),
-  }));
+export function helperRequest(code, { tier, argv, env = [], hide = [], mounts = [] }) {
+  return Buffer.from(code.encodeHelperRequest({ tier, argv, env: env.map((e) => Buffer.from(e)), files: [], hide, mounts }));
 }
 
 /**

@@ -53,7 +53,7 @@
 #include <unistd.h>
 
 enum { EXIT_TIMED_OUT = 124, EXIT_SETUP_FAILED = 125, EXIT_CANNOT_EXECUTE = 126, EXIT_NOT_FOUND = 127 };
-enum { FD_REQUEST = 3, FD_EXECUTABLE = 4, FD_INFO = 5 };
+enum { FD_REQUEST = 3, FD_EXECUTABLE = 4, FD_INFO = 5, FD_SCRIPT = 6 };
 enum tier { TIER_NONE, TIER_HARDENED, TIER_LOCKDOWN };
 
 /* The header flags of docs/helper-protocol.md. */
@@ -71,7 +71,7 @@ enum mount_kind {
   MOUNT_READ_WRITE = 2,  /* the host path, bound read-write (and writable under Landlock) */
   MOUNT_EMPTY_DIR = 3,   /* an empty private directory (a tmpfs, 0700) */
   MOUNT_SYMLINK = 4,     /* a symbolic link to `target` */
-  MOUNT_PINNED = 5,      /* the pinned executable's path, read-only; must be the file on fd 4 */
+  MOUNT_SCRIPT_COPY = 5, /* the script's path: a read-only copy of fd 6 (hardened and lockdown) */
   MOUNT_HIDDEN = 6,      /* internal: a path of the hide list (empty tmpfs or /dev/null) */
 };
 
@@ -125,7 +125,6 @@ struct request {
   size_t hidec;
   struct mount_entry mounts[MAX_MOUNTS + MAX_HIDE];
   size_t mountc;
-  char *exec_path;
   int memfds[MAX_FILES];  /* kept open across exec: the target reads them as /dev/fd/N */
   size_t memfdc;
 };
@@ -147,6 +146,8 @@ static sigset_t original_signal_mask;
 static volatile sig_atomic_t forward_to;
 /* -1 when vault did not open an info pipe. */
 static int info_fd = -1;
+/* The sealed copy of a script that the interpreter (fd 4) runs; -1 when fd 6 is not open. */
+static int script_fd = -1;
 /* The caller's terminal settings while the helper holds it in raw mode; not put back by the
  * helper when vault, which still writes masked output to it, does that itself. */
 static struct termios saved_terminal;
@@ -412,6 +413,14 @@ static void check_protocol_fds(void)
     info_fd = FD_INFO;
   else if (errno != EBADF)
     die_with_error("read_request", "the info pipe (fd %d)", FD_INFO);
+  struct stat script;
+  if (fstat(FD_SCRIPT, &script) == 0) {
+    if (!S_ISREG(script.st_mode))
+      die("read_request", "the script (fd %d) is not a regular file", FD_SCRIPT);
+    script_fd = FD_SCRIPT;
+  } else if (errno != EBADF) {
+    die_with_error("read_request", "the script (fd %d)", FD_SCRIPT);
+  }
 }
 
 /* ---- step 0: who runs the helper ------------------------------------------------------------ */
@@ -555,8 +564,12 @@ static void parse_mounts(struct cursor *in, struct request *req)
   for (uint32_t i = 0; i < count; i++) {
     struct mount_entry *entry = &req->mounts[req->mountc++];
     uint32_t kind = take_u32(in);
-    if (kind < MOUNT_READ_ONLY || kind > MOUNT_PINNED)
+    if (kind < MOUNT_READ_ONLY || kind > MOUNT_SCRIPT_COPY)
       die("read_request", "unknown mount kind %u", kind);
+    if (req->tier == TIER_NONE || (req->tier == TIER_HARDENED && kind != MOUNT_SCRIPT_COPY))
+      die("read_request", "tier %s takes no mount entry of kind %u", tier_names[req->tier], kind);
+    if (kind == MOUNT_SCRIPT_COPY && script_fd < 0)
+      die("read_request", "a script copy was asked for, but fd %d (the script) is not open", FD_SCRIPT);
     entry->kind = (enum mount_kind)kind;
     entry->path = take_path(in, "a mount path");
     entry->target = take_string(in, PATH_MAX, "a symlink target");
@@ -599,7 +612,6 @@ static void parse_request(struct cursor *in, struct request *req)
     req->hide[i] = take_path(in, "hidden path");
 
   parse_mounts(in, req);
-  req->exec_path = take_string(in, PATH_MAX, "the executable's path");
 
   if (in->left != 0)
     die("read_request", "%zu unexpected bytes after the end of the request", in->left);
@@ -715,9 +727,10 @@ static void setup_userns(uid_t uid, gid_t gid)
  * same, and the target loses its capabilities before it runs. */
 static bool setup_namespaces(enum tier tier)
 {
-  int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWIPC;
+  /* hardened has a mount namespace only to show the script's sealed copy at its own path */
+  int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNS;
   if (tier == TIER_LOCKDOWN)
-    flags |= CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWCGROUP;
+    flags |= CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWCGROUP;
   /* Read before unshare: afterwards, until the maps are written, they read as the overflow ids. */
   uid_t uid = geteuid();
   gid_t gid = getegid();
@@ -1065,29 +1078,18 @@ static void order_mounts(struct request *req)
 /* Every host path is cloned while / is still the host's, before the staging tmpfs covers /tmp. */
 static void clone_sources(struct request *req)
 {
-  struct stat pinned;
-  if (fstat(FD_EXECUTABLE, &pinned) != 0)
-    die_with_error("setup_mounts", "fstat(%d)", FD_EXECUTABLE);
   int host_root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (host_root < 0)
     die_with_error("setup_mounts", "open /");
   for (size_t i = 0; i < req->mountc; i++) {
     struct mount_entry *entry = &req->mounts[i];
-    if (entry->kind != MOUNT_READ_ONLY && entry->kind != MOUNT_READ_WRITE && entry->kind != MOUNT_PINNED)
+    if (entry->kind != MOUNT_READ_ONLY && entry->kind != MOUNT_READ_WRITE)
       continue;
     int source = open_beneath(host_root, entry->path + 1, O_PATH);
-    if (source < 0 && errno == ENOENT && entry->kind != MOUNT_PINNED)
+    if (source < 0 && errno == ENOENT)
       continue;  /* a granted path that does not exist gives nothing */
     if (source < 0)
       die_with_error("setup_mounts", "%s (a symlink in the path is refused)", entry->path);
-    if (entry->kind == MOUNT_PINNED) {
-      struct stat st;
-      if (fstat(source, &st) != 0)
-        die_with_error("setup_mounts", "fstat %s", entry->path);
-      if (st.st_dev != pinned.st_dev || st.st_ino != pinned.st_ino)
-        die("setup_mounts", "%s is no longer the file that was hashed: it was replaced during the run",
-            entry->path);
-    }
     entry->tree = open_tree_clone("setup_mounts", source, "", AT_EMPTY_PATH | AT_RECURSIVE);
     close_or_die("setup_mounts", source);
     uint64_t attributes = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
@@ -1136,6 +1138,81 @@ static void hide_path(int root, const char *path)
   close_or_die("setup_mounts", at);
 }
 
+/* Copies the sealed script (fd 6) into `out`. */
+static void copy_script(int out)
+{
+  unsigned char buffer[1 << 16];
+  for (off_t at = 0;;) {
+    ssize_t n = pread(FD_SCRIPT, buffer, sizeof buffer, at);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      die_with_error("bind_script", "reading the script (fd %d)", FD_SCRIPT);
+    if (n == 0)
+      return;
+    write_all("bind_script", out, buffer, (size_t)n, "the script's copy");
+    at += n;
+  }
+}
+
+/* The script the interpreter runs is the sealed copy (fd 6) that was hashed, seen at the script's
+ * own path, so that $0, __FILE__ and its siblings are what the program expects: a copy made in
+ * `dir` (a directory of a tmpfs of the sandbox's own), bound read-only over `target`, and its name
+ * in `dir` removed again. A bind cannot take a memfd itself (it is not in this mount namespace). */
+static void bind_script_copy(int dir, int target, const char *path)
+{
+  static const char name[] = ".sealvault-script";
+  int out = openat(dir, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0555);
+  if (out < 0)
+    die_with_error("bind_script", "creating the copy of %s", path);
+  copy_script(out);
+  close_or_die("bind_script", out);
+  int tree = open_tree_clone("bind_script", dir, name, 0);
+  set_mount_attributes("bind_script", tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, path);
+  attach("bind_script", tree, target, path);
+  if (unlinkat(dir, name, 0) != 0)
+    die_with_error("bind_script", "removing the name of the copy of %s", path);
+}
+
+/* hardened: the host's files as they are, but for the script's path. A tmpfs over the script's
+ * directory for a moment holds the copy; once the copy is bound, the tmpfs goes and the directory
+ * shows again, with the copy over the script. */
+static void bind_script_over_host(const struct request *req, bool userns)
+{
+  const char *path = NULL;
+  for (size_t i = 0; i < req->mountc; i++)
+    if (req->mounts[i].kind == MOUNT_SCRIPT_COPY)
+      path = req->mounts[i].path;
+  if (path == NULL)
+    return;
+  /* a shared / would carry the bind back to the host */
+  mount_or_die(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, userns);
+  char parent[PATH_MAX];
+  snprintf(parent, sizeof parent, "%s", path);
+  *strrchr(parent, '/') = '\0';
+  if (parent[0] == '\0')
+    die("bind_script", "%s lies directly in /, which cannot be covered for a moment: move the script", path);
+  int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0)
+    die_with_error("bind_script", "open /");
+  /* both opened before the tmpfs covers the directory */
+  int target = open_beneath(root, path + 1, O_PATH);
+  int directory = open_beneath(root, parent + 1, O_PATH | O_DIRECTORY);
+  if (target < 0 || directory < 0)
+    die_with_error("bind_script", "%s (a symlink in the path is refused)", path);
+  attach("bind_script", new_tmpfs("bind_script", "0700", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV), directory, "a scratch tmpfs");
+  int scratch = open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (scratch < 0)
+    die_with_error("bind_script", "the scratch tmpfs");
+  bind_script_copy(scratch, target, path);
+  close_or_die("bind_script", scratch);
+  if (umount2(parent, MNT_DETACH) != 0)
+    die_with_error("bind_script", "removing the scratch tmpfs");
+  close_or_die("bind_script", directory);
+  close_or_die("bind_script", target);
+  close_or_die("bind_script", root);
+}
+
 static void mount_entry(int root, struct mount_entry *entry)
 {
   switch (entry->kind) {
@@ -1155,9 +1232,16 @@ static void mount_entry(int root, struct mount_entry *entry)
     close_or_die("setup_mounts", at);
     return;
   }
+  case MOUNT_SCRIPT_COPY: {
+    int at = mount_point(root, entry->path, MAKE_FILE);
+    if (at < 0)
+      die("setup_mounts", "%s: the script's directory is not in the new root", entry->path);
+    bind_script_copy(root, at, entry->path);
+    close_or_die("setup_mounts", at);
+    return;
+  }
   case MOUNT_READ_ONLY:
-  case MOUNT_READ_WRITE:
-  case MOUNT_PINNED: {
+  case MOUNT_READ_WRITE: {
     if (entry->tree < 0)
       return;
     struct stat st;
@@ -1706,11 +1790,17 @@ static noreturn void exec_pinned(struct request *req)
     die_exec(EXIT_CANNOT_EXECUTE, "%s: reading fd %d", req->argv[0], FD_EXECUTABLE);
   bool script = n == 2 && magic[0] == '#' && magic[1] == '!';
 
-  int keep[MAX_FILES + 1];
+  int keep[MAX_FILES + 2];
   size_t kept = 0;
   for (size_t i = 0; i < req->memfdc; i++)
     keep[kept++] = req->memfds[i];
   keep[kept++] = FD_EXECUTABLE;
+  /* without a mount namespace the interpreter reads the script as /dev/fd/6 */
+  if (req->tier == TIER_NONE && script_fd >= 0) {
+    keep[kept++] = FD_SCRIPT;
+    if (fcntl(FD_SCRIPT, F_SETFD, 0) != 0)
+      die_with_error("close_extra_fds", "fcntl(%d, F_SETFD)", FD_SCRIPT);
+  }
   close_extra_fds(keep, kept);
   /* execveat needs fd 4 open either way: close-on-exec closes it right after, for a program. */
   if (fcntl(FD_EXECUTABLE, F_SETFD, script ? 0 : FD_CLOEXEC) != 0)
@@ -1875,6 +1965,8 @@ static noreturn void run_pid1(struct request *req, const struct sandbox_io *io, 
     set_hostname();
     build_root(req, io, userns);
     bring_up_loopback();
+  } else {
+    bind_script_over_host(req, userns);
   }
   deliver_files(req);
   write_info(req, userns);
@@ -2120,7 +2212,7 @@ static int relay_until_exit(const struct request *req, const struct sandbox_io *
 
 int main(void)
 {
-  static const int protocol_fds[] = { FD_REQUEST, FD_EXECUTABLE, FD_INFO };
+  static const int protocol_fds[] = { FD_REQUEST, FD_EXECUTABLE, FD_INFO, FD_SCRIPT };
   static struct request req;
   static struct sandbox_io io;
   bool userns = false;

@@ -132,8 +132,8 @@ describe('vault doctor on this host', () => {
     }
     // the target's namespaces are its own, by the inode numbers the helper reported
     const own = (kind: string) => Number(/\[(\d+)\]/.exec(fs.readlinkSync(`/proc/self/ns/${kind}`))?.[1]);
-    for (const kind of ['user', 'pid', 'ipc']) expect(report.tiers.hardened.namespaces?.[kind]).not.toBe(own(kind));
-    for (const kind of ['mnt', 'net']) expect(report.tiers.hardened.namespaces?.[kind]).toBe(own(kind));
+    for (const kind of ['user', 'pid', 'ipc', 'mnt']) expect(report.tiers.hardened.namespaces?.[kind]).not.toBe(own(kind));
+    for (const kind of ['net', 'uts']) expect(report.tiers.hardened.namespaces?.[kind]).toBe(own(kind));
     for (const kind of ['user', 'pid', 'ipc', 'mnt', 'net', 'uts', 'cgroup']) expect(report.tiers.lockdown.namespaces?.[kind]).not.toBe(own(kind));
   });
 

@@ -1,41 +1,78 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { isRemoved, REMOVED_NAMES, REMOVED_PREFIXES, targetEnvironment } from '../src/sandbox/environment.js';
+import { CALLER_VARIABLES, CI_EXCLUDED, checkPassEnv, passedByDefault, SAFE_PATH, targetEnvironment } from '../src/sandbox/environment.js';
 import { LOCKDOWN_REMOVED_VARIABLES } from '../src/sandbox/tiers.js';
+import { CODE_VARIABLE_PREFIXES, CODE_VARIABLES } from '../src/vault/names.js';
 import { ROOT } from './helpers/cli.js';
 
 const text = (entries: Uint8Array[]) => entries.map((e) => Buffer.from(e).toString('utf8'));
+const none = { env: {}, passEnv: [] };
+const me = os.userInfo();
 
 describe("the child's environment", () => {
-  it('SECURITY.md lists exactly the variables that are removed', () => {
+  it('SECURITY.md lists the variables that pass by default and the ones that choose code', () => {
     const security = fs.readFileSync(path.join(ROOT, 'SECURITY.md'), 'utf8');
     const section = security.slice(security.indexOf("## The child's environment"), security.indexOf('## Reserved names'));
-    const listed = [...section.slice(0, section.indexOf('A value with')).matchAll(/`([A-Z_0-9]+)`/g)].map((m) => m[1]);
-    expect(listed.sort()).toEqual([...REMOVED_NAMES, ...REMOVED_PREFIXES].sort());
+    for (const name of [...CALLER_VARIABLES, ...CI_EXCLUDED, 'LC_', 'GITHUB_', 'CI_']) expect(section, name).toContain(`\`${name}`);
+    expect(section).toContain(SAFE_PATH);
   });
 
-  it('drops sealvault and hijack variables, keeps the rest, adds the secrets last', () => {
-    const env = targetEnvironment(
-      { PATH: '/usr/bin', HOME: '/h', VAULT_KEY: 'svt1_x', VAULT_DIR: '/v', LD_PRELOAD: '/evil.so', BASH_ENV: '/x', KEEP: 'yes', DB: 'shadowed' },
-      new Map([['DB', new TextEncoder().encode('s3cret')]]),
-      'hardened',
+  it('is an allow-list: a terminal and locale from the caller, identity from the password database, a fixed PATH, the secrets last', () => {
+    const caller = {
+      PATH: './evil:/usr/bin', HOME: '/attacker', USER: 'someone', TERM: 'xterm', LANG: 'C.UTF-8', LC_ALL: 'C', TZ: 'UTC',
+      PYTHONPATH: '/evil', PERL5LIB: '/evil', NODE_PATH: '/evil', GIT_SSH_COMMAND: 'evil', GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'core.fsmonitor',
+      LD_PRELOAD: '/evil.so', BASH_ENV: '/x', VAULT_KEY: 'svt1_x', SSH_AUTH_SOCK: '/s', RANDOM_THING: 'x', DB: 'shadowed',
+    };
+    const env = targetEnvironment(caller, new Map([['DB', new TextEncoder().encode('s3cret')]]), 'hardened', none);
+    expect(text(env).sort()).toEqual(
+      [`HOME=${me.homedir}`, `USER=${me.username}`, `LOGNAME=${me.username}`, `PATH=${SAFE_PATH}`, 'TERM=xterm', 'LANG=C.UTF-8', 'LC_ALL=C', 'TZ=UTC', 'DB=s3cret'].sort(),
     );
-    expect(text(env)).toEqual(['PATH=/usr/bin', 'HOME=/h', 'KEEP=yes', 'DB=s3cret']);
-    expect(isRemoved('LD_LIBRARY_PATH')).toBe(true);
-    expect(isRemoved('PATH')).toBe(false);
+    expect(text(env).at(-1)).toBe('DB=s3cret');
   });
 
-  it('keeps host-service variables (ssh-agent, display, D-Bus) out of lockdown only', () => {
-    const caller = { SSH_AUTH_SOCK: '/tmp/ssh-x/agent.1', DISPLAY: ':0', WAYLAND_DISPLAY: 'wayland-0', GPG_AGENT_INFO: '/run/g', KEEP: 'yes' };
-    for (const name of LOCKDOWN_REMOVED_VARIABLES) expect(text(targetEnvironment({ [name]: 'x' }, new Map(), 'lockdown'))).toEqual([]);
-    expect(text(targetEnvironment(caller, new Map(), 'lockdown'))).toEqual(['KEEP=yes']);
-    expect(text(targetEnvironment(caller, new Map(), 'hardened'))).toHaveLength(5);
+  it('passes CI platforms\' own variables, not their write channels nor anything named like a credential', () => {
+    const caller = {
+      CI: 'true', GITHUB_SHA: 'abc', GITHUB_REF: 'refs/heads/main', RUNNER_OS: 'Linux', CI_COMMIT_SHA: 'abc', GITLAB_CI: 'true',
+      GITHUB_ENV: '/tmp/env', GITHUB_OUTPUT: '/tmp/out', GITHUB_PATH: '/tmp/path', GITHUB_TOKEN: 't', CI_JOB_TOKEN: 't', CI_REGISTRY_PASSWORD: 'p',
+    };
+    const names = text(targetEnvironment(caller, new Map(), 'none', none)).map((e) => e.split('=')[0]);
+    for (const name of ['CI', 'GITHUB_SHA', 'GITHUB_REF', 'RUNNER_OS', 'CI_COMMIT_SHA', 'GITLAB_CI']) expect(names, name).toContain(name);
+    for (const name of ['GITHUB_ENV', 'GITHUB_OUTPUT', 'GITHUB_PATH', 'GITHUB_TOKEN', 'CI_JOB_TOKEN', 'CI_REGISTRY_PASSWORD']) expect(names, name).not.toContain(name);
+  });
+
+  it('takes what the grant says: pinned values (PATH too) and the caller\'s values of names it lets through, never one that chooses code', () => {
+    const granted = { env: { PATH: '/opt/tool/bin:/usr/bin', DEPLOY_ENV: 'prod' }, passEnv: ['AWS_*', 'REGION'] };
+    const caller = { AWS_REGION: 'eu', AWS_PROFILE: 'x', REGION: 'west', OTHER: 'no', PATH: '/evil' };
+    const env = text(targetEnvironment(caller, new Map(), 'hardened', granted));
+    for (const e of ['PATH=/opt/tool/bin:/usr/bin', 'DEPLOY_ENV=prod', 'AWS_REGION=eu', 'AWS_PROFILE=x', 'REGION=west']) expect(env).toContain(e);
+    expect(env.some((e) => e.startsWith('OTHER='))).toBe(false);
+    // a pattern never lets a variable that chooses code through, whatever it matches
+    expect(text(targetEnvironment({ NODE_OPTIONS: '--require x' }, new Map(), 'hardened', { env: {}, passEnv: ['NODE_*'] }))).not.toContain('NODE_OPTIONS=--require x');
+  });
+
+  it('refuses --pass-env for a variable or a pattern that could choose code (exit 11), and pins are the way', () => {
+    for (const name of [...CODE_VARIABLES, ...CODE_VARIABLE_PREFIXES.map((p) => `${p}X`)]) expect(() => checkPassEnv(name), name).toThrow(/choose[s]? which code runs/);
+    for (const pattern of ['P*', 'GIT_*', 'LD_*', 'NODE_*', 'PY*']) expect(() => checkPassEnv(pattern), pattern).toThrow(/--env NAME=VALUE/);
+    for (const fine of ['AWS_*', 'DEPLOY_ENV', 'KUBECONFIG_CONTEXT']) expect(checkPassEnv(fine)).toBe(fine);
+    expect(() => checkPassEnv('*')).toThrow(/prefix ending in \*/);
+    expect(passedByDefault('TERM') && !passedByDefault('PATH')).toBe(true);
+  });
+
+  it('keeps host-service variables (ssh-agent, display, D-Bus) out of lockdown, even when a grant passes them', () => {
+    const caller = { SSH_AUTH_SOCK: '/tmp/ssh-x/agent.1', DISPLAY: ':0', WAYLAND_DISPLAY: 'wayland-0' };
+    const passing = { env: {}, passEnv: ['SSH_AUTH_SOCK', 'DISPLAY', 'WAYLAND_DISPLAY'] };
+    for (const name of LOCKDOWN_REMOVED_VARIABLES) {
+      expect(text(targetEnvironment({ [name]: 'x' }, new Map(), 'lockdown', { env: {}, passEnv: [name] })).some((e) => e.startsWith(`${name}=`)), name).toBe(false);
+    }
+    expect(text(targetEnvironment(caller, new Map(), 'hardened', passing)).filter((e) => /^(SSH|DISPLAY|WAYLAND)/.test(e))).toHaveLength(3);
   });
 
   it('refuses values an environment variable cannot carry, pointing at --file', () => {
-    expect(() => targetEnvironment({}, new Map([['NUL', Uint8Array.of(0x61, 0, 0x62)]]), 'none')).toThrow(/zero byte.*--file NUL/);
-    expect(() => targetEnvironment({}, new Map([['BIG', new Uint8Array(128 * 1024).fill(0x61)]]), 'none')).toThrow(/128 KiB.*--file BIG/);
-    expect(text(targetEnvironment({}, new Map([['FITS', new Uint8Array(128 * 1024 - 6).fill(0x61)]]), 'none'))[0]).toHaveLength(128 * 1024 - 1);
+    expect(() => targetEnvironment({}, new Map([['NUL', Uint8Array.of(0x61, 0, 0x62)]]), 'none', none)).toThrow(/zero byte.*--file NUL/);
+    expect(() => targetEnvironment({}, new Map([['BIG', new Uint8Array(128 * 1024).fill(0x61)]]), 'none', none)).toThrow(/128 KiB.*--file BIG/);
+    const fits = text(targetEnvironment({}, new Map([['FITS', new Uint8Array(128 * 1024 - 6).fill(0x61)]]), 'none', none)).find((e) => e.startsWith('FITS='));
+    expect(fits).toHaveLength(128 * 1024 - 1);
   });
 });

@@ -72,7 +72,7 @@ describe('vault exec', () => {
     expect(changed.stdout).not.toContain(SECRET);
   });
 
-  it('for a changed interpreter, the re-grant it names pins the arguments, as a first grant must', () => {
+  it('for a changed interpreter granted with pinned arguments, the refusal names the renewal', () => {
     const shell = path.join(ws.root, 'sh');
     fs.copyFileSync('/bin/dash', shell);
     fs.chmodSync(shell, 0o755);
@@ -80,10 +80,10 @@ describe('vault exec', () => {
     fs.copyFileSync('/bin/bash', shell);
     const changed = ws.run(['exec', '--', shell, '-c', 'true']);
     expect(changed.status).toBe(125);
-    expect(changed.stderr).toMatch(/changed since DB_PASSWORD was granted to it .*run `vault allow DB_PASSWORD --to \S+\/sh --arg -c --arg true` again\n$/);
+    expect(changed.stderr).toMatch(/\/sh changed since DB_PASSWORD was granted to it .*run `vault allow --renew \S+\/sh`, which grants it again to the new version\n$/);
     const named = ws.run(['exec', '--only', 'DB_PASSWORD', '--', shell, '-c', 'true']);
     expect(named.status).toBe(125);
-    expect(named.stderr).toMatch(/changed since the grant .*run `vault allow DB_PASSWORD --to \S+\/sh --arg -c --arg true` again\n$/);
+    expect(named.stderr).toMatch(/\/sh changed since DB_PASSWORD was granted to it .*`vault allow --renew \S+\/sh`/);
   });
 
   it('passes exit codes and signals through, and says 127 for a missing command', () => {
@@ -98,16 +98,16 @@ describe('vault exec', () => {
     expect(missing.stderr).toMatch(/^vault: .*no such file\n$/);
   });
 
-  it('removes VAULT_* and loader variables from the child, keeps the rest', () => {
+  it('gives the child an allow-list of the caller\'s environment: no VAULT_*, loader or other variables; a fixed PATH', () => {
     writeScript(script, 'env | sort');
     expect(ws.run(['allow', 'DB_PASSWORD', '--to', script]).status).toBe(0);
-    const result = ws.run(['exec', '--', script], { env: { LD_LIBRARY_PATH: '/nonexistent', BASH_ENV: '/x', NODE_OPTIONS: '--no-warnings', KEEP_ME: 'yes' } });
+    const result = ws.run(['exec', '--', script], { env: { LD_LIBRARY_PATH: '/nonexistent', BASH_ENV: '/x', NODE_OPTIONS: '--no-warnings', KEEP_ME: 'yes', TERM: 'xterm' } });
     expect(result.status, result.stderr).toBe(0);
     const names = result.stdout.split('\n').map((l) => l.split('=')[0]);
-    expect(names).toContain('KEEP_ME');
-    expect(names).toContain('PATH');
+    expect(names).toContain('TERM');
     expect(names).toContain('DB_PASSWORD');
-    for (const removed of ['VAULT_KEY', 'VAULT_DIR', 'LD_LIBRARY_PATH', 'BASH_ENV', 'NODE_OPTIONS']) expect(names).not.toContain(removed);
+    expect(result.stdout).toContain('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n');
+    for (const removed of ['VAULT_KEY', 'VAULT_DIR', 'LD_LIBRARY_PATH', 'BASH_ENV', 'NODE_OPTIONS', 'KEEP_ME']) expect(names).not.toContain(removed);
   });
 
   it('delivers --file secrets as 0400 files in lockdown and as sealed memfds otherwise; refuses big env values', () => {

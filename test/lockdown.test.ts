@@ -67,13 +67,17 @@ for (const runner of RUNNERS) {
       while (!fs.existsSync(socketPath) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       fs.chmodSync(socketPath, 0o777);
       try {
+        // never the real home of whoever runs the tests
         const attack = script('attack.sh', `
+[ "$HOME" = "${home}" ] || { echo "wrong home $HOME"; exit 9; }
 echo owned >> "$HOME/.bashrc" 2>/dev/null && echo bashrc=written || echo bashrc=refused
 echo "key=$(cat "$HOME/.ssh/id_ed25519" 2>/dev/null || echo unreadable)"
 echo "agent=$(python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); print(s.recv(16).decode().strip())' "$1" 2>/dev/null || echo unreachable)"
 echo "ssh_auth_sock=\${SSH_AUTH_SOCK:-unset}"
 echo "db=$DB"`);
-        expect(ws.run(['allow', 'DB', '--to', attack, '--min-tier', 'none']).status).toBe(0);
+        // the grant gives this home and the caller's agent socket: lockdown must still keep both from the target
+        const allowed = ws.run(['allow', 'DB', '--to', attack, '--min-tier', 'none', '--env', `HOME=${home}`, '--pass-env', 'SSH_AUTH_SOCK']);
+        expect(allowed.status, allowed.stderr).toBe(0);
         const env = { SSH_AUTH_SOCK: socketPath };
         const control = ws.run(['exec', '--no-mask', '--tier', 'hardened', '--', attack, socketPath], { env });
         expect(control.status, control.stderr).toBe(0);

@@ -43,7 +43,7 @@ interface Launcher {
   uid: number;
   gid: number;
   command: string[];
-  /** Extra fds (from 6 on) the launcher itself needs, e.g. to be told when to go on. */
+  /** Extra fds (from 7 on) the launcher itself needs, e.g. to be told when to go on. */
   ownFds?: number;
   prepare?: (child: ChildProcess, fds: Duplex[]) => Promise<void>;
 }
@@ -65,7 +65,7 @@ interface RunOptions {
   payload?: Uint8Array;
   /** Leave fd 5 closed. */
   noInfo?: boolean;
-  /** Pipes the test passes at fds above 5, which the helper must not hand on. */
+  /** Pipes the test passes at fds above 6, which the helper must not hand on. */
   strayFds?: number;
   /** Leave the helper's stdin open (a target that waits on it); by default it is closed at once. */
   keepStdin?: boolean;
@@ -105,7 +105,6 @@ function lockdownMounts(options: RunOptions): MountEntry[] {
     ...lockdownSystemMounts(),
     { kind: 'readWrite', path: work },
     ...(options.mounts ?? []),
-    { kind: 'pinned', path: fs.realpathSync(options.executable) },
   ];
 }
 
@@ -121,14 +120,14 @@ function encodeRequest(options: RunOptions): Uint8Array {
     files: (options.files ?? []).map((f) => ({ name: f.name, value: typeof f.value === 'string' ? encoder.encode(f.value) : f.value })),
     hide: options.hide ?? [],
     mounts: options.tier === 'lockdown' ? lockdownMounts(options) : [],
-    executablePath: fs.realpathSync(options.executable),
   });
 }
 
 function start(launcher: Launcher, options: RunOptions): Running {
   const executableFd = fs.openSync(options.executable, 'r');
   const ownFds = launcher.ownFds ?? 0;
-  const stdio: StdioOptions = ['pipe', 'pipe', 'pipe', 'pipe', executableFd, options.noInfo === true ? 'ignore' : 'pipe'];
+  // fd 6 is the helper's script fd (not used here): launchers' own fds and stray ones start at 7
+  const stdio: StdioOptions = ['pipe', 'pipe', 'pipe', 'pipe', executableFd, options.noInfo === true ? 'ignore' : 'pipe', 'ignore'];
   for (let i = 0; i < ownFds + (options.strayFds ?? 0); i += 1) stdio.push('pipe');
   const child = spawn(launcher.command[0]!, launcher.command.slice(1), { env: {}, stdio, cwd: work });
   fs.closeSync(executableFd);
@@ -173,7 +172,7 @@ function start(launcher: Launcher, options: RunOptions): Running {
     });
   });
   if (launcher.prepare !== undefined) {
-    const own = pipes.slice(6, 6 + ownFds).filter((p): p is Duplex => p !== null);
+    const own = pipes.slice(7, 7 + ownFds).filter((p): p is Duplex => p !== null);
     launcher.prepare(child, own).catch((error: unknown) => child.emit('error', error));
   }
   return {
@@ -372,7 +371,7 @@ if keyctl search @s user "$1" >/dev/null 2>&1; then echo key=found; else echo "k
   // then runs itself again, which as root of the namespace gives it the capabilities that the
   // sysctl needs; then becomes the user $1:$2 and runs the helper $3.
   'no-userns.sh': `#!/bin/sh
-if [ "$1" = wait ]; then read go <&6; exec 6<&-; shift; exec "$0" "$@"; fi
+if [ "$1" = wait ]; then read go <&7; exec 7<&-; shift; exec "$0" "$@"; fi
 echo 0 > /proc/sys/user/max_user_namespaces || exit 99
 exec /usr/bin/setpriv --reuid "$1" --regid "$2" --clear-groups -- "$3"
 `,

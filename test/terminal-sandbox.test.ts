@@ -128,12 +128,18 @@ sleep 30 & wait
 
     it('puts the terminal\'s modes back after the run: masked or not, failed, or timed out', () => {
       const quiet = program('quiet.sh', '#!/bin/sh\necho ran\n');
-      const missing = program('missing.sh', '#!/nonexistent/interpreter\n');
       const sleeper = program('sleeper.sh', '#!/bin/sh\nexec sleep 30\n');
+      // a sandbox that fails while it is set up: the grant's --rw path became a symlink
+      const data = path.join(ws.project, 'data');
+      fs.mkdirSync(data);
+      const failing = program('failing.sh', '#!/bin/sh\necho never\n');
+      expect(ws.run(['allow', 'SECRET', '--to', failing, '--min-tier', 'lockdown', '--rw', data]).status).toBe(0);
+      fs.rmdirSync(data);
+      fs.symlinkSync('/etc', data);
       const cases: [string, string[], number][] = [
         ['plain', ['exec', '--', quiet], 0],
         ['masked', ['exec', '--mask', '--', quiet], 0],
-        ['a missing interpreter', ['exec', '--tier', 'lockdown', '--', missing], 127],
+        ['a sandbox that could not be set up', ['exec', '--tier', 'lockdown', '--', failing], 125],
         ['timed out', ['exec', '--timeout', '300ms', '--', sleeper], 124],
       ];
       for (const [what, args, code] of cases) {

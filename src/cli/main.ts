@@ -6,7 +6,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import * as fs from 'node:fs';
 import { execGranted } from '../sandbox/exec.js';
-import { hashCommand, openPinned, type PinnedBinary, realPathOf } from '../vault/binary.js';
+import { grantTarget, hashScript, type ProgramTarget, realPathOf, resolveCommand, scriptTarget, staleGrants } from '../vault/binary.js';
+import { checkPassEnv, parsePinnedEnv, SAFE_PATH } from '../sandbox/environment.js';
 import { VaultError } from '../vault/errors.js';
 import { keychainUnavailableReason } from '../vault/keychain.js';
 import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
@@ -200,28 +201,79 @@ key
 
 program
   .command('allow')
-  .description('grant secrets to one binary, pinned by its SHA-256 (needs an unlock)')
-  .argument('<NAME...>', 'secret names')
-  .requiredOption('--to <path>', 'the program that may receive them (a PATH name or a path)')
+  .description('grant secrets to one program, or a script and its interpreter, pinned by SHA-256 (needs an unlock)')
+  .argument('[NAME...]', 'secret names')
+  .option('--to <path>', 'the program that may receive them: an ELF program, or a #! script (its interpreter is pinned with it)')
+  .option('--run <interpreter-and-script...>', 'a script run by an interpreter, both pinned: --run python3 app.py')
+  .option('--renew <path>', 'after you changed a granted program: grant its secrets again to what it is now, with the same settings')
   .addOption(new Option('--min-tier <tier>', 'the weakest sandbox tier it may run in').choices(TIERS).default('hardened'))
-  .option('--arg <arg>', 'pin an exact argument, in order (repeat it); needed for interpreters', (a: string, all: string[] = []) => [...all, a])
+  .option('--arg <arg>', 'pin an exact argument, in order (repeat it); for a program that runs what its arguments say', collect)
   .option('--any-args', 'allow an interpreter with any arguments, knowing it then runs any code')
   .option('--ro <path>', 'lockdown: also show this host path, read-only (repeat it)', collect)
   .option('--rw <path>', 'lockdown: also give this host path, read-write (repeat it)', collect)
-  .action(async (names: string[], flags: { to: string; minTier: Tier; arg?: string[]; anyArgs?: boolean; ro?: string[]; rw?: string[] }) => {
+  .option('--env <NAME=VALUE>', 'set a variable of the program\'s environment (repeat it), PATH included', collect)
+  .option('--pass-env <NAME>', "let the caller's value of NAME, or of PREFIX_*, through (repeat it); not for variables that choose code", collect)
+  .action(async (names: string[], flags: AllowFlags) => {
+    const forms = (['to', 'run', 'renew'] as const).filter((f) => flags[f] !== undefined);
+    if (forms.length !== 1) throw new VaultError('usage', 'say what to grant to with one of --to PATH, --run INTERPRETER SCRIPT or --renew PATH');
+    if (flags.renew !== undefined) {
+      if (names.length > 0) throw new VaultError('usage', '--renew grants again what was granted to the path; it takes no secret names');
+      await withUnlocked((vault) => renewGrants(vault, flags.renew!));
+      return;
+    }
+    if (names.length === 0) throw new VaultError('usage', 'name the secrets to grant');
     if (flags.arg !== undefined && flags.anyArgs) throw new VaultError('usage', 'use either --arg or --any-args, not both');
     names.forEach(checkSecretName);
-    const binary = hashCommand(flags.to);
+    const env = Object.fromEntries((flags.env ?? []).map(parsePinnedEnv));
+    const passEnv = (flags.passEnv ?? []).map(checkPassEnv);
+    const binary = grantTargetOf(flags, env.PATH ?? SAFE_PATH);
     const ro = flags.ro?.map((p) => realPathOf(p, '--ro'));
     const rw = flags.rw?.map((p) => realPathOf(p, '--rw'));
     await withUnlocked((vault) => {
-      vault.allow({ names, binary, minTier: flags.minTier, args: flags.arg ?? null, anyArgs: flags.anyArgs === true, ro, rw });
+      vault.allow({ names, binary, calledAs: flags.to, minTier: flags.minTier, args: flags.arg ?? null, anyArgs: flags.anyArgs === true, ro, rw, env, passEnv });
       say(`granted ${names.join(', ')} to ${binary.path} (sha256 ${binary.sha256.slice(0, 16)}…) at tier ${flags.minTier} or stronger` +
+        (binary.interpreter !== undefined ? `, run by ${binary.interpreter.path} (sha256 ${binary.interpreter.sha256.slice(0, 16)}…)` : '') +
         (flags.arg !== undefined ? ` with arguments ${JSON.stringify(flags.arg)}` : '') +
         (ro !== undefined ? `; read-only in lockdown: ${ro.join(', ')}` : '') +
-        (rw !== undefined ? `; read-write in lockdown: ${rw.join(', ')}` : ''));
+        (rw !== undefined ? `; read-write in lockdown: ${rw.join(', ')}` : '') +
+        (Object.keys(env).length > 0 ? `; environment: ${Object.keys(env).join(', ')}` : '') +
+        (passEnv.length > 0 ? `; passed from the caller: ${passEnv.join(', ')}` : ''));
     });
   });
+
+interface AllowFlags {
+  to?: string;
+  run?: string[];
+  renew?: string;
+  minTier: Tier;
+  arg?: string[];
+  anyArgs?: boolean;
+  ro?: string[];
+  rw?: string[];
+  env?: string[];
+  passEnv?: string[];
+}
+
+/** --to PATH (a program, or a #! script with its interpreter) or --run INTERPRETER SCRIPT. */
+function grantTargetOf(flags: AllowFlags, grantPath: string): ProgramTarget {
+  if (flags.to !== undefined) return grantTarget(flags.to, grantPath);
+  const [interpreter, script, ...extra] = flags.run ?? [];
+  if (interpreter === undefined || script === undefined || extra.length > 0) {
+    throw new VaultError('usage', '--run takes an interpreter and a script: --run python3 app.py (the script\'s own arguments are free)');
+  }
+  if (flags.arg !== undefined || flags.anyArgs) throw new VaultError('usage', '--run pins the script; its arguments are free: leave out --arg and --any-args');
+  // through the grant's PATH, as a #! line's `env NAME` is: not through a version manager's shims
+  return scriptTarget(hashScript(script), { path: resolveCommand(interpreter, grantPath) });
+}
+
+/** `vault allow --renew PATH`: says what changed, then grants the same secrets to the new version. */
+function renewGrants(vault: UnlockedVault, target: string): void {
+  const renewal = vault.renew(target, (old) => old.find((g) => g.env?.PATH !== undefined)?.env?.PATH ?? SAFE_PATH, (r) => {
+    const interpreter = r.to.interpreter !== undefined ? `, run by ${r.to.interpreter.path} (sha256 ${r.to.interpreter.sha256.slice(0, 16)}…)` : '';
+    say(`${r.path}: granted sha256 ${r.from.map((h) => `${h.slice(0, 16)}…`).join(', ')}; now ${r.to.sha256.slice(0, 16)}…${interpreter}`);
+  });
+  say(`renewed ${renewal.secrets.join(', ')} for ${renewal.path}; grants to its earlier versions are gone`);
+}
 
 program
   .command('revoke')
@@ -242,8 +294,9 @@ program
   .action(async (flags: { json?: boolean }) => {
     await withUnlocked((vault) => {
       const policy = vault.policy();
-      if (flags.json) printJson(policy);
-      else print(renderGrants(policy.grants, (name) => vault.vault.has(name)));
+      const stale = staleGrants(policy.grants);
+      if (flags.json) printJson({ ...policy, grants: policy.grants.map((g, i) => ({ ...g, stale: stale[i] ?? null })) });
+      else print(renderGrants(policy.grants, (name) => vault.vault.has(name), stale));
     });
   });
 
@@ -363,18 +416,17 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
   const mask = maskStyle(flags.mask);
   const timeoutMs = flags.timeout === undefined ? undefined : parseDuration('--timeout', flags.timeout);
   const killAfterMs = parseDuration('--kill-after', flags.killAfter);
-  let binary: PinnedBinary;
   try {
     (flags.only ?? []).forEach(checkSecretName);
     (flags.file ?? []).forEach(checkSecretName);
-    binary = openPinned(command);
+    resolveCommand(command); // before any prompt: a missing or unrunnable command needs no unlock
   } catch (error) {
     fail(error);
     return error instanceof VaultError && error.kind === 'notFound' ? 127 : error instanceof VaultError && error.kind === 'usage' ? 126 : 125;
   }
   try {
     const result = await withUnlocked((vault) =>
-      execGranted(vault, binary, {
+      execGranted(vault, {
         tier: flags.tier, argv: [command, ...args], only: flags.only, files: flags.file ?? [], mask, timeoutMs, killAfterMs,
         warn: (message) => say(`vault: warning: ${message}`),
       }),
@@ -384,8 +436,6 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
   } catch (error) {
     fail(error);
     return 125;
-  } finally {
-    fs.closeSync(binary.fd);
   }
 }
 

@@ -17,19 +17,25 @@ export function renderSlots(slots: SlotFile[]): string {
   return table(['ID', 'KIND', 'CREATED'], slots.map((s) => [s.id, s.kind, s.created]));
 }
 
-export function renderGrants(grants: Grant[], exists: (secret: string) => boolean): string {
+/** The grants, one row each; `stale[i]` says why grant i no longer matches its file (vault allow --renew). */
+export function renderGrants(grants: Grant[], exists: (secret: string) => boolean, stale: (string | undefined)[]): string {
   if (grants.length === 0) return '(no grants; add one with `vault allow NAME --to PATH`)\n';
-  return table(
-    ['SECRET', 'MIN-TIER', 'SHA256', 'PATH', 'ARGS', 'LOCKDOWN PATHS'],
-    grants.map((g) => [
+  const rows = table(
+    ['SECRET', 'MIN-TIER', 'SHA256', 'PATH', 'RUN BY', 'ARGS', 'ENVIRONMENT', 'LOCKDOWN PATHS', 'STATE'],
+    grants.map((g, i) => [
       exists(g.secret) ? g.secret : `${g.secret} (missing)`,
       g.min_tier,
       g.sha256.slice(0, 16),
       g.path,
+      g.interpreter === undefined ? '-' : `${g.interpreter.path}${g.interpreter.arg !== undefined ? ` ${g.interpreter.arg}` : ''}`,
       g.args === null ? '(any)' : JSON.stringify(g.args),
+      [...Object.entries(g.env ?? {}).sort().map(([n, v]) => `${n}=${v}`), ...(g.pass_env ?? []).map((n) => `pass:${n}`)].join(' ') || '-',
       [...(g.ro ?? []).map((p) => `ro:${p}`), ...(g.rw ?? []).map((p) => `rw:${p}`)].join(' ') || '-',
+      stale[i] === undefined ? 'ok' : `STALE: ${stale[i]}`,
     ]),
   );
+  const renew = [...new Set(grants.filter((_, i) => stale[i] !== undefined).map((g) => g.path))];
+  return renew.length === 0 ? rows : `${rows}stale grants: renew them with ${renew.map((p) => `\`vault allow --renew ${p}\``).join(', ')}\n`;
 }
 
 export function renderAudit(entries: AuditEntry[]): string {

@@ -277,10 +277,8 @@ async function probeTier(tier: Tier, helper: DoctorReport['helper'], own: Record
     return report;
   }
   let fd: number;
-  let executablePath: string;
   try {
-    executablePath = fs.realpathSync('/bin/true');
-    fd = fs.openSync(executablePath, fs.constants.O_RDONLY);
+    fd = fs.openSync('/bin/true', fs.constants.O_RDONLY);
   } catch (error) {
     report.reason = `cannot open /bin/true to try the tier: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
     return report;
@@ -291,7 +289,7 @@ async function probeTier(tier: Tier, helper: DoctorReport['helper'], own: Record
   try {
     result = await runSandboxed(
       // from /, with the system alone: the probe needs no working directory of the caller's
-      { tier, argv: ['true'], env: [], files: [], hide: [], mounts: lockdownSystemMounts(), executablePath, executableFd: fd },
+      { tier, argv: ['true'], env: [], files: [], hide: [], mounts: tier === 'lockdown' ? lockdownSystemMounts() : [], executableFd: fd },
       {
         stdio: 'pipe',
         cwd: '/',

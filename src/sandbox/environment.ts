@@ -1,26 +1,85 @@
 /**
- * The target's environment: the caller's, minus sealvault's own variables and those that make a
- * loader, runtime or shell run code of someone else's choosing, plus the released secrets.
- * SECURITY.md ("The child's environment") lists these; a test keeps the two in step.
+ * The target's environment: an allow-list, never the caller's whole environment. The caller of
+ * `vault exec` may be untrusted (an AI agent, a build tool), and the environment chooses code
+ * (PATH, PYTHONPATH, HOME's dotfiles, GIT_SSH_COMMAND): so the target gets only
+ * - TERM, LANG, LC_*, TZ, COLUMNS, LINES from the caller (they name a terminal, a locale, a size);
+ * - CI and the CI platform's read-only variables (CI_VARIABLES), not its write channels
+ *   (GITHUB_ENV, GITHUB_OUTPUT, …) nor anything named like a credential;
+ * - USER, LOGNAME and HOME from the password database, and PATH = SAFE_PATH;
+ * - what the grant says: `--env NAME=VALUE` pins a value (any name, PATH included), `--pass-env
+ *   NAME` or `PREFIX_*` lets the caller's value through, for names that choose no code (names.ts);
+ * - the released secrets.
+ * In lockdown, LOCKDOWN_REMOVED_VARIABLES never get in, whatever the grant says. SECURITY.md ("The
+ * child's environment") is the account of it; test/environment.test.ts keeps the two in step.
  */
+import * as os from 'node:os';
 import { VaultError } from '../vault/errors.js';
+import { choosesCode, prefixReachesCode } from '../vault/names.js';
 import { LOCKDOWN_REMOVED_VARIABLES, type Tier } from './tiers.js';
 
-export const REMOVED_PREFIXES: readonly string[] = ['VAULT_', 'SEALVAULT_', 'LD_', 'DYLD_', 'BASH_FUNC_'];
-export const REMOVED_NAMES: readonly string[] = [
-  'BASH_ENV', 'ENV', 'SHELLOPTS', 'BASHOPTS', 'PS4', 'PROMPT_COMMAND',
-  'NODE_OPTIONS', 'PYTHONSTARTUP', 'PYTHONINSPECT', 'PERL5OPT', 'PERL5DB', 'RUBYOPT',
-  'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS', 'JDK_JAVA_OPTIONS',
-  'GCONV_PATH', 'GETCONF_DIR', 'GLIBC_TUNABLES', 'HOSTALIASES', 'LOCPATH', 'NLSPATH', 'MALLOC_TRACE',
-  // the user's keychain and session bus are no business of the target's
-  'DBUS_SESSION_BUS_ADDRESS',
-];
+/** The target's PATH unless its grant pins another: the system's directories, in the usual order. */
+export const SAFE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Passed from the caller as they are: a terminal, a locale, a window size. */
+export const CALLER_VARIABLES: readonly string[] = ['TERM', 'LANG', 'TZ', 'COLUMNS', 'LINES'];
+export const CALLER_PREFIXES: readonly string[] = ['LC_'];
+
+/** CI platforms' own variables (GitHub Actions, GitLab CI), passed so that a deploy knows where it runs. */
+export const CI_VARIABLES: readonly string[] = ['CI', 'GITLAB_CI'];
+export const CI_PREFIXES: readonly string[] = ['GITHUB_', 'RUNNER_', 'CI_'];
+/**
+ * Not passed although they match CI_PREFIXES: files through which a step changes the steps after it
+ * (GitHub Actions), and names that hold credentials (GitLab's CI_JOB_TOKEN, CI_REGISTRY_PASSWORD, …).
+ */
+export const CI_EXCLUDED: readonly string[] = ['GITHUB_ENV', 'GITHUB_PATH', 'GITHUB_OUTPUT', 'GITHUB_STATE', 'GITHUB_STEP_SUMMARY'];
+const CREDENTIAL_LIKE = /TOKEN|PASSWORD|SECRET|JWT|KEY/;
 
 /** The kernel refuses one environment string longer than this (MAX_ARG_STRLEN, with its NUL). */
 export const MAX_ENV_STRING = 128 * 1024;
 
-export function isRemoved(name: string): boolean {
-  return REMOVED_NAMES.includes(name) || REMOVED_PREFIXES.some((prefix) => name.startsWith(prefix));
+/** What a grant says of its program's environment (docs/FORMAT.md: `env`, `pass_env`). */
+export interface GrantedEnvironment {
+  /** Pinned values. */
+  env: Record<string, string>;
+  /** Names, or `PREFIX_*` patterns, whose caller's value goes through. */
+  passEnv: readonly string[];
+}
+
+const matches = (name: string, pattern: string) => (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern);
+
+/** Whether the caller's value of `name` reaches the target without a grant saying so. */
+export function passedByDefault(name: string): boolean {
+  if (CALLER_VARIABLES.includes(name) || CALLER_PREFIXES.some((p) => name.startsWith(p))) return true;
+  if (CI_EXCLUDED.includes(name) || CREDENTIAL_LIKE.test(name)) return false;
+  return CI_VARIABLES.includes(name) || CI_PREFIXES.some((p) => name.startsWith(p));
+}
+
+/**
+ * Checks a `--pass-env` pattern at `vault allow`: a name, or a prefix ending in `*`, that cannot
+ * let a variable that chooses code through. Throws 'refused' (exit 11) naming the way to pin one.
+ */
+export function checkPassEnv(pattern: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*\*?$/.test(pattern) || pattern === '*') {
+    throw new VaultError('usage', `--pass-env ${JSON.stringify(pattern)}: give a variable name, or a prefix ending in * such as AWS_*`);
+  }
+  const prefix = pattern.endsWith('*') ? pattern.slice(0, -1) : undefined;
+  if (prefix === undefined ? choosesCode(pattern) : prefixReachesCode(prefix)) {
+    throw new VaultError(
+      'refused',
+      `--pass-env ${pattern}: ${prefix === undefined ? 'this variable chooses' : 'this pattern takes in variables that choose'} which code runs, so the caller's value may not pass; pin the value instead with --env NAME=VALUE`,
+    );
+  }
+  return pattern;
+}
+
+/** Checks `--env NAME=VALUE`; returns [name, value]. */
+export function parsePinnedEnv(assignment: string): [string, string] {
+  const at = assignment.indexOf('=');
+  const name = at > 0 ? assignment.slice(0, at) : '';
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new VaultError('usage', `--env takes NAME=VALUE, not ${JSON.stringify(assignment)}`);
+  const value = assignment.slice(at + 1);
+  if (value.includes('\0')) throw new VaultError('usage', `--env ${name}: the value holds a zero byte`);
+  return [name, value];
 }
 
 const encoder = new TextEncoder();
@@ -33,16 +92,24 @@ function entry(name: string, value: Uint8Array): Uint8Array {
   return bytes;
 }
 
-/**
- * `NAME=VALUE` entries for the target; the caller wipes them after hand-over. In lockdown the
- * variables that lead to host services (LOCKDOWN_REMOVED_VARIABLES) go too: the sockets they name
- * are not in its root, and must not be reached some other way.
- */
-export function targetEnvironment(callerEnv: NodeJS.ProcessEnv, secrets: Map<string, Uint8Array>, tier: Tier): Uint8Array[] {
-  const dropped = (name: string) => isRemoved(name) || secrets.has(name) || (tier === 'lockdown' && LOCKDOWN_REMOVED_VARIABLES.includes(name));
-  const kept = Object.entries(callerEnv)
-    .filter((pair): pair is [string, string] => pair[1] !== undefined && !dropped(pair[0]))
-    .map(([name, value]) => entry(name, encoder.encode(value)));
+/** USER, LOGNAME and HOME of the account that runs vault, from the password database. */
+function identity(): Record<string, string> {
+  const me = os.userInfo();
+  return { USER: me.username, LOGNAME: me.username, HOME: me.homedir };
+}
+
+/** `NAME=VALUE` entries for the target, in the order above; the caller wipes them after hand-over. */
+export function targetEnvironment(callerEnv: NodeJS.ProcessEnv, secrets: Map<string, Uint8Array>, tier: Tier, granted: GrantedEnvironment): Uint8Array[] {
+  const chosen = new Map<string, string>();
+  for (const [name, value] of Object.entries(callerEnv)) {
+    if (value === undefined) continue;
+    const passed = passedByDefault(name) || (granted.passEnv.some((p) => matches(name, p)) && !choosesCode(name));
+    if (passed) chosen.set(name, value);
+  }
+  for (const [name, value] of Object.entries({ ...identity(), PATH: SAFE_PATH, ...granted.env })) chosen.set(name, value);
+  if (tier === 'lockdown') for (const name of LOCKDOWN_REMOVED_VARIABLES) chosen.delete(name);
+  for (const name of secrets.keys()) chosen.delete(name);
+  const kept = [...chosen].map(([name, value]) => entry(name, encoder.encode(value)));
   for (const [name, value] of secrets) {
     if (value.includes(0)) {
       throw new VaultError('refused', `${name} contains a zero byte, which an environment variable cannot hold; deliver it with --file ${name}`);

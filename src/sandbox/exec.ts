@@ -1,20 +1,22 @@
 /**
- * `vault exec`: release the secrets granted to one pinned binary into a sandboxed run of it, and
- * record the run in the audit log. Plaintext lives only in buffers that are wiped after hand-over.
+ * `vault exec`: release the secrets granted to one pinned program (or script and interpreter) into
+ * a sandboxed run of it, and record the run in the audit log. What runs, its environment and the
+ * host paths lockdown adds come from the grants (program.ts, environment.ts); plaintext lives only
+ * in buffers that are wiped after hand-over.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { PinnedBinary } from '../vault/binary.js';
 import { wipe } from '../vault/crypto.js';
 import { VaultError } from '../vault/errors.js';
 import { stateDirectory } from '../vault/paths.js';
-import { grantedPaths, secretsToRelease } from '../vault/policy.js';
+import { grantedEnvironment, grantedPaths, type Policy, secretsToRelease } from '../vault/policy.js';
 import type { UnlockedVault } from '../vault/vault.js';
 import { tokenFilePath } from '../vault/token-source.js';
 import { targetEnvironment } from './environment.js';
 import type { MountEntry } from './helper-protocol.js';
 import { lockdownMounts } from './lockdown-root.js';
+import { closeRun, planRun, type ProgramRun } from './program.js';
 import { disposePlan, MIN_MASKED_LENGTH, type MaskPlan, type MaskStyle, planMasking } from './masking.js';
 import { runSandboxed, type SandboxOptions, type SandboxResult } from './spawn.js';
 import type { Tier } from './tiers.js';
@@ -46,22 +48,30 @@ function pathsToHide(vaultDir: string): string[] {
   return tokenFile === undefined ? directories : [...directories, tokenFile];
 }
 
-export async function execGranted(
-  vault: UnlockedVault,
-  binary: PinnedBinary,
-  request: ExecRequest,
-  options: SandboxOptions = {},
-): Promise<SandboxResult> {
+export async function execGranted(vault: UnlockedVault, request: ExecRequest, options: SandboxOptions = {}): Promise<SandboxResult> {
   const policy = vault.policy();
-  const release = { binary, args: request.argv.slice(1), tier: request.tier, only: request.only };
-  const names = secretsToRelease(policy, release);
-  let mounts: MountEntry[] | undefined;
-  if (request.tier === 'lockdown') {
-    const granted = grantedPaths(policy, names, release);
-    mounts = lockdownMounts({ cwd: process.cwd(), home: process.env.HOME, executable: binary.path, readOnly: granted.ro, readWrite: granted.rw });
+  const run = planRun(policy, request.argv, request.tier);
+  try {
+    return await releaseInto(vault, policy, run, request, options);
+  } finally {
+    closeRun(run);
   }
+}
+
+async function releaseInto(vault: UnlockedVault, policy: Policy, run: ProgramRun, request: ExecRequest, options: SandboxOptions): Promise<SandboxResult> {
+  const release = { target: run.target, args: run.args, tier: request.tier, only: request.only, allowHint: run.allowHint };
+  const names = secretsToRelease(policy, release);
   const stray = request.files.find((name) => !names.includes(name));
   if (stray !== undefined) throw new VaultError('usage', `--file ${stray}: ${stray} is not among the secrets released to this run (${names.join(', ')})`);
+  const environment = grantedEnvironment(policy, names, release);
+  const mounts: MountEntry[] = [];
+  if (request.tier === 'lockdown') {
+    const granted = grantedPaths(policy, names, release);
+    // the home the target will see (its grant may pin one) is the empty one
+    const home = environment.env.HOME ?? os.userInfo().homedir;
+    mounts.push(...lockdownMounts({ cwd: process.cwd(), home, readOnly: granted.ro, readWrite: granted.rw }));
+  }
+  if (run.script !== undefined && request.tier !== 'none') mounts.push({ kind: 'scriptCopy', path: run.script.path });
 
   const values = vault.openSecrets(names);
   let env: Uint8Array[] = [];
@@ -69,7 +79,7 @@ export async function execGranted(
   let running: Promise<SandboxResult>;
   try {
     const inEnvironment = new Map([...values].filter(([name]) => !request.files.includes(name)));
-    env = targetEnvironment(process.env, inEnvironment, request.tier);
+    env = targetEnvironment(process.env, inEnvironment, request.tier, environment);
     const files = request.files.map((name) => ({ name, value: values.get(name) ?? new Uint8Array() }));
     if (request.mask !== undefined) {
       plan = planMasking([...values].map(([name, value]) => ({ name, value })), request.mask);
@@ -80,8 +90,8 @@ export async function execGranted(
     // runSandboxed encodes its request before it returns, so the plaintext can go now
     running = runSandboxed(
       {
-        tier: request.tier, argv: request.argv, env, files, hide: pathsToHide(vault.vault.dir), mounts, executablePath: binary.path,
-        timeoutMs: request.timeoutMs, killAfterMs: request.killAfterMs, executableFd: binary.fd,
+        tier: request.tier, argv: run.argv, env, files, hide: pathsToHide(vault.vault.dir), mounts,
+        timeoutMs: request.timeoutMs, killAfterMs: request.killAfterMs, executableFd: run.executable.fd, scriptFd: run.script?.fd,
       },
       plan === undefined ? options : { ...options, stdio: 'mask', mask: plan },
     );
@@ -94,9 +104,13 @@ export async function execGranted(
   const result = await running.finally(() => {
     if (plan !== undefined) disposePlan(plan);
   });
+  const { target } = run;
   vault.vault.change(() => undefined, () => [
     'exec',
-    { path: binary.path, sha256: binary.sha256, tier: request.tier, secrets: names, files: request.files, exit: result.exitCode },
+    {
+      path: target.path, sha256: target.sha256, ...(target.interpreter !== undefined ? { interpreter: target.interpreter } : {}),
+      tier: request.tier, secrets: names, files: request.files, exit: result.exitCode,
+    },
   ]);
   return result;
 }

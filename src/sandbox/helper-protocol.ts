@@ -18,7 +18,7 @@ export const HELPER_FLAGS = {
 } as const;
 
 /** What a lockdown mount entry does (docs/helper-protocol.md, "Mount entries"). */
-export const MOUNT_KINDS = { readOnly: 1, readWrite: 2, emptyDir: 3, symlink: 4, pinned: 5 } as const;
+export const MOUNT_KINDS = { readOnly: 1, readWrite: 2, emptyDir: 3, symlink: 4, scriptCopy: 5 } as const;
 export type MountKind = keyof typeof MOUNT_KINDS;
 
 export interface MountEntry {
@@ -43,8 +43,6 @@ export interface HelperRequest {
   hide: string[];
   /** lockdown's root, beyond its fixed /proc, /dev and /tmp. */
   mounts?: MountEntry[];
-  /** The pinned executable's real path (bound read-only in lockdown). */
-  executablePath?: string;
 }
 
 const encoder = new TextEncoder();
@@ -71,7 +69,6 @@ export function encodeHelperRequest(request: HelperRequest): Uint8Array {
   parts.push(u32(request.hide.length), ...request.hide.flatMap(text));
   const mounts = request.mounts ?? [];
   parts.push(u32(mounts.length), ...mounts.flatMap((m) => [u32(MOUNT_KINDS[m.kind]), ...text(m.path), ...text(m.target ?? '')]));
-  parts.push(...text(request.executablePath ?? ''));
   const total = parts.reduce((sum, p) => sum + p.length, 0);
   const out = new Uint8Array(total);
   let offset = 0;

@@ -1,7 +1,7 @@
 /**
  * lockdown's root as mount entries for the helper (docs/helper-protocol.md, "Mount entries"): the
- * system read-only (LOCKDOWN_SYSTEM_PATHS), the working directory read-write, the pinned file
- * read-only, an empty home, the grant's --ro and --rw paths, and beneath the working directory
+ * system read-only (LOCKDOWN_SYSTEM_PATHS), the working directory read-write, an empty home, the
+ * grant's --ro and --rw paths, and beneath the working directory
  * read-only again what runs code later outside the sandbox (.git, a sealvault installed there).
  * The helper adds the fixed parts (/proc, /dev, /tmp) and hides the `hide` list on top.
  */
@@ -18,8 +18,6 @@ export interface LockdownRootRequest {
   cwd: string;
   /** HOME as the target will see it; an empty private directory there. */
   home: string | undefined;
-  /** The pinned executable's real path. */
-  executable: string;
   /** From the grants of this run: real paths. */
   readOnly: readonly string[];
   readWrite: readonly string[];
@@ -31,8 +29,8 @@ const isWithin = (inner: string, outer: string) => inner === outer || inner.star
  * lockdown gives the target the working directory to write; from `/`, a home directory or one that
  * holds a home directory, that would be the user's dotfiles and keys. Refused with the way out.
  */
-export function checkLockdownWorkingDirectory(cwd: string): void {
-  const homes = new Set([os.homedir(), process.env.HOME].filter((h): h is string => h !== undefined && path.isAbsolute(h)).map((h) => {
+export function checkLockdownWorkingDirectory(cwd: string, targetHome?: string): void {
+  const homes = new Set([os.homedir(), process.env.HOME, targetHome].filter((h): h is string => h !== undefined && path.isAbsolute(h)).map((h) => {
     try {
       return fs.realpathSync(h);
     } catch {
@@ -95,7 +93,7 @@ function codeThatRunsLater(cwd: string): string[] {
 }
 
 export function lockdownMounts(request: LockdownRootRequest): MountEntry[] {
-  checkLockdownWorkingDirectory(request.cwd);
+  checkLockdownWorkingDirectory(request.cwd, request.home);
   const entries = lockdownSystemMounts();
   const home = request.home;
   if (home !== undefined && path.isAbsolute(home) && path.resolve(home) !== '/') entries.push({ kind: 'emptyDir', path: path.resolve(home) });
@@ -105,6 +103,5 @@ export function lockdownMounts(request: LockdownRootRequest): MountEntry[] {
   for (const p of codeThatRunsLater(request.cwd)) {
     if (!request.readWrite.some((granted) => isWithin(p, granted) && granted !== request.cwd)) entries.push({ kind: 'readOnly', path: p });
   }
-  entries.push({ kind: 'pinned', path: request.executable });
   return entries;
 }

@@ -31,8 +31,10 @@ export interface HelperInfo {
 }
 
 export interface SandboxRequest extends Omit<HelperRequest, 'flags'> {
-  /** The pinned executable, opened once by the caller and hashed from this very fd. */
+  /** What runs (fd 4): a program's sealed copy, or a script's interpreter, hashed from this very fd. */
   executableFd: number;
+  /** A script's sealed copy (fd 6), which the interpreter reads. */
+  scriptFd?: number;
 }
 
 export interface SandboxResult {
@@ -134,7 +136,7 @@ export function runSandboxed(request: SandboxRequest, options: SandboxOptions = 
     const child = spawn(helperPath(), [], {
       env: {},
       cwd: options.cwd,
-      stdio: [stdio === 'pipe' ? 'pipe' : 'inherit', output, output, 'pipe', request.executableFd, 'pipe'],
+      stdio: [stdio === 'pipe' ? 'pipe' : 'inherit', output, output, 'pipe', request.executableFd, 'pipe', ...(request.scriptFd !== undefined ? [request.scriptFd] : [])],
     });
     const masked =
       stdio === 'mask' && plan !== undefined && child.stdout !== null && child.stderr !== null

@@ -44,7 +44,8 @@ export const TIER_POLICY: Record<Tier, TierPolicy> = {
     does_not_isolate: 'everything else: the target sees the host filesystem, processes, IPC and network as the caller does',
   },
   hardened: {
-    namespaces: ['user', 'pid', 'ipc'],
+    // the mount namespace only shows a script's sealed copy at the script's own path; it hides nothing
+    namespaces: ['user', 'pid', 'ipc', 'mnt'],
     seccomp: 'full',
     newRoot: false,
     landlock: false,

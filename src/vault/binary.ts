@@ -1,20 +1,26 @@
 /**
- * Which file a command names, and its SHA-256. Grants match by hash; `vault exec` hashes the very
- * fd it will execute, so this module works from an open fd.
+ * What a grant pins and what `vault exec` runs: a program, or a script together with its
+ * interpreter. Grants match by SHA-256, and what runs is the very bytes that were hashed: a program
+ * or a script is copied into a sealed memfd (no write, grow or shrink), hashed from that copy, and
+ * the copy is what is executed or what the interpreter reads. An interpreter is a system file only
+ * root can write (checked at grant and at exec); it is hashed and executed from one open fd, and not
+ * copied, so that it keeps its own path (/proc/self/exe), which runtimes rely on.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { elfRunpaths, isElf } from './elf.js';
 import { VaultError } from './errors.js';
+import { native } from './native.js';
 
-/** Resolves `command` as a shell would (PATH for bare names, only absolute PATH entries), then symlinks. */
-export function resolveCommand(command: string): string {
+/** Resolves `command` as a shell would (`pathList` for bare names, only absolute entries), then symlinks. */
+export function resolveCommand(command: string, pathList = process.env.PATH ?? ''): string {
   if (command === '') throw new VaultError('usage', 'the command is empty');
   let candidate: string | undefined;
   if (command.includes('/')) {
     candidate = path.resolve(command);
   } else {
-    for (const dir of (process.env.PATH ?? '').split(':')) {
+    for (const dir of pathList.split(':')) {
       if (!path.isAbsolute(dir)) continue;
       const full = path.join(dir, command);
       if (isExecutableFile(full)) {
@@ -35,15 +41,6 @@ export function resolveCommand(command: string): string {
   return real;
 }
 
-function isExecutableFile(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return fs.statSync(file).isFile();
-  } catch {
-    return false;
-  }
-}
-
 /** The real path of an existing file or directory named by the user for `flag`; symlinks resolved. */
 export function realPathOf(given: string, flag: string): string {
   if (given === '') throw new VaultError('usage', `${flag} needs a path`);
@@ -51,6 +48,15 @@ export function realPathOf(given: string, flag: string): string {
     return fs.realpathSync(path.resolve(given));
   } catch {
     throw new VaultError('notFound', `${flag} ${given}: no such file or directory`);
+  }
+}
+
+function isExecutableFile(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
   }
 }
 
@@ -67,33 +73,240 @@ export function sha256OfFd(fd: number): string {
   return hash.digest('hex');
 }
 
-export interface HashedBinary {
+export interface HashedFile {
+  /** Real path: where the file was, for people and for finding it again. */
   path: string;
   sha256: string;
 }
 
-export interface PinnedBinary extends HashedBinary {
-  /** Open read-only; the caller executes this very fd and closes it. */
+export interface PinnedFile extends HashedFile {
+  /** Open read-only: a sealed copy (pinCopy) or the file itself (pinInPlace). The caller closes it. */
   fd: number;
 }
 
-/**
- * Opens the binary once and hashes that open file: a file renamed over the path later changes
- * neither the hash nor what runs.
- */
-export function openPinned(command: string): PinnedBinary {
-  const resolved = resolveCommand(command);
-  const fd = fs.openSync(resolved, fs.constants.O_RDONLY);
+/** A sealed memfd copy of the file at `realPath` and the SHA-256 of that copy. */
+export function pinCopy(realPath: string): PinnedFile {
+  const source = fs.openSync(realPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  let copy: number;
   try {
-    return { path: resolved, sha256: sha256OfFd(fd), fd };
+    copy = native().sealedCopy(source, `sealvault:${path.basename(realPath)}`);
+  } finally {
+    fs.closeSync(source);
+  }
+  try {
+    return { path: realPath, sha256: sha256OfFd(copy), fd: copy };
+  } catch (error) {
+    fs.closeSync(copy);
+    throw error;
+  }
+}
+
+/** The file at `realPath`, opened once and hashed from that fd (for a root-owned interpreter). */
+export function pinInPlace(realPath: string): PinnedFile {
+  const fd = fs.openSync(realPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  try {
+    return { path: realPath, sha256: sha256OfFd(fd), fd };
   } catch (error) {
     fs.closeSync(fd);
     throw error;
   }
 }
 
-export function hashCommand(command: string): HashedBinary {
-  const { fd, path: resolved, sha256 } = openPinned(command);
-  fs.closeSync(fd);
-  return { path: resolved, sha256 };
+export function closePinned(...files: (PinnedFile | undefined)[]): void {
+  for (const file of files) if (file !== undefined) fs.closeSync(file.fd);
+}
+
+/** A script's `#!` line as execve(2) reads it: the interpreter, and at most one argument. */
+export interface Shebang {
+  interpreter: string;
+  arg: string | undefined;
+}
+
+/** The `#!` line of the open file, or undefined when it has none. */
+export function readShebang(fd: number): Shebang | undefined {
+  const head = Buffer.alloc(256);
+  const read = fs.readSync(fd, head, 0, head.length, 0);
+  if (read < 2 || head[0] !== 0x23 || head[1] !== 0x21) return undefined;
+  const end = head.indexOf(0x0a);
+  const line = head.subarray(2, end === -1 ? read : end).toString('utf8').trim();
+  const space = line.search(/[ \t]/);
+  if (space === -1) return { interpreter: line, arg: undefined };
+  return { interpreter: line.slice(0, space), arg: line.slice(space).trim() || undefined };
+}
+
+/**
+ * The first path (the file or a directory above it) that someone other than root could write or
+ * replace, or undefined when only root can. A directory with the sticky bit (as /tmp) lets others
+ * replace only their own entries, so it passes when the entry below it belongs to root.
+ */
+export function writableByOthers(realPath: string): string | undefined {
+  let child: fs.Stats | undefined;
+  for (let at = realPath; ; at = path.dirname(at)) {
+    const stat = fs.statSync(at);
+    const open = stat.uid !== 0 || (stat.mode & 0o022) !== 0;
+    const stickyOverRootEntry = stat.isDirectory() && (stat.mode & 0o1000) !== 0 && stat.uid === 0 && child?.uid === 0;
+    if (open && !stickyOverRootEntry) return at;
+    if (at === '/') return undefined;
+    child = stat;
+  }
+}
+
+/** What a grant records of the program it is for (docs/FORMAT.md: path, sha256, interpreter). */
+export interface ProgramTarget extends HashedFile {
+  interpreter?: { path: string; sha256: string; arg?: string };
+}
+
+const refused = (message: string) => new VaultError('refused', message);
+
+/**
+ * An interpreter a grant may pin: a root-owned system file (its copy is not taken, so nobody else
+ * may be able to change it in place), with libraries from root-owned directories only.
+ */
+export function checkInterpreter(realPath: string, script: string): void {
+  const fd = fs.openSync(realPath, fs.constants.O_RDONLY);
+  let elf: boolean;
+  try {
+    elf = isElf(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (!elf) {
+    throw refused(`${script}: its interpreter ${realPath} is not a program but a script itself (a version manager's shim?); name the program it runs, such as /usr/bin/python3`);
+  }
+  const open = writableByOthers(realPath);
+  if (open !== undefined) {
+    throw refused(
+      `${script}: its interpreter ${realPath} can be changed by others than root (${open} is writable or owned by someone else): use an interpreter installed by the system (/usr/bin), or grant a program instead`,
+    );
+  }
+  checkRunpaths(realPath);
+}
+
+/** A program whose RUNPATH or RPATH names a directory others than root can write loads code outside the pin. */
+function checkRunpaths(realPath: string): void {
+  const fd = fs.openSync(realPath, fs.constants.O_RDONLY);
+  let runpaths: string[] | undefined;
+  try {
+    runpaths = elfRunpaths(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  for (const entry of runpaths ?? []) {
+    const dir = path.resolve(path.dirname(realPath), entry.replace(/\$(ORIGIN|\{ORIGIN\})/g, path.dirname(realPath)));
+    let open: string | undefined;
+    try {
+      open = writableByOthers(fs.realpathSync(dir));
+    } catch {
+      open = dir; // a directory that does not exist yet can be made by whoever can write its parent
+    }
+    if (open !== undefined) {
+      throw refused(
+        `${realPath} loads libraries from its RUNPATH/RPATH ${entry} (${dir}), which others than root can change (${open}): build it without that RUNPATH, or install it and its libraries where only root can write`,
+      );
+    }
+  }
+}
+
+/**
+ * The interpreter of a `#!` script, resolved as the grant will run it: `/usr/bin/env NAME` is NAME
+ * looked up in the grant's PATH, not in whatever PATH the caller of `vault exec` has.
+ */
+export function resolveInterpreter(shebang: Shebang, script: string, grantPath: string): { path: string; arg?: string } {
+  const base = path.basename(shebang.interpreter);
+  if (base === 'env') {
+    const words = (shebang.arg ?? '').split(/[ \t]+/).filter((w) => w !== '');
+    if (words.length !== 1 || words[0]!.startsWith('-') || words[0]!.includes('=')) {
+      throw refused(`${script}: its #! line runs env with options (${shebang.arg ?? 'nothing'}); write the interpreter's path instead, such as #!/usr/bin/python3`);
+    }
+    return { path: resolveCommand(words[0]!, grantPath) };
+  }
+  let real: string;
+  try {
+    real = fs.realpathSync(shebang.interpreter);
+  } catch {
+    throw new VaultError('notFound', `${script}: its interpreter ${shebang.interpreter} does not exist`);
+  }
+  return shebang.arg === undefined ? { path: real } : { path: real, arg: shebang.arg };
+}
+
+/**
+ * What `vault allow --to PATH` grants: a #! script with its interpreter (both pinned), or an ELF
+ * program. Anything else is refused (exit 11): the kernel could not run it.
+ */
+export function grantTarget(program: string, grantPath: string): ProgramTarget {
+  const real = resolveCommand(program);
+  const fd = fs.openSync(real, fs.constants.O_RDONLY);
+  let shebang: Shebang | undefined;
+  let elf: boolean;
+  let sha256: string;
+  try {
+    shebang = readShebang(fd);
+    elf = isElf(fd);
+    sha256 = sha256OfFd(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (shebang !== undefined) return scriptTarget({ path: real, sha256 }, resolveInterpreter(shebang, real, grantPath));
+  if (!elf) {
+    throw refused(`${real} is neither a program (ELF) nor a script with a #! line, so it cannot be run; add a #! line naming its interpreter`);
+  }
+  checkRunpaths(real);
+  return { path: real, sha256 };
+}
+
+/** `vault allow --run INTERPRETER SCRIPT`, or a #! script: the script's hash and its interpreter's. */
+export function scriptTarget(script: HashedFile, interpreter: { path: string; arg?: string }): ProgramTarget {
+  checkInterpreter(interpreter.path, script.path);
+  const fd = fs.openSync(interpreter.path, fs.constants.O_RDONLY);
+  let sha256: string;
+  try {
+    sha256 = sha256OfFd(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { ...script, interpreter: { path: interpreter.path, sha256, ...(interpreter.arg !== undefined ? { arg: interpreter.arg } : {}) } };
+}
+
+/** The file at `given` (a path, not looked up in PATH) and its hash, for `--run`'s script. */
+export function hashScript(given: string): HashedFile {
+  const real = realPathOf(given, 'the script');
+  if (!fs.statSync(real).isFile()) throw new VaultError('usage', `${real} is not a regular file`);
+  const fd = fs.openSync(real, fs.constants.O_RDONLY);
+  try {
+    return { path: real, sha256: sha256OfFd(fd) };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Why each grant no longer matches what is at its path (undefined where it still does): the file
+ * changed or is gone, or its interpreter did. `vault policy` shows it; `vault allow --renew` mends it.
+ */
+export function staleGrants(grants: readonly { path: string; sha256: string; interpreter?: { path: string; sha256: string } }[]): (string | undefined)[] {
+  const hashes = new Map<string, string | undefined>();
+  const hashOf = (file: string) => {
+    if (!hashes.has(file)) {
+      let sha256: string | undefined;
+      try {
+        const fd = fs.openSync(file, fs.constants.O_RDONLY);
+        try {
+          sha256 = sha256OfFd(fd);
+        } finally {
+          fs.closeSync(fd);
+        }
+      } catch {
+        sha256 = undefined;
+      }
+      hashes.set(file, sha256);
+    }
+    return hashes.get(file);
+  };
+  return grants.map((g) => {
+    const now = hashOf(g.path);
+    if (now === undefined) return 'the file is gone';
+    if (now !== g.sha256) return 'the file changed';
+    if (g.interpreter !== undefined && hashOf(g.interpreter.path) !== g.interpreter.sha256) return 'its interpreter changed';
+    return undefined;
+  });
 }

@@ -74,6 +74,7 @@ export const secretFileSchema = z.strictObject({
 export type SecretFile = z.infer<typeof secretFileSchema>;
 
 const absolutePath = z.string().check(z.refine((p) => p.startsWith('/'), 'must be absolute'));
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export const grantSchema = z.strictObject({
   secret: z.string().check(z.regex(/^[A-Z_][A-Z0-9_]{0,127}$/)),
@@ -85,6 +86,11 @@ export const grantSchema = z.strictObject({
   /** lockdown: more of the host, read-only and read-write (absent: none). */
   ro: z.optional(z.array(absolutePath)),
   rw: z.optional(z.array(absolutePath)),
+  /** A script's interpreter, pinned with it (absent: `path` is a program run as it is). */
+  interpreter: z.optional(z.strictObject({ path: absolutePath, sha256: hex64, arg: z.optional(z.string()) })),
+  /** Environment values pinned by the grant, and the caller's variables it lets through. */
+  env: z.optional(z.record(z.string().check(z.regex(ENV_NAME)), z.string())),
+  pass_env: z.optional(z.array(z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$/)))),
 });
 export type Grant = z.infer<typeof grantSchema>;
 

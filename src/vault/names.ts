@@ -3,26 +3,58 @@ import { VaultError } from './errors.js';
 export const NAME_PATTERN = /^[A-Z_][A-Z0-9_]{0,127}$/;
 
 /**
- * Secret names become environment variables of the child. These would let a secret's value
- * change how the child's loader, runtime or shell behaves, so they are refused as names.
- * SECURITY.md lists them; a test keeps the two in step.
+ * Variables that choose which code a program, its loader, its runtime, its shell or a tool it
+ * starts will run, or where that code comes from. One list for two rules: a secret may not be named
+ * like one (a value could then redirect the target), and the caller's value of one never reaches a
+ * target (src/sandbox/environment.ts): a grant may pin a value (`vault allow … --env NAME=VALUE`),
+ * never pass the caller's through. SECURITY.md lists them; a test keeps the two in step.
  */
-export const RESERVED_NAMES: readonly string[] = [
-  'PATH', 'HOME', 'SHELL', 'USER', 'LOGNAME', 'PWD', 'TMPDIR', 'TZ', 'LANG', 'LANGUAGE',
-  'BASH_ENV', 'ENV', 'IFS', 'CDPATH', 'GLOBIGNORE', 'SHELLOPTS', 'BASHOPTS', 'PS4',
-  'PROMPT_COMMAND', 'HISTFILE',
-  'NODE_OPTIONS', 'NODE_PATH', 'NODE_EXTRA_CA_CERTS', 'NODE_TLS_REJECT_UNAUTHORIZED',
-  'PYTHONPATH', 'PYTHONHOME', 'PYTHONSTARTUP', 'PYTHONINSPECT', 'PYTHONUSERBASE',
-  'PERL5LIB', 'PERL5OPT', 'PERLLIB', 'RUBYOPT', 'RUBYLIB', 'GEM_PATH', 'GEM_HOME',
-  'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS', 'JDK_JAVA_OPTIONS', 'CLASSPATH',
-  'GCONV_PATH', 'GETCONF_DIR', 'HOSTALIASES', 'LOCALDOMAIN', 'LOCPATH', 'NLSPATH',
-  'RESOLV_HOST_CONF', 'RES_OPTIONS', 'GLIBC_TUNABLES', 'MALLOC_CHECK_', 'MALLOC_TRACE',
-  'TERMINFO', 'TERMINFO_DIRS', 'TERMCAP', 'XDG_RUNTIME_DIR', 'DBUS_SESSION_BUS_ADDRESS',
-  'SSL_CERT_FILE', 'SSL_CERT_DIR', 'GIT_SSH_COMMAND', 'GIT_EXEC_PATH', 'EDITOR', 'VISUAL', 'PAGER',
+export const CODE_VARIABLES: readonly string[] = [
+  // the shell and the loader
+  'PATH', 'HOME', 'SHELL', 'ENV', 'BASH_ENV', 'SHELLOPTS', 'BASHOPTS', 'PS4', 'PROMPT_COMMAND', 'IFS', 'CDPATH',
+  'GLOBIGNORE', 'GCONV_PATH', 'GETCONF_DIR', 'GLIBC_TUNABLES', 'LOCPATH', 'NLSPATH', 'MALLOC_CHECK_', 'MALLOC_TRACE',
+  'HOSTALIASES', 'LOCALDOMAIN', 'RES_OPTIONS', 'RESOLV_HOST_CONF', 'TERMINFO', 'TERMINFO_DIRS', 'TERMCAP',
+  'XDG_CONFIG_HOME', 'XDG_CONFIG_DIRS', 'XDG_DATA_HOME', 'XDG_DATA_DIRS', 'XDG_RUNTIME_DIR', 'DBUS_SESSION_BUS_ADDRESS',
+  'TMPDIR',
+  // runtimes
+  'NODE_OPTIONS', 'NODE_PATH', 'NODE_EXTRA_CA_CERTS', 'NODE_TLS_REJECT_UNAUTHORIZED', 'NODE_REPL_EXTERNAL_MODULE',
+  'PYTHONPATH', 'PYTHONHOME', 'PYTHONSTARTUP', 'PYTHONINSPECT', 'PYTHONUSERBASE', 'PYTHONBREAKPOINT', 'PYTHONEXECUTABLE',
+  'PERL5LIB', 'PERLLIB', 'PERL5OPT', 'PERL5DB', 'PERL_MB_OPT', 'PERL_MM_OPT',
+  'RUBYOPT', 'RUBYLIB', 'GEM_PATH', 'GEM_HOME', 'BUNDLE_GEMFILE',
+  'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS', 'JDK_JAVA_OPTIONS', 'CLASSPATH', 'JAVA_HOME',
+  'LUA_PATH', 'LUA_CPATH', 'LUA_INIT', 'TCLLIBPATH', 'PHPRC', 'PHP_INI_SCAN_DIR', 'R_PROFILE', 'R_PROFILE_USER',
+  'GOFLAGS', 'GOPATH', 'GOROOT', 'GOPROXY', 'CARGO_HOME', 'RUSTC_WRAPPER', 'RUSTFLAGS', 'RUSTUP_HOME',
+  'VIRTUAL_ENV', 'CONDA_PREFIX',
+  // tools that start other programs
+  'GIT_SSH', 'GIT_SSH_COMMAND', 'GIT_EXEC_PATH', 'GIT_DIR', 'GIT_WORK_TREE', 'GIT_ASKPASS', 'GIT_EDITOR', 'GIT_PAGER',
+  'GIT_EXTERNAL_DIFF', 'GIT_TEMPLATE_DIR', 'GIT_CONFIG', 'GIT_CONFIG_GLOBAL', 'GIT_CONFIG_SYSTEM', 'GIT_CONFIG_COUNT',
+  'GIT_CONFIG_PARAMETERS', 'GIT_PROXY_COMMAND', 'SSH_ASKPASS', 'EDITOR', 'VISUAL', 'PAGER', 'BROWSER', 'LESSOPEN',
+  'LESSCLOSE', 'MANPAGER', 'MAKEFLAGS', 'MAKE', 'CC', 'CXX', 'LD', 'AR', 'SSL_CERT_FILE', 'SSL_CERT_DIR',
+  'CURL_CA_BUNDLE', 'REQUESTS_CA_BUNDLE',
 ];
 
-/** Every name starting with one of these is refused (the loader's and sealvault's own). */
-export const RESERVED_PREFIXES: readonly string[] = ['LD_', 'DYLD_', 'VAULT_', 'SEALVAULT_', 'BASH_FUNC_'];
+/** Every name starting with one of these chooses code too (loader, shell functions, tool options). */
+export const CODE_VARIABLE_PREFIXES: readonly string[] = [
+  'LD_', 'DYLD_', 'BASH_FUNC_', 'GIT_CONFIG_KEY_', 'GIT_CONFIG_VALUE_', 'NPM_CONFIG_', 'npm_config_', 'YARN_', 'PIP_',
+  'PYTHON', 'PERL5', 'PERL_', 'RUBY', 'NODE_', 'DENO_', 'BUN_',
+];
+
+/** Reserved as secret names besides: what the target's environment is made of, and sealvault's own. */
+const ENVIRONMENT_NAMES: readonly string[] = ['USER', 'LOGNAME', 'PWD', 'TZ', 'LANG', 'LANGUAGE', 'HISTFILE', 'TERM', 'CI'];
+const OWN_PREFIXES: readonly string[] = ['VAULT_', 'SEALVAULT_'];
+
+export const RESERVED_NAMES: readonly string[] = [...CODE_VARIABLES, ...ENVIRONMENT_NAMES];
+export const RESERVED_PREFIXES: readonly string[] = [...CODE_VARIABLE_PREFIXES, ...OWN_PREFIXES];
+
+/** Whether `name` chooses code (CODE_VARIABLES, CODE_VARIABLE_PREFIXES). */
+export function choosesCode(name: string): boolean {
+  return CODE_VARIABLES.includes(name) || CODE_VARIABLE_PREFIXES.some((prefix) => name.startsWith(prefix));
+}
+
+/** Whether some name starting with `prefix` chooses code: `--pass-env PREFIX*` would let it through. */
+export function prefixReachesCode(prefix: string): boolean {
+  return CODE_VARIABLES.some((name) => name.startsWith(prefix)) || CODE_VARIABLE_PREFIXES.some((p) => p.startsWith(prefix) || prefix.startsWith(p));
+}
 
 export function checkSecretName(name: string): string {
   const shown = JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name);

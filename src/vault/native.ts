@@ -8,6 +8,8 @@ export interface NativeAddon {
   tryLockExclusive(fd: number): boolean;
   hardenProcess(): void;
   isDumpable(): boolean;
+  /** A sealed memfd (close-on-exec, at offset 0) with the bytes of the regular file `fd`. */
+  sealedCopy(fd: number, name: string): number;
   /** tcgetattr(fd), as opaque bytes for setTerminalModes. */
   terminalModes(fd: number): Buffer;
   /** tcsetattr(fd, TCSADRAIN, modes). */

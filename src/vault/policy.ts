@@ -10,11 +10,30 @@ import { type Tier, tierAtLeast } from '../sandbox/tiers.js';
 import { FORMAT_VERSION, type Grant, parseVaultFile, type PolicyFile, policyFileSchema } from './format.js';
 
 /**
- * Programs that run whatever code or command they are given. A grant to one of them is a grant to
- * anything, so it needs pinned arguments or an explicit --any-args.
+ * Programs that run whatever code or command they are given: interpreters, and launchers whose
+ * arguments name another program or a command (`find -exec`, `make --eval`, `git -c`, `npm run`).
+ * A grant to one of them is a grant to anything, so it needs its arguments pinned (`--arg`), a
+ * script pinned with it (`--run`), or an explicit `--any-args`. It remains a list (SECURITY.md says
+ * why): no test can tell from a binary whether it runs what its arguments say.
  */
-const INTERPRETER =
-  /^(?:sh|ash|bash|dash|zsh|ksh|mksh|yash|fish|csh|tcsh|busybox|toybox|env|xargs|nice|nohup|timeout|stdbuf|setsid|sudo|doas|su|runuser|chroot|strace|ltrace|gdb|valgrind|expect|python[0-9.]*|pypy[0-9.]*|node(?:js)?|deno|bun|perl[0-9.]*|ruby[0-9.]*|irb|php[0-9.]*|lua[0-9.]*|luajit|tclsh[0-9.]*|wish[0-9.]*|[gmn]?awk|sed|R|Rscript|java|jshell|julia|pwsh|osascript|guile[0-9.]*|racket|sbcl|ghci|runghc|erl|escript|elixir|iex|swift|ld-linux.*\.so.*)$/;
+const INTERPRETER = new RegExp(
+  '^(?:' +
+    [
+      // shells and interpreters
+      'sh', 'ash', 'bash', 'dash', 'zsh', 'ksh', 'mksh', 'yash', 'fish', 'csh', 'tcsh', 'busybox', 'toybox', 'expect',
+      'python[0-9.]*', 'pypy[0-9.]*', 'node(?:js)?', 'deno', 'bun', 'bunx', 'perl[0-9.]*', 'ruby[0-9.]*', 'irb',
+      'php[0-9.]*', 'lua[0-9.]*', 'luajit', 'tclsh[0-9.]*', 'wish[0-9.]*', '[gmn]?awk', 'sed', 'R', 'Rscript', 'java',
+      'jshell', 'julia', 'pwsh', 'osascript', 'guile[0-9.]*', 'racket', 'sbcl', 'ghci', 'runghc', 'erl', 'escript',
+      'elixir', 'iex', 'swift', 'ld-linux.*\\.so.*',
+      // launchers: they run the program or command their arguments name
+      'env', 'xargs', 'nice', 'nohup', 'timeout', 'stdbuf', 'setsid', 'sudo', 'doas', 'su', 'runuser', 'chroot',
+      'strace', 'ltrace', 'gdb', 'valgrind', 'taskset', 'flock', 'setpriv', 'script', 'find', 'git', 'make', 'gmake',
+      'npm', 'npx', 'pnpm', 'yarn', 'ssh', 'ssh-agent', 'dbus-run-session', 'ionice', 'chrt', 'unshare', 'nsenter',
+      'prlimit', 'watch', 'systemd-run', 'firejail', 'bwrap', 'sg', 'newgrp', 'time', 'parallel', 'pkexec', 'runcon',
+      'docker', 'podman', 'kubectl',
+    ].join('|') +
+    ')$',
+);
 
 export function isInterpreter(...paths: string[]): boolean {
   return paths.some((p) => INTERPRETER.test(path.basename(p)));
@@ -25,14 +44,21 @@ export interface Policy {
   grants: Grant[];
 }
 
-/** The bytes the MAC covers: fixed key order, grant fields in the order of docs/FORMAT.md. */
+/**
+ * The bytes the MAC covers: fixed key order, grant fields in the order of docs/FORMAT.md. Fields
+ * added after version 1 (ro, rw, interpreter, env, pass_env) come after created and only when a
+ * grant has them, so that a policy written before they existed keeps its MAC; env in name order.
+ */
 function canonicalPolicy(vaultId: string, policy: Policy): string {
-  // ro and rw come after created, and only when a grant has them: a policy written before they
-  // existed keeps its MAC
   const grants = policy.grants.map((g) => ({
     secret: g.secret, sha256: g.sha256, path: g.path, min_tier: g.min_tier, args: g.args, created: g.created,
     ...(g.ro !== undefined ? { ro: g.ro } : {}),
     ...(g.rw !== undefined ? { rw: g.rw } : {}),
+    ...(g.interpreter !== undefined
+      ? { interpreter: { path: g.interpreter.path, sha256: g.interpreter.sha256, ...(g.interpreter.arg !== undefined ? { arg: g.interpreter.arg } : {}) } }
+      : {}),
+    ...(g.env !== undefined ? { env: Object.fromEntries(Object.entries(g.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) } : {}),
+    ...(g.pass_env !== undefined ? { pass_env: g.pass_env } : {}),
   }));
   return JSON.stringify({ format: 'sealvault-policy', version: FORMAT_VERSION, vault_id: vaultId, revision: policy.revision, grants });
 }
@@ -62,82 +88,112 @@ export function verifyPolicy(text: Buffer | undefined, file: string, vaultId: st
   return policy;
 }
 
-/** The grant that lets the binary with `sha256`, run with `args`, receive `secret` at `tier`. */
-export function findGrant(policy: Policy, secret: string, sha256: string, args: readonly string[], tier: Tier): Grant | undefined {
+/** What runs: the program (or script) and, for a script, its interpreter. */
+export interface RunTarget {
+  path: string;
+  sha256: string;
+  interpreter?: { path: string; sha256: string };
+}
+
+/** Whether grant `g` is for exactly this program, or this script run by this interpreter. */
+function sameProgram(g: Grant, target: RunTarget): boolean {
+  if (g.sha256 !== target.sha256) return false;
+  if (target.interpreter === undefined) return g.interpreter === undefined;
+  return g.interpreter?.sha256 === target.interpreter.sha256;
+}
+
+/** The grant that lets `target`, run with `args`, receive `secret` at `tier`. */
+export function findGrant(policy: Policy, secret: string, target: RunTarget, args: readonly string[], tier: Tier): Grant | undefined {
   return policy.grants.find(
     (g) =>
       g.secret === secret &&
-      g.sha256 === sha256 &&
+      sameProgram(g, target) &&
       tierAtLeast(tier, g.min_tier) &&
       (g.args === null || (g.args.length === args.length && g.args.every((a, i) => a === args[i]))),
   );
-}
-
-/** The host paths lockdown adds for a run that releases `names`: the union of what their grants give. */
-export function grantedPaths(policy: Policy, names: readonly string[], request: ReleaseRequest): { ro: string[]; rw: string[] } {
-  const grants = names.map((name) => findGrant(policy, name, request.binary.sha256, request.args, request.tier)).filter((g) => g !== undefined);
-  return {
-    ro: [...new Set(grants.flatMap((g) => g.ro ?? []))],
-    rw: [...new Set(grants.flatMap((g) => g.rw ?? []))],
-  };
 }
 
 export function sameGrantTarget(a: Grant, b: { secret: string; sha256: string; args: string[] | null }): boolean {
   return a.secret === b.secret && a.sha256 === b.sha256 && JSON.stringify(a.args) === JSON.stringify(b.args);
 }
 
-/** The `vault allow` that would grant `name` for this run: an interpreter's arguments must be pinned. */
-function allowCommand(name: string, binaryPath: string, args: readonly string[]): string {
-  const pinned = isInterpreter(binaryPath) ? args.map((a) => ` --arg ${shellQuote(a)}`).join('') : '';
-  return `\`vault allow ${name} --to ${binaryPath}${pinned}\``;
-}
-
-function shellQuote(word: string): string {
+export function shellQuote(word: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 export interface ReleaseRequest {
-  binary: { path: string; sha256: string };
-  /** The arguments after argv[0]. */
+  target: RunTarget;
+  /** The arguments after argv[0] (for a script: after the script). */
   args: readonly string[];
   tier: Tier;
-  /** --only: exactly these secrets; otherwise every secret granted to the binary. */
+  /** --only: exactly these secrets; otherwise every secret granted to the program. */
   only?: readonly string[];
+  /** The `vault allow` that would grant this run, with NAME where the secret's name goes. */
+  allowHint: string;
+}
+
+/** The host paths lockdown adds for a run that releases `names`: the union of what their grants give. */
+export function grantedPaths(policy: Policy, names: readonly string[], request: ReleaseRequest): { ro: string[]; rw: string[] } {
+  const grants = matchedGrants(policy, names, request);
+  return { ro: [...new Set(grants.flatMap((g) => g.ro ?? []))], rw: [...new Set(grants.flatMap((g) => g.rw ?? []))] };
+}
+
+/** What the grants of a run say of its environment: the union of their pins and pass-throughs. */
+export function grantedEnvironment(policy: Policy, names: readonly string[], request: ReleaseRequest): { env: Record<string, string>; passEnv: string[] } {
+  const grants = matchedGrants(policy, names, request);
+  return { env: Object.assign({}, ...grants.map((g) => g.env ?? {})) as Record<string, string>, passEnv: [...new Set(grants.flatMap((g) => g.pass_env ?? []))] };
+}
+
+function matchedGrants(policy: Policy, names: readonly string[], request: ReleaseRequest): Grant[] {
+  return names.map((name) => findGrant(policy, name, request.target, request.args, request.tier)).filter((g) => g !== undefined);
+}
+
+/** Grants made for this path, for any content: what a changed file was granted. */
+function grantsAtPath(policy: Policy, target: RunTarget): Grant[] {
+  return policy.grants.filter((g) => g.path === target.path && !sameProgram(g, target));
+}
+
+/** The refusal for a file that changed since its grants: every secret they hold, and the one command that renews them. */
+export function changedSince(target: RunTarget, old: Grant[]): VaultError {
+  const secrets = [...new Set(old.map((g) => g.secret))].sort();
+  const hashes = [...new Set(old.map((g) => g.sha256))];
+  const interpreterChanged = old.some((g) => g.sha256 === target.sha256);
+  const what = interpreterChanged ? `its interpreter ${target.interpreter?.path ?? ''} changed` : `${target.path} changed`;
+  return new VaultError(
+    'refused',
+    `${what} since ${secrets.join(', ')} ${secrets.length === 1 ? 'was' : 'were'} granted to it (granted sha256 ${hashes.join(', ')}, now ${target.sha256}${target.interpreter !== undefined ? ` run by ${target.interpreter.sha256.slice(0, 16)}…` : ''}); ` +
+      `if the change is yours, run \`vault allow --renew ${shellQuote(target.path)}\`, which grants ${secrets.length === 1 ? 'it' : 'them all'} again to the new version`,
+  );
 }
 
 /**
- * Which secrets `vault exec` may release for this run. Refuses, naming the secret, the binary, its
+ * Which secrets `vault exec` may release for this run. Refuses, naming the secret, the program, its
  * hash and the command that would fix it, whenever one of them lacks a matching grant.
  */
 export function secretsToRelease(policy: Policy, request: ReleaseRequest): string[] {
-  const { binary, args, tier } = request;
-  const names = request.only ?? [...new Set(policy.grants.filter((g) => g.sha256 === binary.sha256).map((g) => g.secret))];
+  const { target, args, tier } = request;
+  const hint = (name: string) => `\`${request.allowHint.replace('NAME', name)}\``;
+  const names = request.only ?? [...new Set(policy.grants.filter((g) => sameProgram(g, target)).map((g) => g.secret))];
   if (names.length === 0) {
-    const samePath = policy.grants.find((g) => g.path === binary.path);
-    if (samePath !== undefined) {
-      throw new VaultError(
-        'refused',
-        `${binary.path} changed since ${samePath.secret} was granted to it (granted sha256 ${samePath.sha256}, now ${binary.sha256}); if the change is yours, run ${allowCommand(samePath.secret, binary.path, args)} again`,
-      );
-    }
-    throw new VaultError('refused', `no secret is granted to ${binary.path} (sha256 ${binary.sha256}); grant one with ${allowCommand('NAME', binary.path, args)}`);
+    const old = grantsAtPath(policy, target);
+    if (old.length > 0) throw changedSince(target, old);
+    throw new VaultError('refused', `no secret is granted to ${target.path} (sha256 ${target.sha256}); grant one with ${hint('NAME')}`);
   }
   for (const name of names) {
-    if (findGrant(policy, name, binary.sha256, args, tier) !== undefined) continue;
-    const sameBinary = policy.grants.filter((g) => g.secret === name && g.sha256 === binary.sha256);
-    const samePath = policy.grants.find((g) => g.secret === name && g.path === binary.path);
+    if (findGrant(policy, name, target, args, tier) !== undefined) continue;
+    const sameBinary = policy.grants.filter((g) => g.secret === name && sameProgram(g, target));
     const weakest = sameBinary.find((g) => !tierAtLeast(tier, g.min_tier));
     let why: string;
     if (weakest !== undefined && sameBinary.every((g) => !tierAtLeast(tier, g.min_tier))) {
       why = `its grant needs tier ${weakest.min_tier} or stronger; run with --tier ${weakest.min_tier}`;
     } else if (sameBinary.length > 0) {
       why = `it is granted only with the arguments ${sameBinary.map((g) => JSON.stringify(g.args)).join(' or ')}`;
-    } else if (samePath !== undefined) {
-      why = `${binary.path} changed since the grant (granted sha256 ${samePath.sha256}); if the change is yours, run ${allowCommand(name, binary.path, args)} again`;
+    } else if (grantsAtPath(policy, target).some((g) => g.secret === name)) {
+      throw changedSince(target, grantsAtPath(policy, target));
     } else {
-      why = `run ${allowCommand(name, binary.path, args)} to grant it`;
+      why = `run ${hint(name)} to grant it`;
     }
-    throw new VaultError('refused', `${name} is not granted to ${binary.path} (sha256 ${binary.sha256}): ${why}`);
+    throw new VaultError('refused', `${name} is not granted to ${target.path} (sha256 ${target.sha256}): ${why}`);
   }
   return [...names];
 }

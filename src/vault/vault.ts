@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Tier } from '../sandbox/tiers.js';
 import { type AuditEvent, type AuditReading, appendAudit, nextAuditLink, readAudit } from './audit.js';
-import { type HashedBinary, hashCommand } from './binary.js';
+import { grantTarget, type ProgramTarget, readShebang, resolveCommand, scriptTarget, sha256OfFd } from './binary.js';
 import {
   fingerprint, fromBase64, generateKeyPair, type KeyPair, loadCrypto, openSecret, randomBytes, SEAL_OVERHEAD, sealSecret, toBase64, wipe,
 } from './crypto.js';
@@ -261,7 +261,10 @@ export class Vault {
 
 export interface GrantRequest {
   names: string[];
-  binary: HashedBinary;
+  /** The program, or a script with its interpreter (binary.ts grantTarget, scriptTarget). */
+  binary: ProgramTarget;
+  /** The name the user gave it (`npm`), which may say more than its real path (npm-cli.js). */
+  calledAs?: string;
   minTier: Tier;
   /** Exact arguments after argv[0], or null for any. */
   args: string[] | null;
@@ -270,6 +273,51 @@ export interface GrantRequest {
   /** lockdown: more host paths, real paths (absent: none). */
   ro?: string[];
   rw?: string[];
+  /** Environment values the grant pins, and the caller's variables it lets through (absent: none). */
+  env?: Record<string, string>;
+  passEnv?: string[];
+}
+
+/** What `vault allow --renew` did: the grants it made again, from which hashes to which. */
+export interface Renewal {
+  path: string;
+  secrets: string[];
+  from: string[];
+  to: ProgramTarget;
+}
+
+/** The optional fields of a grant, present only when set (docs/FORMAT.md keeps old MACs valid). */
+function grantFields(request: GrantRequest): Partial<Grant> {
+  return {
+    ...(request.ro !== undefined ? { ro: request.ro } : {}),
+    ...(request.rw !== undefined ? { rw: request.rw } : {}),
+    ...(request.binary.interpreter !== undefined ? { interpreter: request.binary.interpreter } : {}),
+    ...(request.env !== undefined && Object.keys(request.env).length > 0 ? { env: request.env } : {}),
+    ...(request.passEnv !== undefined && request.passEnv.length > 0 ? { pass_env: request.passEnv } : {}),
+  };
+}
+
+function hashFile(real: string): { path: string; sha256: string } {
+  const fd = fs.openSync(real, fs.constants.O_RDONLY);
+  try {
+    return { path: real, sha256: sha256OfFd(fd) };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function isShebangScript(real: string): boolean {
+  const fd = fs.openSync(real, fs.constants.O_RDONLY);
+  try {
+    return readShebang(fd) !== undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A `--run INTERPRETER SCRIPT` grant renewed: the script as it is now, the same interpreter path. */
+function renewedScript(real: string, interpreterPath: string): ProgramTarget {
+  return scriptTarget(hashFile(real), { path: interpreterPath });
 }
 
 export class UnlockedVault {
@@ -338,29 +386,66 @@ export class UnlockedVault {
 
   allow(request: GrantRequest): Policy {
     const { binary, args } = request;
-    if (args === null && !request.anyArgs && isInterpreter(binary.path)) {
+    // by its name, also when it is a script (a pyenv shim named python3 runs what its arguments say)
+    if (args === null && !request.anyArgs && isInterpreter(binary.path, request.calledAs ?? binary.path)) {
       throw new VaultError(
         'refused',
-        `${binary.path} is an interpreter: a grant to it hands the secret to any code it is told to run. Grant the script itself (with a #! line), pin the exact arguments with --arg, or pass --any-args if you mean it`,
+        `${request.calledAs ?? binary.path} runs whatever code or command its arguments name: grant the script itself (\`--to ./script\` with a #! line, or \`--run ${path.basename(binary.path)} SCRIPT\`: its contents and its interpreter are pinned), pin the exact arguments with --arg, or pass --any-args if you mean it`,
       );
     }
     const names = request.names.map(checkSecretName);
     for (const name of names) if (!this.vault.has(name)) throw new VaultError('notFound', `no secret named ${name}; put it first, or check \`vault list\``);
     const created = new Date().toISOString();
-    const paths = { ...(request.ro !== undefined ? { ro: request.ro } : {}), ...(request.rw !== undefined ? { rw: request.rw } : {}) };
-    const details = { secrets: names, path: binary.path, sha256: binary.sha256, min_tier: request.minTier, args, any_args: request.anyArgs, ...paths };
+    const fields = grantFields(request);
+    const details = { secrets: names, path: binary.path, sha256: binary.sha256, min_tier: request.minTier, args, any_args: request.anyArgs, ...fields };
     return this.writePolicy('allow', details, (grants) => {
       const kept = grants.filter((g) => !names.some((secret) => sameGrantTarget(g, { secret, sha256: binary.sha256, args })));
-      return [...kept, ...names.map((secret) => ({ secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created, ...paths }))];
+      return [...kept, ...names.map((secret) => ({ secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created, ...fields }))];
     });
+  }
+
+  /**
+   * Grants again, to what is at `target` now, every secret granted to that path before (with the
+   * same tier, arguments, environment and paths), and drops the grants to its earlier versions.
+   * A script keeps the interpreter path its grants named (re-hashed); `describe` tells what changed
+   * before anything is written.
+   */
+  renew(target: string, grantPath: (grants: Grant[]) => string, describe: (renewal: Renewal) => void): Renewal {
+    let real: string;
+    try {
+      real = resolveCommand(target);
+    } catch {
+      real = path.resolve(target);
+    }
+    const old = this.policy().grants.filter((g) => g.path === real);
+    if (old.length === 0) throw new VaultError('notFound', `nothing is granted to ${real}; \`vault policy\` lists the grants`);
+    const interpreter = old.find((g) => g.interpreter !== undefined)?.interpreter;
+    const now = interpreter !== undefined && !isShebangScript(real)
+      ? renewedScript(real, interpreter.path)
+      : grantTarget(real, grantPath(old));
+    const renewal: Renewal = { path: real, secrets: [...new Set(old.map((g) => g.secret))].sort(), from: [...new Set(old.map((g) => g.sha256))], to: now };
+    describe(renewal);
+    const created = new Date().toISOString();
+    const renewed = new Map<string, Grant>();
+    for (const g of old) {
+      const again: Grant = { ...g, sha256: now.sha256, created };
+      delete again.interpreter;
+      if (now.interpreter !== undefined) again.interpreter = now.interpreter;
+      renewed.set(JSON.stringify([g.secret, g.args]), again);
+    }
+    this.writePolicy('allow', { renewed: renewal.secrets, path: real, from: renewal.from, sha256: now.sha256 }, (grants) => [
+      ...grants.filter((g) => g.path !== real),
+      ...renewed.values(),
+    ]);
+    return renewal;
   }
 
   /** Removes the grants of `names` to the binary at `target`, by its path or its current hash. */
   revoke(names: string[], target: string): { policy: Policy; removed: number } {
     names.forEach(checkSecretName);
-    let current: HashedBinary | undefined;
+    let current: { path: string; sha256: string } | undefined;
     try {
-      current = hashCommand(target);
+      current = hashFile(resolveCommand(target));
     } catch {
       current = undefined; // the binary may be gone; its recorded path still identifies the grants
     }
