@@ -39,7 +39,8 @@ export async function runDemo(): Promise<void> {
 
   const step = (note: string, args: string[], options: { input?: string; expectFailure?: boolean; allowFailure?: boolean; hideStdout?: boolean } = {}) => {
     out(`\n# ${note}\n$ vault ${args.join(' ')}${options.input !== undefined ? '   (value piped on stdin)' : ''}`);
-    const run = spawnSync(process.execPath, [cli, ...args], { env, input: options.input ?? '', encoding: 'utf8' });
+    // from the throwaway directory: lockdown runs a program in its working directory, never in a home
+    const run = spawnSync(process.execPath, [cli, ...args], { env, input: options.input ?? '', encoding: 'utf8', cwd: root });
     const shown = options.hideStdout ? run.stdout.replace(/svt1_[A-Za-z0-9_-]+/g, 'svt1_…(hidden in the demo)') : run.stdout;
     process.stdout.write(shown + run.stderr);
     const failed = run.status !== 0;
