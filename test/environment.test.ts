@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CALLER_VARIABLES, CI_EXCLUDED, checkPassEnv, passedByDefault, SAFE_PATH, targetEnvironment } from '../src/sandbox/environment.js';
+import { CALLER_VARIABLES, CI_EXCLUDED, CI_VARIABLES, checkPassEnv, passedByDefault, SAFE_PATH, targetEnvironment } from '../src/sandbox/environment.js';
 import { LOCKDOWN_REMOVED_VARIABLES } from '../src/sandbox/tiers.js';
 import { CODE_VARIABLE_PREFIXES, CODE_VARIABLES } from '../src/vault/names.js';
 import { ROOT } from './helpers/cli.js';
@@ -32,21 +32,26 @@ describe("the child's environment", () => {
     expect(text(env).at(-1)).toBe('DB=s3cret');
   });
 
-  it('passes CI platforms\' own variables, not their write channels nor anything named like a credential', () => {
+  it('passes the CI platforms\' variables of its list, not their addresses, paths, write channels or credentials', () => {
     const caller = {
       CI: 'true', GITHUB_SHA: 'abc', GITHUB_REF: 'refs/heads/main', RUNNER_OS: 'Linux', CI_COMMIT_SHA: 'abc', GITLAB_CI: 'true',
       GITHUB_ENV: '/tmp/env', GITHUB_OUTPUT: '/tmp/out', GITHUB_PATH: '/tmp/path', GITHUB_TOKEN: 't', CI_JOB_TOKEN: 't', CI_REGISTRY_PASSWORD: 'p',
+      GITHUB_API_URL: 'http://127.0.0.1:1', CI_API_V4_URL: 'http://127.0.0.1:1', RUNNER_TEMP: '/tmp/planted', CI_DEPLOY_USER: 'u',
+      GITHUB_SOMETHING_NEW: 'x',
     };
     const names = text(targetEnvironment(caller, new Map(), 'none', none)).map((e) => e.split('=')[0]);
     for (const name of ['CI', 'GITHUB_SHA', 'GITHUB_REF', 'RUNNER_OS', 'CI_COMMIT_SHA', 'GITLAB_CI']) expect(names, name).toContain(name);
-    for (const name of ['GITHUB_ENV', 'GITHUB_OUTPUT', 'GITHUB_PATH', 'GITHUB_TOKEN', 'CI_JOB_TOKEN', 'CI_REGISTRY_PASSWORD']) expect(names, name).not.toContain(name);
+    const kept = Object.keys(caller).filter((n) => !['CI', 'GITHUB_SHA', 'GITHUB_REF', 'RUNNER_OS', 'CI_COMMIT_SHA', 'GITLAB_CI'].includes(n));
+    for (const name of kept) expect(names, name).not.toContain(name);
+    for (const name of CI_VARIABLES) expect(passedByDefault(name), name).toBe(true);
   });
 
   it('takes what the grant says: pinned values (PATH too) and the caller\'s values of names it lets through, never one that chooses code', () => {
-    const granted = { env: { PATH: '/opt/tool/bin:/usr/bin', DEPLOY_ENV: 'prod' }, passEnv: ['AWS_*', 'REGION'] };
-    const caller = { AWS_REGION: 'eu', AWS_PROFILE: 'x', REGION: 'west', OTHER: 'no', PATH: '/evil' };
+    const granted = { env: { PATH: '/opt/tool/bin:/usr/bin', DEPLOY_ENV: 'prod' }, passEnv: ['DEPLOY_*', 'AWS_REGION', 'REGION'] };
+    const caller = { DEPLOY_TARGET: 'eu', DEPLOY_USER: 'x', AWS_REGION: 'eu', AWS_CONFIG_FILE: '/evil', REGION: 'west', OTHER: 'no', PATH: '/evil' };
     const env = text(targetEnvironment(caller, new Map(), 'hardened', granted));
-    for (const e of ['PATH=/opt/tool/bin:/usr/bin', 'DEPLOY_ENV=prod', 'AWS_REGION=eu', 'AWS_PROFILE=x', 'REGION=west']) expect(env).toContain(e);
+    for (const e of ['PATH=/opt/tool/bin:/usr/bin', 'DEPLOY_ENV=prod', 'DEPLOY_TARGET=eu', 'DEPLOY_USER=x', 'AWS_REGION=eu', 'REGION=west']) expect(env).toContain(e);
+    expect(env.some((e) => e.startsWith('AWS_CONFIG_FILE='))).toBe(false);
     expect(env.some((e) => e.startsWith('OTHER='))).toBe(false);
     // a pattern never lets a variable that chooses code through, whatever it matches
     expect(text(targetEnvironment({ NODE_OPTIONS: '--require x' }, new Map(), 'hardened', { env: {}, passEnv: ['NODE_*'] }))).not.toContain('NODE_OPTIONS=--require x');
@@ -54,8 +59,12 @@ describe("the child's environment", () => {
 
   it('refuses --pass-env for a variable or a pattern that could choose code (exit 11), and pins are the way', () => {
     for (const name of [...CODE_VARIABLES, ...CODE_VARIABLE_PREFIXES.map((p) => `${p}X`)]) expect(() => checkPassEnv(name), name).toThrow(/choose[s]? which code runs/);
-    for (const pattern of ['P*', 'GIT_*', 'LD_*', 'NODE_*', 'PY*']) expect(() => checkPassEnv(pattern), pattern).toThrow(/--env NAME=VALUE/);
-    for (const fine of ['AWS_*', 'DEPLOY_ENV', 'KUBECONFIG_CONTEXT']) expect(checkPassEnv(fine)).toBe(fine);
+    // patterns that take in a variable choosing code (AWS_* has AWS_CONFIG_FILE, whose credential_process runs),
+    // and names in another case, which some tools read alike (npm takes npm_Config_x as NPM_CONFIG_X)
+    for (const pattern of ['P*', 'GIT_*', 'LD_*', 'NODE_*', 'PY*', 'AWS_*', 'KUBE*', 'Npm_Config_*', 'node_options']) {
+      expect(() => checkPassEnv(pattern), pattern).toThrow(/--env NAME=VALUE/);
+    }
+    for (const fine of ['AWS_REGION', 'DEPLOY_*', 'DEPLOY_ENV', 'KUBECONFIG_CONTEXT']) expect(checkPassEnv(fine)).toBe(fine);
     expect(() => checkPassEnv('*')).toThrow(/prefix ending in \*/);
     expect(passedByDefault('TERM') && !passedByDefault('PATH')).toBe(true);
   });

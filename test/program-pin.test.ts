@@ -126,7 +126,16 @@ for (const runner of RUNNERS) {
         expect(spawnSync('cc', ['-o', binary, source, '-Wl,-rpath,$ORIGIN/lib', ...flags]).status).toBe(0);
         const result = allow('DB', '--to', binary);
         expect(result.status, name).toBe(11);
-        expect(result.stderr).toMatch(/loads libraries from its RUNPATH\/RPATH \$ORIGIN\/lib .* which others than root can change/);
+        expect(result.stderr).toMatch(/loads libraries through its RUNPATH\/RPATH from \$ORIGIN\/lib .* which others than root can change/);
+      }
+      // an empty or relative RUNPATH entry is the caller's working directory, wherever the program lives
+      for (const [name, rpath] of [['relative', 'lib'], ['empty', ':/usr/lib']] as const) {
+        const binary = path.join(ws.project, name);
+        expect(spawnSync('cc', ['-o', binary, source, `-Wl,-rpath,${rpath}`]).status).toBe(0);
+        own(binary);
+        const result = allow('DB', '--to', binary);
+        expect(result.status, name).toBe(11);
+        expect(result.stderr).toMatch(/looked up relative to the working directory its caller chooses/);
       }
       const plain = path.join(ws.project, 'plain');
       expect(spawnSync('cc', ['-o', plain, source]).status).toBe(0);
@@ -154,6 +163,42 @@ for (const runner of RUNNERS) {
       const evil = ws.run(['exec', '--', 'make', '--eval=x:; @echo $$DB', 'x']);
       expect(evil.status).toBe(125);
       expect(evil.stdout).not.toContain(SECRET);
+    });
+
+    it('a script of an interpreter that reads options after it (#!/usr/bin/make -f) needs its arguments pinned', () => {
+      const makefile = file('deploy.mk', '#!/usr/bin/make -f\ndeploy:\n\t@echo deployed\n');
+      const bare = allow('DB', '--to', makefile);
+      expect(bare.status, bare.stderr).toBe(11);
+      expect(bare.stderr).toMatch(/runs whatever code or command its arguments name/);
+      // the attack it stops: make reads --eval after the script's -f and runs the caller's recipe
+      expect(direct([makefile, '--eval=x:; @echo leaked $$DB', 'x'], { DB: 'control' }).stdout).toBe('leaked control\n');
+      expect(allow('DB', '--to', makefile, '--arg', 'deploy').status).toBe(0);
+      expect(ws.run(['exec', '--', makefile, 'deploy']).stdout).toBe('deployed\n');
+      const evil = ws.run(['exec', '--', makefile, '--eval=x:; @echo leaked $$DB', 'x']);
+      expect(evil.status).toBe(125);
+      expect(evil.stdout).not.toContain(SECRET);
+    });
+
+    it('argv[0] is the granted interpreter, never the name the caller typed: a planted venv beside a link is not read', () => {
+      const marker = path.join(ws.project, 'venv-ran');
+      const venv = path.join(ws.project, 'venv');
+      const version = spawnSync('python3', ['-c', 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}")'], { encoding: 'utf8' }).stdout.trim();
+      file(path.join('venv', 'pyvenv.cfg'), 'home = /usr/bin\ninclude-system-site-packages = false\n', 0o644);
+      file(path.join('venv', 'lib', version, 'site-packages', 'evil.pth'), `import os; open(${JSON.stringify(marker)}, "w").close()\n`, 0o644);
+      fs.mkdirSync(path.join(venv, 'bin'), { recursive: true });
+      fs.symlinkSync('/usr/bin/python3', path.join(venv, 'bin', 'python3'));
+      own(venv);
+      const app = file('app.py', 'import os\nprint("app", len(os.environ["DB"]))\n', 0o644);
+      // control: run through the link, Python takes the venv and runs its .pth
+      expect(direct([path.join(venv, 'bin', 'python3'), app], { DB: 'x' }).stdout).toBe('app 1\n');
+      expect(fs.existsSync(marker), 'the planted venv works without vault').toBe(true);
+      fs.rmSync(marker);
+      expect(allow('DB', '--run', 'python3', app, '--min-tier', 'none').status).toBe(0);
+      for (const tier of ['none', 'hardened', 'lockdown']) {
+        const result = ws.run(['exec', '--no-mask', '--tier', tier, '--', path.join(venv, 'bin', 'python3'), app]);
+        expect(result.stdout, `${tier}: ${result.stderr}`).toBe(`app ${SECRET.length}\n`);
+        expect(fs.existsSync(marker), tier).toBe(false);
+      }
     });
 
     it('--run pins a script and its interpreter: an edit of the script is refused, naming the renewal, and shown as stale', () => {

@@ -3,8 +3,7 @@
  * `vault exec` may be untrusted (an AI agent, a build tool), and the environment chooses code
  * (PATH, PYTHONPATH, HOME's dotfiles, GIT_SSH_COMMAND): so the target gets only
  * - TERM, LANG, LC_*, TZ, COLUMNS, LINES from the caller (they name a terminal, a locale, a size);
- * - CI and the CI platform's read-only variables (CI_VARIABLES), not its write channels
- *   (GITHUB_ENV, GITHUB_OUTPUT, …) nor anything named like a credential;
+ * - CI and the CI platform's variables that say where a job runs (CI_VARIABLES, a list of names);
  * - USER, LOGNAME and HOME from the password database, and PATH = SAFE_PATH;
  * - what the grant says: `--env NAME=VALUE` pins a value (any name, PATH included), `--pass-env
  *   NAME` or `PREFIX_*` lets the caller's value through, for names that choose no code (names.ts);
@@ -24,15 +23,21 @@ export const SAFE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 export const CALLER_VARIABLES: readonly string[] = ['TERM', 'LANG', 'TZ', 'COLUMNS', 'LINES'];
 export const CALLER_PREFIXES: readonly string[] = ['LC_'];
 
-/** CI platforms' own variables (GitHub Actions, GitLab CI), passed so that a deploy knows where it runs. */
-export const CI_VARIABLES: readonly string[] = ['CI', 'GITLAB_CI'];
-export const CI_PREFIXES: readonly string[] = ['GITHUB_', 'RUNNER_', 'CI_'];
 /**
- * Not passed although they match CI_PREFIXES: files through which a step changes the steps after it
- * (GitHub Actions), and names that hold credentials (GitLab's CI_JOB_TOKEN, CI_REGISTRY_PASSWORD, …).
+ * CI platforms' own variables (GitHub Actions, GitLab CI) that say where and for what a job runs,
+ * passed so that a deploy knows it: names only, a list. Not their addresses (GITHUB_API_URL, where a
+ * tool would send a token), paths (RUNNER_TEMP), write channels (GITHUB_ENV, GITHUB_OUTPUT) or
+ * credentials (CI_JOB_TOKEN), which an earlier step may have set: a grant passes those by name.
  */
+export const CI_VARIABLES: readonly string[] = [
+  'CI', 'GITHUB_ACTIONS', 'GITHUB_SHA', 'GITHUB_REF', 'GITHUB_REF_NAME', 'GITHUB_REF_TYPE', 'GITHUB_REPOSITORY', 'GITHUB_RUN_ID',
+  'GITHUB_RUN_NUMBER', 'GITHUB_RUN_ATTEMPT', 'GITHUB_ACTOR', 'GITHUB_EVENT_NAME', 'GITHUB_JOB', 'GITHUB_WORKFLOW', 'GITHUB_HEAD_REF',
+  'GITHUB_BASE_REF', 'RUNNER_OS', 'RUNNER_ARCH', 'GITLAB_CI', 'CI_COMMIT_SHA', 'CI_COMMIT_REF_NAME', 'CI_COMMIT_BRANCH', 'CI_COMMIT_TAG',
+  'CI_PIPELINE_ID', 'CI_PIPELINE_SOURCE', 'CI_JOB_ID', 'CI_JOB_NAME', 'CI_JOB_STAGE', 'CI_PROJECT_PATH', 'CI_PROJECT_NAME',
+  'CI_ENVIRONMENT_NAME', 'CI_DEFAULT_BRANCH', 'CI_MERGE_REQUEST_IID',
+];
+/** Never passed by default although they are CI variables: the write channels of GitHub Actions, named here for the docs. */
 export const CI_EXCLUDED: readonly string[] = ['GITHUB_ENV', 'GITHUB_PATH', 'GITHUB_OUTPUT', 'GITHUB_STATE', 'GITHUB_STEP_SUMMARY'];
-const CREDENTIAL_LIKE = /TOKEN|PASSWORD|SECRET|JWT|KEY/;
 
 /** The kernel refuses one environment string longer than this (MAX_ARG_STRLEN, with its NUL). */
 export const MAX_ENV_STRING = 128 * 1024;
@@ -49,9 +54,7 @@ const matches = (name: string, pattern: string) => (pattern.endsWith('*') ? name
 
 /** Whether the caller's value of `name` reaches the target without a grant saying so. */
 export function passedByDefault(name: string): boolean {
-  if (CALLER_VARIABLES.includes(name) || CALLER_PREFIXES.some((p) => name.startsWith(p))) return true;
-  if (CI_EXCLUDED.includes(name) || CREDENTIAL_LIKE.test(name)) return false;
-  return CI_VARIABLES.includes(name) || CI_PREFIXES.some((p) => name.startsWith(p));
+  return CALLER_VARIABLES.includes(name) || CALLER_PREFIXES.some((p) => name.startsWith(p)) || CI_VARIABLES.includes(name);
 }
 
 /**
@@ -60,7 +63,7 @@ export function passedByDefault(name: string): boolean {
  */
 export function checkPassEnv(pattern: string): string {
   if (!/^[A-Za-z_][A-Za-z0-9_]*\*?$/.test(pattern) || pattern === '*') {
-    throw new VaultError('usage', `--pass-env ${JSON.stringify(pattern)}: give a variable name, or a prefix ending in * such as AWS_*`);
+    throw new VaultError('usage', `--pass-env ${JSON.stringify(pattern)}: give a variable name, or a prefix ending in * such as DEPLOY_*`);
   }
   const prefix = pattern.endsWith('*') ? pattern.slice(0, -1) : undefined;
   if (prefix === undefined ? choosesCode(pattern) : prefixReachesCode(prefix)) {

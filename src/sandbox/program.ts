@@ -41,7 +41,7 @@ function hasShebang(file: string): boolean {
 }
 
 /** A script run by the interpreter its grant pinned, or undefined when no grant pins one for these bytes. */
-function interpretedRun(policy: Policy, script: PinnedFile, tier: Tier, argv0: string | undefined, rest: string[], allowHint: string): ProgramRun | undefined {
+function interpretedRun(policy: Policy, script: PinnedFile, tier: Tier, rest: string[], allowHint: string): ProgramRun | undefined {
   const grant = policy.grants.find((g) => g.sha256 === script.sha256 && g.interpreter !== undefined);
   if (grant?.interpreter === undefined) return undefined;
   const open = writableByOthers(grant.interpreter.path);
@@ -59,7 +59,9 @@ function interpretedRun(policy: Policy, script: PinnedFile, tier: Tier, argv0: s
     target: { path: script.path, sha256: script.sha256, interpreter: { path: interpreter.path, sha256: interpreter.sha256 } },
     executable: interpreter,
     script,
-    argv: [argv0 ?? interpreter.path, ...arg, scriptPathFor(tier, script), ...rest],
+    // argv[0] is the grant's interpreter path, never a name the caller typed: Python finds its
+    // prefix (a pyvenv.cfg and its site-packages) from it, and scripts re-run sys.executable or $BASH
+    argv: [interpreter.path, ...arg, scriptPathFor(tier, script), ...rest],
     args: rest,
     allowHint,
   };
@@ -83,7 +85,7 @@ export function planRun(policy: Policy, argv: string[], tier: Tier): ProgramRun 
   if (hasShebang(first)) {
     const script = pinCopy(first);
     try {
-      const run = interpretedRun(policy, script, tier, undefined, argv.slice(1), `vault allow NAME --to ${quoted}`);
+      const run = interpretedRun(policy, script, tier, argv.slice(1), `vault allow NAME --to ${quoted}`);
       if (run !== undefined) return run;
       if (policy.grants.some((g) => g.sha256 === script.sha256)) {
         throw new VaultError('refused', `${first} was granted before sealvault pinned a script's interpreter with it; run \`vault allow --renew ${quoted}\` to pin both`);
@@ -120,7 +122,7 @@ function scriptByName(policy: Policy, typed: string, given: string, rest: string
   const named = (g: Grant) => g.interpreter !== undefined && namesInterpreter(typed, g.interpreter.path);
   try {
     const ours = { ...policy, grants: policy.grants.filter(named) };
-    const run = interpretedRun(ours, script, tier, typed, rest, hint);
+    const run = interpretedRun(ours, script, tier, rest, hint);
     if (run !== undefined) return run;
     const earlier = ours.grants.filter((g) => g.path === script.path);
     if (earlier.length > 0) throw changedSince({ path: script.path, sha256: script.sha256 }, earlier);

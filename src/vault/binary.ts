@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { elfRunpaths, isElf } from './elf.js';
+import { isElf, type LoaderFacts, loaderFacts } from './elf.js';
 import { VaultError } from './errors.js';
 import { native } from './native.js';
 
@@ -179,32 +179,47 @@ export function checkInterpreter(realPath: string, script: string): void {
       `${script}: its interpreter ${realPath} can be changed by others than root (${open} is writable or owned by someone else): use an interpreter installed by the system (/usr/bin), or grant a program instead`,
     );
   }
-  checkRunpaths(realPath);
+  checkLoader(realPath);
 }
 
-/** A program whose RUNPATH or RPATH names a directory others than root can write loads code outside the pin. */
-function checkRunpaths(realPath: string): void {
+/**
+ * A program that would load code from a place others than root can change loads code outside the
+ * pin (ld.so(8)): its dynamic loader (PT_INTERP), a RUNPATH or RPATH entry (an empty or relative one
+ * is the caller's working directory), a library it names with a slash. Headers that do not hold
+ * together are refused too: what cannot be read cannot be checked.
+ */
+function checkLoader(realPath: string): void {
   const fd = fs.openSync(realPath, fs.constants.O_RDONLY);
-  let runpaths: string[] | undefined;
+  let facts: LoaderFacts;
   try {
-    runpaths = elfRunpaths(fd);
+    facts = loaderFacts(fd);
+  } catch (error) {
+    throw refused(`${realPath}: its ELF headers cannot be read (${error instanceof Error ? error.message : String(error)}), so where it loads code from cannot be checked`);
   } finally {
     fs.closeSync(fd);
   }
-  for (const entry of runpaths ?? []) {
-    const dir = path.resolve(path.dirname(realPath), entry.replace(/\$(ORIGIN|\{ORIGIN\})/g, path.dirname(realPath)));
+  const origin = path.dirname(realPath);
+  const where = (what: string, entry: string, dir: string | undefined) => {
+    if (dir === undefined) {
+      throw refused(`${realPath} loads ${what} from ${JSON.stringify(entry)}, which is looked up relative to the working directory its caller chooses: build it without that`);
+    }
     let open: string | undefined;
     try {
       open = writableByOthers(fs.realpathSync(dir));
     } catch {
-      open = dir; // a directory that does not exist yet can be made by whoever can write its parent
+      open = dir; // a path that does not exist yet can be made by whoever can write its parent
     }
     if (open !== undefined) {
-      throw refused(
-        `${realPath} loads libraries from its RUNPATH/RPATH ${entry} (${dir}), which others than root can change (${open}): build it without that RUNPATH, or install it and its libraries where only root can write`,
-      );
+      throw refused(`${realPath} loads ${what} from ${entry} (${dir}), which others than root can change (${open}): install it and its libraries where only root can write`);
     }
+  };
+  if (facts.interpreter !== undefined) where('its dynamic loader', facts.interpreter, path.isAbsolute(facts.interpreter) ? facts.interpreter : undefined);
+  for (const entry of facts.runpaths) {
+    if (/\$(LIB|PLATFORM|\{LIB\}|\{PLATFORM\})/.test(entry)) throw refused(`${realPath}: its RUNPATH/RPATH ${entry} uses $LIB or $PLATFORM, which cannot be checked here`);
+    const expanded = entry.replace(/\$(ORIGIN|\{ORIGIN\})/g, origin);
+    where('libraries through its RUNPATH/RPATH', entry, entry !== '' && path.isAbsolute(expanded) ? expanded : undefined);
   }
+  for (const name of facts.needed.filter((n) => n.includes('/'))) where('a library', name, path.isAbsolute(name) ? name : undefined);
 }
 
 /**
@@ -250,7 +265,7 @@ export function grantTarget(program: string, grantPath: string): ProgramTarget {
   if (!elf) {
     throw refused(`${real} is neither a program (ELF) nor a script with a #! line, so it cannot be run; add a #! line naming its interpreter`);
   }
-  checkRunpaths(real);
+  checkLoader(real);
   return { path: real, sha256 };
 }
 

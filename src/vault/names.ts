@@ -22,7 +22,7 @@ export const CODE_VARIABLES: readonly string[] = [
   'PERL5LIB', 'PERLLIB', 'PERL5OPT', 'PERL5DB', 'PERL_MB_OPT', 'PERL_MM_OPT',
   'RUBYOPT', 'RUBYLIB', 'GEM_PATH', 'GEM_HOME', 'BUNDLE_GEMFILE',
   'JAVA_TOOL_OPTIONS', '_JAVA_OPTIONS', 'JDK_JAVA_OPTIONS', 'CLASSPATH', 'JAVA_HOME',
-  'LUA_PATH', 'LUA_CPATH', 'LUA_INIT', 'TCLLIBPATH', 'PHPRC', 'PHP_INI_SCAN_DIR', 'R_PROFILE', 'R_PROFILE_USER',
+  'TCLLIBPATH', 'PHPRC', 'PHP_INI_SCAN_DIR', 'R_PROFILE', 'R_PROFILE_USER',
   'GOFLAGS', 'GOPATH', 'GOROOT', 'GOPROXY', 'CARGO_HOME', 'RUSTC_WRAPPER', 'RUSTFLAGS', 'RUSTUP_HOME',
   'VIRTUAL_ENV', 'CONDA_PREFIX',
   // tools that start other programs
@@ -30,13 +30,19 @@ export const CODE_VARIABLES: readonly string[] = [
   'GIT_EXTERNAL_DIFF', 'GIT_TEMPLATE_DIR', 'GIT_CONFIG', 'GIT_CONFIG_GLOBAL', 'GIT_CONFIG_SYSTEM', 'GIT_CONFIG_COUNT',
   'GIT_CONFIG_PARAMETERS', 'GIT_PROXY_COMMAND', 'SSH_ASKPASS', 'EDITOR', 'VISUAL', 'PAGER', 'BROWSER', 'LESSOPEN',
   'LESSCLOSE', 'MANPAGER', 'MAKEFLAGS', 'MAKE', 'CC', 'CXX', 'LD', 'AR', 'SSL_CERT_FILE', 'SSL_CERT_DIR',
-  'CURL_CA_BUNDLE', 'REQUESTS_CA_BUNDLE',
+  'CURL_CA_BUNDLE', 'REQUESTS_CA_BUNDLE', 'GIT_COMMON_DIR', 'GIT_SEQUENCE_EDITOR', 'SUDO_ASKPASS',
+  // tools whose configuration file runs commands (credential helpers, exec plugins, engines, hooks)
+  'OPENSSL_CONF', 'OPENSSL_ENGINES', 'OPENSSL_MODULES', 'KUBECONFIG', 'DOCKER_CONFIG', 'GNUPGHOME', 'AWS_CONFIG_FILE',
+  'AWS_SHARED_CREDENTIALS_FILE', 'CLOUDSDK_CONFIG', 'CLOUDSDK_PYTHON', 'AZURE_CONFIG_DIR', 'TF_CLI_CONFIG_FILE',
+  'TF_PLUGIN_CACHE_DIR', 'DOTNET_STARTUP_HOOKS', 'DOTNET_ROOT', 'GOENV', 'GOTOOLCHAIN', 'GOBIN', 'JULIA_LOAD_PATH',
+  'JULIA_DEPOT_PATH', 'HELM_PLUGINS', 'ANSIBLE_CONFIG', 'BOTO_CONFIG', 'PGSERVICEFILE', 'PSQLRC', 'MYSQL_HOME',
 ];
 
 /** Every name starting with one of these chooses code too (loader, shell functions, tool options). */
 export const CODE_VARIABLE_PREFIXES: readonly string[] = [
   'LD_', 'DYLD_', 'BASH_FUNC_', 'GIT_CONFIG_KEY_', 'GIT_CONFIG_VALUE_', 'NPM_CONFIG_', 'npm_config_', 'YARN_', 'PIP_',
-  'PYTHON', 'PERL5', 'PERL_', 'RUBY', 'NODE_', 'DENO_', 'BUN_',
+  'PYTHON', 'PERL5', 'PERL_', 'RUBY', 'NODE_', 'DENO_', 'BUN_', 'UV_', 'LUA_', 'CARGO_', 'RUSTUP_', 'CONDA_',
+  'POETRY_', 'PNPM_', 'COREPACK_',
 ];
 
 /** Reserved as secret names besides: what the target's environment is made of, and sealvault's own. */
@@ -46,14 +52,22 @@ const OWN_PREFIXES: readonly string[] = ['VAULT_', 'SEALVAULT_'];
 export const RESERVED_NAMES: readonly string[] = [...CODE_VARIABLES, ...ENVIRONMENT_NAMES];
 export const RESERVED_PREFIXES: readonly string[] = [...CODE_VARIABLE_PREFIXES, ...OWN_PREFIXES];
 
-/** Whether `name` chooses code (CODE_VARIABLES, CODE_VARIABLE_PREFIXES). */
+/**
+ * Whether `name` chooses code (CODE_VARIABLES, CODE_VARIABLE_PREFIXES). Without regard to case: some
+ * tools read their variables so (npm takes npm_Config_x as NPM_CONFIG_X).
+ */
 export function choosesCode(name: string): boolean {
-  return CODE_VARIABLES.includes(name) || CODE_VARIABLE_PREFIXES.some((prefix) => name.startsWith(prefix));
+  const upper = name.toUpperCase();
+  return CODE_VARIABLES.some((n) => n.toUpperCase() === upper) || CODE_VARIABLE_PREFIXES.some((prefix) => upper.startsWith(prefix.toUpperCase()));
 }
 
 /** Whether some name starting with `prefix` chooses code: `--pass-env PREFIX*` would let it through. */
 export function prefixReachesCode(prefix: string): boolean {
-  return CODE_VARIABLES.some((name) => name.startsWith(prefix)) || CODE_VARIABLE_PREFIXES.some((p) => p.startsWith(prefix) || prefix.startsWith(p));
+  const upper = prefix.toUpperCase();
+  return (
+    CODE_VARIABLES.some((name) => name.toUpperCase().startsWith(upper)) ||
+    CODE_VARIABLE_PREFIXES.some((p) => p.toUpperCase().startsWith(upper) || upper.startsWith(p.toUpperCase()))
+  );
 }
 
 export function checkSecretName(name: string): string {

@@ -30,10 +30,24 @@ const INTERPRETER = new RegExp(
       'strace', 'ltrace', 'gdb', 'valgrind', 'taskset', 'flock', 'setpriv', 'script', 'find', 'git', 'make', 'gmake',
       'npm', 'npx', 'pnpm', 'yarn', 'ssh', 'ssh-agent', 'dbus-run-session', 'ionice', 'chrt', 'unshare', 'nsenter',
       'prlimit', 'watch', 'systemd-run', 'firejail', 'bwrap', 'sg', 'newgrp', 'time', 'parallel', 'pkexec', 'runcon',
-      'docker', 'podman', 'kubectl',
+      'docker', 'podman', 'kubectl', 'tar', 'vi', 'vim', 'nvim', 'view', 'ex', 'emacs', 'nano', 'less', 'more', 'man',
+      'sqlite3', 'cmake', 'ctest', 'gcc', 'g\\+\\+', 'cc', 'c\\+\\+', 'clang', 'clang\\+\\+', 'ld', 'wget', 'curl', 'scp', 'sftp',
+      'rsync', 'socat', 'ksh93', 'ld-musl.*', 'pip[0-9.]*', 'pipx', 'uv', 'uvx', 'poetry', 'cargo', 'rustup', 'go', 'gem',
+      'bundle', 'rake', 'composer', 'mvn', 'gradle', 'ant', 'dotnet', 'zip', 'unzip', 'openssl', 'ssh-keygen', 'busctl',
+      'systemctl', 'journalctl', 'crontab', 'at', 'batch', 'm4', 'bc', 'dc', 'ed', 'tclsh', 'ipython[0-9.]*', 'jupyter',
     ].join('|') +
     ')$',
 );
+
+/**
+ * Interpreters that go on reading options after their script (`make -f FILE --eval=…`, `sed -f FILE
+ * -e …`, `awk -f FILE -f …`): a script of theirs is a launcher too, and needs its arguments pinned.
+ */
+const OPTIONS_AFTER_SCRIPT = /^(?:g?make|sed|[gmn]?awk|find|tar|m4|bc|dc|gdb|expect)$/;
+
+export function readsOptionsAfterScript(interpreter: string): boolean {
+  return OPTIONS_AFTER_SCRIPT.test(path.basename(interpreter));
+}
 
 export function isInterpreter(...paths: string[]): boolean {
   return paths.some((p) => INTERPRETER.test(path.basename(p)));

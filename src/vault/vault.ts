@@ -20,7 +20,7 @@ import { keychainDelete } from './keychain.js';
 import { checkSlotId, createSlot, type NewSlot, readSlots, type SlotRequest } from './keyslots.js';
 import { checkSecretName } from './names.js';
 import { auditWitness, checkPin, pinVault, policyRevisionSeen, recordAuditWitness, recordPolicyRevision } from './pins.js';
-import { isInterpreter, type Policy, sameGrantTarget, sealPolicy, verifyPolicy } from './policy.js';
+import { isInterpreter, type Policy, readsOptionsAfterScript, sameGrantTarget, sealPolicy, verifyPolicy } from './policy.js';
 import { type UnlockOptions, unlockPrivateKey } from './unlock.js';
 
 export const MAX_VALUE_BYTES = 1024 * 1024;
@@ -386,8 +386,11 @@ export class UnlockedVault {
 
   allow(request: GrantRequest): Policy {
     const { binary, args } = request;
-    // by its name, also when it is a script (a pyenv shim named python3 runs what its arguments say)
-    if (args === null && !request.anyArgs && isInterpreter(binary.path, request.calledAs ?? binary.path)) {
+    // by its name, also when it is a script (a pyenv shim named python3 runs what its arguments say),
+    // and a script of an interpreter that reads options after it (#!/usr/bin/make -f)
+    const launcher = isInterpreter(binary.path, request.calledAs ?? binary.path) ||
+      (binary.interpreter !== undefined && readsOptionsAfterScript(binary.interpreter.path));
+    if (args === null && !request.anyArgs && launcher) {
       throw new VaultError(
         'refused',
         `${request.calledAs ?? binary.path} runs whatever code or command its arguments name: grant the script itself (\`--to ./script\` with a #! line, or \`--run ${path.basename(binary.path)} SCRIPT\`: its contents and its interpreter are pinned), pin the exact arguments with --arg, or pass --any-args if you mean it`,
