@@ -4,7 +4,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <dirent.h>
 #include <string>
+#include <vector>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -21,6 +23,109 @@ Napi::Error ErrnoError(Napi::Env env, const char *what, int err) {
   Napi::Error error = Napi::Error::New(env, std::string(what) + ": " + std::strerror(err));
   error.Set("errno", Napi::Number::New(env, err));
   return error;
+}
+
+// An Error shaped like Node's own (code, errno, syscall, path), so that callers treat both alike.
+Napi::Error SystemError(Napi::Env env, const char *syscall, int err, const std::string &path) {
+  Napi::Error error = Napi::Error::New(env, std::string(syscall) + " " + path + ": " + std::strerror(err));
+  const char *name = strerrorname_np(err);
+  error.Set("code", Napi::String::New(env, name != nullptr ? name : "EUNKNOWN"));
+  error.Set("errno", Napi::Number::New(env, -err));
+  error.Set("syscall", Napi::String::New(env, syscall));
+  error.Set("path", Napi::String::New(env, path));
+  return error;
+}
+
+bool Args(const Napi::CallbackInfo &info, const char *usage, std::initializer_list<napi_valuetype> types) {
+  size_t i = 0;
+  bool ok = info.Length() == types.size();
+  for (napi_valuetype type : types) {
+    if (!ok) break;
+    ok = info[i++].Type() == type;
+  }
+  if (!ok) Napi::TypeError::New(info.Env(), usage).ThrowAsJavaScriptException();
+  return ok;
+}
+
+// openAt(dirfd, name, flags, mode) -> fd: openat(2); O_CLOEXEC is always added.
+Napi::Value OpenAt(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!Args(info, "openAt(dirfd, name, flags, mode)", {napi_number, napi_string, napi_number, napi_number})) return env.Undefined();
+  std::string name = info[1].As<Napi::String>().Utf8Value();
+  int fd;
+  do fd = openat(info[0].As<Napi::Number>().Int32Value(), name.c_str(), info[2].As<Napi::Number>().Int32Value() | O_CLOEXEC,
+                 static_cast<mode_t>(info[3].As<Napi::Number>().Uint32Value()));
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    SystemError(env, "openat", errno, name).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// mkdirAt(dirfd, name, mode): mkdirat(2).
+Napi::Value MkdirAt(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!Args(info, "mkdirAt(dirfd, name, mode)", {napi_number, napi_string, napi_number})) return env.Undefined();
+  std::string name = info[1].As<Napi::String>().Utf8Value();
+  if (mkdirat(info[0].As<Napi::Number>().Int32Value(), name.c_str(), static_cast<mode_t>(info[2].As<Napi::Number>().Uint32Value())) != 0)
+    SystemError(env, "mkdirat", errno, name).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// unlinkAt(dirfd, name, flags): unlinkat(2); flags may be AT_REMOVEDIR.
+Napi::Value UnlinkAt(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!Args(info, "unlinkAt(dirfd, name, flags)", {napi_number, napi_string, napi_number})) return env.Undefined();
+  std::string name = info[1].As<Napi::String>().Utf8Value();
+  if (unlinkat(info[0].As<Napi::Number>().Int32Value(), name.c_str(), info[2].As<Napi::Number>().Int32Value()) != 0)
+    SystemError(env, "unlinkat", errno, name).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// renameAt(olddirfd, oldname, newdirfd, newname): renameat(2).
+Napi::Value RenameAt(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!Args(info, "renameAt(olddirfd, oldname, newdirfd, newname)", {napi_number, napi_string, napi_number, napi_string})) return env.Undefined();
+  std::string from = info[1].As<Napi::String>().Utf8Value();
+  std::string to = info[3].As<Napi::String>().Utf8Value();
+  if (renameat(info[0].As<Napi::Number>().Int32Value(), from.c_str(), info[2].As<Napi::Number>().Int32Value(), to.c_str()) != 0)
+    SystemError(env, "renameat", errno, to).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// listDir(dirfd) -> [name]: the entries of an open directory, without "." and ".." (fdopendir(3)
+// on a duplicate, so that dirfd stays open and its offset is not consumed).
+Napi::Value ListDir(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!Args(info, "listDir(dirfd)", {napi_number})) return env.Undefined();
+  int copy = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 3);
+  if (copy < 0) {
+    SystemError(env, "dup", errno, "").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  DIR *dir = fdopendir(copy);
+  if (dir == nullptr) {
+    int err = errno;
+    close(copy);
+    SystemError(env, "fdopendir", err, "").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  rewinddir(dir);
+  std::vector<std::string> names;
+  errno = 0;
+  for (struct dirent *entry; (entry = readdir(dir)) != nullptr; errno = 0) {
+    if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0) names.emplace_back(entry->d_name);
+  }
+  int err = errno;
+  closedir(dir);
+  if (err != 0) {
+    SystemError(env, "readdir", err, "").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array out = Napi::Array::New(env, names.size());
+  for (size_t i = 0; i < names.size(); i++) out.Set(i, names[i]);
+  return out;
 }
 
 // tryLockExclusive(fd) -> true when the lock is now held, false when another process holds it.
@@ -139,6 +244,11 @@ Napi::Value SealedCopy(const Napi::CallbackInfo &info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("openAt", Napi::Function::New(env, OpenAt));
+  exports.Set("mkdirAt", Napi::Function::New(env, MkdirAt));
+  exports.Set("unlinkAt", Napi::Function::New(env, UnlinkAt));
+  exports.Set("renameAt", Napi::Function::New(env, RenameAt));
+  exports.Set("listDir", Napi::Function::New(env, ListDir));
   exports.Set("sealedCopy", Napi::Function::New(env, SealedCopy));
   exports.Set("terminalModes", Napi::Function::New(env, TerminalModes));
   exports.Set("setTerminalModes", Napi::Function::New(env, SetTerminalModes));

@@ -404,10 +404,12 @@ describe('docs/ci.md recipes', () => {
 
     // the grant was made for the developer's path; the clone's deploy.sh matches it by hash
     const deploy = path.join(c.clone, 'deploy.sh');
-    const exec = (vaultIn(c, ['audit', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditEntry)).filter((e) => e.event === 'exec');
-    expect(exec).toHaveLength(1);
-    expect(exec[0]?.details).toMatchObject({ tier: 'lockdown', secrets: ['DEPLOY_TOKEN'], exit: 0, sha256: sha256(deploy) });
-    expect(String(exec[0]?.details.path)).toBe(fs.realpathSync(deploy));
+    const entries = vaultIn(c, ['audit', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditEntry);
+    const release = entries.filter((e) => e.event === 'release');
+    expect(release).toHaveLength(1);
+    expect(release[0]?.details).toMatchObject({ tier: 'lockdown', secrets: ['DEPLOY_TOKEN'], sha256: sha256(deploy) });
+    expect(String(release[0]?.details.path)).toBe(fs.realpathSync(deploy));
+    expect(entries.filter((e) => e.event === 'exit').map((e) => e.details)).toEqual([{ run: release[0]?.details.run, exit: 0 }]);
     const policy = vaultIn(c, ['policy', '--json'], { VAULT_KEY: token });
     expect(policy.status, policy.stderr).toBe(0);
     const grants = (JSON.parse(policy.stdout) as { grants: Grant[] }).grants;

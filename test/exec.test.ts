@@ -34,10 +34,14 @@ describe('vault exec', () => {
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     expect(result.stdout).toBe(`len=${SECRET.length}\nmatch\nother=unset\n`);
-    const last = audit().at(-1);
-    expect(last?.event).toBe('exec');
-    expect(last?.details).toMatchObject({ path: script, tier: 'hardened', secrets: ['DB_PASSWORD'], exit: 0 });
-    expect(last?.details.sha256).toBe(createHash('sha256').update(fs.readFileSync(script)).digest('hex'));
+    // a release entry before anything was decrypted, then the exit code, tied by the run's id
+    const [release, exit] = audit().slice(-2);
+    expect(release?.event).toBe('release');
+    expect(release?.details).toMatchObject({ path: script, tier: 'hardened', secrets: ['DB_PASSWORD'], files: [] });
+    expect(release?.details.sha256).toBe(createHash('sha256').update(fs.readFileSync(script)).digest('hex'));
+    expect(exit?.event).toBe('exit');
+    expect(exit?.details).toEqual({ run: release?.details.run, exit: 0 });
+    expect(String(release?.details.run)).toMatch(/^[0-9a-f]{16}$/);
   });
 
   it('refuses a secret without a grant, naming it, the binary, its hash and the fix; runs nothing', () => {

@@ -401,7 +401,7 @@ describe('token slots and key management', () => {
     expect(slotFiles(ws)).toHaveLength(1);
   });
 
-  it('key list --json: id, kind and created of every slot, nothing else', () => {
+  it('key list --json: id, kind, created and whether this version knows the kind, of every slot, nothing else', () => {
     const cli = TEST_CLI;
     initWithToken(ws);
     ok(ws.run(['key', 'add', '--passphrase', '--insecure-test-kdf'], { cli, env: { VAULT_NEW_PASSPHRASE: PASSPHRASE } }), 'add passphrase');
@@ -416,7 +416,8 @@ describe('token slots and key management', () => {
     expect(Array.isArray(slots)).toBe(true);
     expect(slots).toHaveLength(3);
     for (const slot of slots) {
-      expect(Object.keys(slot)).toEqual(['id', 'kind', 'created']);
+      expect(Object.keys(slot)).toEqual(['id', 'kind', 'created', 'known']);
+      expect(slot.known).toBe(true);
       expect(slot.id).toMatch(SLOT_ID);
       expect(['token', 'passphrase']).toContain(slot.kind);
       expect(new Date(slot.created as string).toISOString()).toBe(slot.created);

@@ -278,7 +278,7 @@ describe('damaged vault files', () => {
     expectRefused([['verify'], ['policy'], ['key', 'list'], ['key', 'add', '--token'], ['trust']], 6, /version 2 key slot/);
   });
 
-  it('a passphrase slot asking for 99999999999 bytes of memory: corrupt (4), without running argon2id', () => {
+  it('a passphrase slot asking for 2^43 bytes of memory, beyond argon2id itself: corrupt (4), without running argon2id', () => {
     const added = ws.run(['key', 'add', '--passphrase', '--insecure-test-kdf'], { cli: TEST_CLI, env: { VAULT_NEW_PASSPHRASE: 'correct horse battery' } });
     expect(added.status, added.stderr).toBe(0);
     const slots = fs.readdirSync(path.join(ws.vaultDir, 'slots'));
@@ -286,12 +286,24 @@ describe('damaged vault files', () => {
     const passphraseSlot = slots
       .map((f) => path.join(ws.vaultDir, 'slots', f))
       .find((f) => (JSON.parse(fs.readFileSync(f, 'utf8')) as { kind: string }).kind === 'passphrase')!;
-    editJson(passphraseSlot, (d) => ((d.kdf as { memlimit: number }).memlimit = 99999999999));
+    editJson(passphraseSlot, (d) => ((d.kdf as { memlimit: number }).memlimit = 2 ** 43));
     const started = Date.now();
     expectRefused([['key', 'list'], ['verify'], ['policy']], 4, /damaged key slot: field kdf\.memlimit/);
     delete ws.env.VAULT_KEY;
     expectRefused([['verify'], ['policy']], 4, /damaged key slot/, { VAULT_PASSPHRASE: 'correct horse battery' });
     expect(Date.now() - started).toBeLessThan(20_000);
+  });
+
+  it('non-canonical base64 (unused pad bits set) in vault.json: corrupt (4), so the same bytes have one text', () => {
+    const file = path.join(ws.vaultDir, 'vault.json');
+    const id = (JSON.parse(fs.readFileSync(file, 'utf8')) as { vault_id: string }).vault_id;
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+    // 16 bytes: the last character before == carries 2 bits of data and 4 pad bits
+    const last = alphabet.indexOf(id[21]!);
+    const twin = `${id.slice(0, 21)}${alphabet[last ^ 1]}==`;
+    expect(Buffer.from(twin, 'base64').equals(Buffer.from(id, 'base64'))).toBe(true);
+    editJson(file, (d) => (d.vault_id = twin));
+    expectRefused([['list'], ['policy']], 4, /field vault_id does not follow docs\/FORMAT.md/);
   });
 
   it('binary garbage in policy.json: corrupt (4)', () => {

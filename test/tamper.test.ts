@@ -8,43 +8,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { initWithToken, makeWorkspace, put, type RunResult, type Workspace } from './helpers/cli.js';
+import { expectOneLine, runUnchanged } from './helpers/disk.js';
 import { openAllSecrets } from './helpers/open-vault.js';
 
 const TAMPERED = 9;
 const CORRUPT = 4;
 const WRONG_KEY = 7;
-
-/** Every file below `root` (vault, home, state), as path → SHA-256, for "nothing changed". */
-function snapshot(root: string): Record<string, string> {
-  const files: Record<string, string> = {};
-  const walk = (dir: string) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) {
-        files[`${path.relative(root, full)}/`] = 'dir';
-        walk(full);
-      } else {
-        files[path.relative(root, full)] = createHash('sha256').update(fs.readFileSync(full)).digest('hex');
-      }
-    }
-  };
-  walk(root);
-  return files;
-}
-
-/** Runs `args` and checks that it changed no file below the workspace root. */
-function runUnchanged(ws: Workspace, args: string[], options: Parameters<Workspace['run']>[1] = {}): RunResult {
-  const before = snapshot(ws.root);
-  const result = ws.run(args, options);
-  expect(snapshot(ws.root), `\`vault ${args.join(' ')}\` changed files on disk`).toEqual(before);
-  return result;
-}
-
-/** Exactly one stderr line, `vault: …`, matching every pattern. */
-function expectOneLine(result: RunResult, ...patterns: (RegExp | string)[]): void {
-  expect(result.stderr, result.stderr).toMatch(/^vault: [^\n]+\n$/);
-  for (const pattern of patterns) expect(result.stderr).toMatch(pattern);
-}
 
 function readJson(file: string): Record<string, unknown> {
   return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;

@@ -17,17 +17,20 @@ import type { SlotRequest } from '../vault/keyslots.js';
 import { native } from '../vault/native.js';
 import { resolveVaultDirectory } from '../vault/paths.js';
 import { checkSecretName } from '../vault/names.js';
+import type { AuditEntry } from '../vault/format.js';
+import { printable, printableJson } from '../vault/printable.js';
 import { existsError, type UnlockedVault, Vault } from '../vault/vault.js';
 import { isTestBuild } from './build-flags.js';
-import { renderAudit, renderGrants, renderSecrets, renderSlots } from './render.js';
+import { renderAuditEntry, renderGrants, renderSecrets, renderSlots } from './render.js';
 import { readSecretValue } from './secret-input.js';
 import { askHiddenTwice, askHidden, hasTerminal } from './terminal.js';
 
-const say = (text: string) => process.stderr.write(`${text}\n`);
+/** One line for people on stderr; control characters escaped, since paths and names in it may come from a file (printable.ts). */
+const say = (text: string) => process.stderr.write(`${printable(text)}\n`);
 /** commander's collector for a repeatable option. */
 const collect = (value: string, all: string[] = []) => [...all, value];
 const print = (text: string) => process.stdout.write(text);
-const printJson = (data: unknown) => process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+const printJson = (data: unknown) => process.stdout.write(`${printableJson(data, 2)}\n`);
 
 const program = new Command('vault')
   .enablePositionalOptions()
@@ -118,7 +121,9 @@ slotKindOption(program.command('init'))
       return 'passphrase';
     });
     const { vault, token } = await Vault.create(dir, request);
-    say(`created vault ${dir}\nfingerprint ${vault.fingerprint} (people who put secrets into it can compare this)\nfirst key slot: ${request.kind}`);
+    say(`created vault ${dir}`);
+    say(`fingerprint ${vault.fingerprint} (people who put secrets into it can compare this)`);
+    say(`first key slot: ${request.kind}`);
     if (token !== undefined) showToken(token);
   });
 
@@ -183,9 +188,10 @@ key
   .description('the key slots: id, kind, date')
   .option('--json', 'print JSON')
   .action((flags: { json?: boolean }) => {
-    const slots = Vault.open(vaultDir()).slots();
-    if (flags.json) printJson(slots.map((s) => ({ id: s.id, kind: s.kind, created: s.created })));
-    else print(renderSlots(slots));
+    const { slots, unknown } = Vault.open(vaultDir()).slots();
+    const rows = [...slots.map((s) => ({ id: s.id, kind: s.kind, created: s.created, known: true })), ...unknown.map((s) => ({ ...s, known: false }))];
+    if (flags.json) printJson(rows);
+    else print(renderSlots(rows));
   });
 
 key
@@ -307,17 +313,17 @@ program
   .option('--verify', 'check the chain and report the first broken entry')
   .action((flags: { json?: boolean; verify?: boolean }) => {
     const vault = Vault.open(vaultDir());
-    const reading = vault.readAudit();
+    // entry by entry as the chain is checked: a log of any size is shown in bounded memory
+    const show = flags.verify ? undefined : (entry: AuditEntry) => print(flags.json ? `${printableJson(entry)}\n` : renderAuditEntry(entry));
+    const reading = vault.readAudit(show);
     if (flags.verify) {
       if (reading.broken !== undefined) {
         throw new VaultError('tampered', `audit log broken at line ${reading.broken.line}: ${reading.broken.reason}`);
       }
       if (reading.head !== undefined) vault.acceptAuditHead(reading.head);
-      say(`audit log intact: ${reading.entries.length} entries`);
+      say(`audit log intact: ${reading.count} entries`);
       return;
     }
-    if (flags.json) print(reading.entries.map((e) => `${JSON.stringify(e)}\n`).join(''));
-    else print(renderAudit(reading.entries));
     if (reading.broken !== undefined) {
       throw new VaultError('tampered', `audit log broken at line ${reading.broken.line}: ${reading.broken.reason}; entries from there on are not shown`);
     }
@@ -472,7 +478,7 @@ function describeFailure(error: unknown): { message: string; code: number } {
 
 function fail(error: unknown): void {
   const { message, code } = describeFailure(error);
-  process.stderr.write(`vault: ${message}\n`);
+  process.stderr.write(`vault: ${printable(message)}\n`);
   process.exitCode = code;
 }
 
@@ -499,6 +505,6 @@ process.on('unhandledRejection', (error) => {
   process.exit();
 });
 process.removeAllListeners('warning');
-process.on('warning', (warning) => process.stderr.write(`vault: warning: ${warning.message}\n`));
+process.on('warning', (warning) => process.stderr.write(`vault: warning: ${printable(warning.message)}\n`));
 
 await main();

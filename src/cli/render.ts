@@ -1,8 +1,13 @@
-/** How lists look to people (`--json` prints the data itself). */
-import type { AuditEntry, Grant, SlotFile } from '../vault/format.js';
+/**
+ * How lists look to people (`--json` prints the data itself). Every cell is escaped (printable.ts):
+ * paths, names and labels come from files anyone who can write the vault may have written.
+ */
+import type { AuditEntry, Grant } from '../vault/format.js';
+import { printable, printableJson } from '../vault/printable.js';
 import type { SecretInfo } from '../vault/vault.js';
 
-function table(header: string[], rows: string[][]): string {
+function table(header: string[], cells: string[][]): string {
+  const rows = cells.map((row) => row.map(printable));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ');
   return `${[line(header), ...rows.map(line)].join('\n')}\n`;
@@ -13,8 +18,16 @@ export function renderSecrets(secrets: SecretInfo[]): string {
   return table(['NAME', 'BYTES', 'UPDATED'], secrets.map((s) => [s.name, String(s.size), s.updated]));
 }
 
-export function renderSlots(slots: SlotFile[]): string {
-  return table(['ID', 'KIND', 'CREATED'], slots.map((s) => [s.id, s.kind, s.created]));
+/** A slot as `vault key list` shows it; `known` is false for a kind from a newer sealvault, which unlock skips. */
+export interface SlotRow {
+  id: string;
+  kind: string;
+  created?: string;
+  known: boolean;
+}
+
+export function renderSlots(slots: SlotRow[]): string {
+  return table(['ID', 'KIND', 'CREATED'], slots.map((s) => [s.id, s.known ? s.kind : `${s.kind} (unknown: skipped)`, s.created ?? '-']));
 }
 
 /** The grants, one row each; `stale[i]` says why grant i no longer matches its file (vault allow --renew). */
@@ -35,11 +48,11 @@ export function renderGrants(grants: Grant[], exists: (secret: string) => boolea
     ]),
   );
   const renew = [...new Set(grants.filter((_, i) => stale[i] !== undefined).map((g) => g.path))];
-  return renew.length === 0 ? rows : `${rows}stale grants: renew them with ${renew.map((p) => `\`vault allow --renew ${p}\``).join(', ')}\n`;
+  const how = renew.map((p) => `\`vault allow --renew ${printable(p)}\``).join(', ');
+  return renew.length === 0 ? rows : `${rows}stale grants: renew them with ${how}\n`;
 }
 
-export function renderAudit(entries: AuditEntry[]): string {
-  return entries
-    .map((e) => `${String(e.seq).padStart(5)}  ${e.time}  ${e.actor.user.padEnd(10)} ${e.event.padEnd(8)} ${JSON.stringify(e.details)}\n`)
-    .join('');
+/** One line of `vault audit`; the details as JSON with every control character escaped. */
+export function renderAuditEntry(e: AuditEntry): string {
+  return `${String(e.seq).padStart(5)}  ${e.time}  ${printable(e.actor.user).padEnd(10)} ${e.event.padEnd(8)} ${printableJson(e.details)}\n`;
 }

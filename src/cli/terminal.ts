@@ -49,7 +49,12 @@ export function askHidden(question: string): Promise<Uint8Array> {
           return;
         }
         if (byte === 0x7f || byte === 0x08) {
-          typed = typed.subarray(0, Math.max(0, typed.length - 1));
+          // one character, not one byte: its UTF-8 continuation bytes (10xxxxxx) go with it; zeroed, not just cut off
+          let end = typed.length - 1;
+          while (end > 0 && ((typed[end] ?? 0) & 0xc0) === 0x80) end -= 1;
+          end = Math.max(0, end);
+          typed.fill(0, end);
+          typed = typed.subarray(0, end);
           continue;
         }
         const grown = Buffer.alloc(typed.length + 1);

@@ -1,9 +1,11 @@
 /**
  * `vault exec`: release the secrets granted to one pinned program (or script and interpreter) into
- * a sandboxed run of it, and record the run in the audit log. What runs, its environment and the
- * host paths lockdown adds come from the grants (program.ts, environment.ts); plaintext lives only
- * in buffers that are wiped after hand-over.
+ * a sandboxed run of it. The audit log records the release before any value is decrypted (a
+ * `release` entry, fsynced; if it cannot be written nothing is released and nothing runs) and the
+ * exit code after (`exit`). What runs, its environment and the host paths lockdown adds come from
+ * the grants (program.ts, environment.ts); plaintext lives only in buffers wiped after hand-over.
  */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -73,7 +75,20 @@ async function releaseInto(vault: UnlockedVault, policy: Policy, run: ProgramRun
   }
   if (run.script !== undefined && request.tier !== 'none') mounts.push({ kind: 'scriptCopy', path: run.script.path });
 
-  const values = vault.openSecrets(names);
+  const { target } = run;
+  const sealed = vault.readSealed(names);
+  const runId = randomBytes(8).toString('hex');
+  try {
+    vault.vault.record('release', {
+      run: runId, path: target.path, sha256: target.sha256, ...(target.interpreter !== undefined ? { interpreter: target.interpreter } : {}),
+      tier: request.tier, secrets: names, files: request.files,
+    });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw Object.assign(new VaultError(error instanceof VaultError ? error.kind : 'internal', `the release could not be audited, so nothing was released and nothing ran: ${reason}`), { cause: error });
+  }
+
+  const values = vault.openSealed(sealed);
   let env: Uint8Array[] = [];
   let plan: MaskPlan | undefined;
   let running: Promise<SandboxResult>;
@@ -104,13 +119,11 @@ async function releaseInto(vault: UnlockedVault, policy: Policy, run: ProgramRun
   const result = await running.finally(() => {
     if (plan !== undefined) disposePlan(plan);
   });
-  const { target } = run;
-  vault.vault.change(() => undefined, () => [
-    'exec',
-    {
-      path: target.path, sha256: target.sha256, ...(target.interpreter !== undefined ? { interpreter: target.interpreter } : {}),
-      tier: request.tier, secrets: names, files: request.files, exit: result.exitCode,
-    },
-  ]);
+  try {
+    vault.vault.record('exit', { run: runId, exit: result.exitCode });
+  } catch (error) {
+    // the target ran and its code is what the caller needs; the release entry already stands
+    request.warn?.(`the run's exit code could not be added to the audit log (${error instanceof Error ? error.message : String(error)})`);
+  }
   return result;
 }

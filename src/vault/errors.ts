@@ -27,6 +27,8 @@ export const EXIT_CODES = {
   refused: 11,
   /** A secret's name or value is refused. */
   badSecret: 12,
+  /** A path of the vault's layout is a symlink, FIFO, device or directory, or over its size cap. */
+  unsafeFile: 13,
 } as const;
 
 export type FailureKind = keyof typeof EXIT_CODES;

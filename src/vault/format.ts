@@ -10,15 +10,22 @@ export const FORMAT_VERSION = 1;
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
+/**
+ * Canonical base64 only (RFC 4648 section 3.5): unused pad bits must be zero, so that the same bytes
+ * have one text. vault_id is compared and MACed as text.
+ */
+const canonical = z.refine<string>((s) => Buffer.from(s, 'base64').toString('base64') === s, 'must be canonical base64');
+
 /** A base64 string that decodes to exactly `bytes` bytes. */
 function base64Of(bytes: number) {
   return z.string().check(
     z.regex(BASE64),
+    canonical,
     z.refine((s) => Buffer.from(s, 'base64').length === bytes, `must decode to ${bytes} bytes`),
   );
 }
 
-const base64Any = z.string().check(z.regex(BASE64), z.minLength(4));
+const base64Any = z.string().check(z.regex(BASE64), z.minLength(4), canonical);
 const time = z.iso.datetime();
 const hex64 = z.string().check(z.regex(/^[0-9a-f]{64}$/));
 export const SLOT_ID_PATTERN = /^[0-9a-f]{12}$/;
@@ -41,7 +48,12 @@ const slotCommon = {
   wrapped_key: base64Of(48),
 };
 
-export const PASSPHRASE_LIMITS = { opsMin: 1, opsMax: 10, memMin: 8192, memMax: 1073741824 } as const;
+/**
+ * argon2id parameters a slot file may hold (libsodium's crypto_pwhash bounds: opslimit 1..2^32-1,
+ * memlimit from 8 KiB). A slot within these is well-formed; whether unlock spends that much on it is
+ * KDF_CAP's business (keyslots.ts), so a slot over the cap is skipped, not a damaged file.
+ */
+export const PASSPHRASE_LIMITS = { opsMin: 1, opsMax: 0xffffffff, memMin: 8192, memMax: 2 ** 42 } as const;
 
 export const slotFileSchema = z.discriminatedUnion('kind', [
   z.strictObject({ ...slotCommon, kind: z.literal('token') }),
@@ -62,6 +74,8 @@ export const slotFileSchema = z.discriminatedUnion('kind', [
   }),
 ]);
 export type SlotFile = z.infer<typeof slotFileSchema>;
+/** The slot kinds this version knows; a slot of another kind is skipped (keyslots.ts). */
+export const SLOT_KINDS = ['token', 'keychain', 'passphrase'] as const;
 export type SlotKind = SlotFile['kind'];
 
 export const secretFileSchema = z.strictObject({

@@ -1,11 +1,10 @@
 /**
  * Key slots, like LUKS: the vault's private key wrapped once per way of unlocking it.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { fromBase64, keyFromPassphrase, KDF_RELEASE, randomBytes, slotAad, toBase64, unwrapKey, wipe, wrapKey } from './crypto.js';
 import { VaultError } from './errors.js';
-import { parseVaultFile, SLOT_ID_PATTERN, type SlotFile, slotFileSchema } from './format.js';
+import { FORMAT_VERSION, jsonOrUndefined, parseVaultFile, SLOT_ID_PATTERN, SLOT_KINDS, type SlotFile, slotFileSchema } from './format.js';
+import type { VaultDir } from './vault-dir.js';
 import { keychainWrite } from './keychain.js';
 
 const TOKEN_PREFIX = 'svt1_';
@@ -101,18 +100,84 @@ export async function openPassphraseSlot(slot: SlotFile & { kind: 'passphrase' }
   }
 }
 
-export function readSlots(slotsDir: string): SlotFile[] {
-  const slots: SlotFile[] = [];
-  for (const entry of fs.readdirSync(slotsDir).sort()) {
+/**
+ * The most a passphrase slot may make unlock spend: argon2id passes and memory (bytes). A writer of
+ * the vault can plant slots; one at libsodium's maximum costs minutes and gigabytes per unlock, so a
+ * slot above either is skipped with a notice. Twice the memory and one pass more than KDF_RELEASE
+ * (libsodium's MODERATE), so that a stronger default in a later version still opens here.
+ * docs/FORMAT.md, "Slots".
+ */
+export const KDF_CAP = { opslimit: 4, memlimit: 512 * 1024 * 1024 } as const;
+
+/** Why unlock will not spend the KDF of `slot`, or undefined when it is within KDF_CAP. */
+export function overKdfCap(slot: SlotFile): string | undefined {
+  if (slot.kind !== 'passphrase') return undefined;
+  const { opslimit, memlimit } = slot.kdf;
+  if (opslimit <= KDF_CAP.opslimit && memlimit <= KDF_CAP.memlimit) return undefined;
+  return `its argon2id parameters (opslimit ${opslimit}, memlimit ${memlimit} bytes) are over this sealvault's cap ` +
+    `(opslimit ${KDF_CAP.opslimit}, memlimit ${KDF_CAP.memlimit})`;
+}
+
+/**
+ * The order unlock tries slots in: the one that opened last time for this user first (remembered in
+ * known_vaults.json), then the cheaper passphrase slots before the costlier ones, so that slots a
+ * writer planted cost a routine unlock nothing.
+ */
+export function orderSlots(slots: SlotFile[], lastOpened: string | undefined): SlotFile[] {
+  const cost = (s: SlotFile) => (s.kind === 'passphrase' ? s.kdf.opslimit * s.kdf.memlimit : 0);
+  return [...slots].sort((a, b) => Number(b.id === lastOpened) - Number(a.id === lastOpened) || cost(a) - cost(b));
+}
+
+/** A slot of a kind this version does not know (from a newer one): kept, skipped, shown as unknown. */
+export interface UnknownSlot {
+  id: string;
+  kind: string;
+  created?: string;
+  label?: string;
+}
+
+export interface SlotReading {
+  slots: SlotFile[];
+  unknown: UnknownSlot[];
+}
+
+/**
+ * The slots of `slotsDir`, each read bounded and without following a symlink. A slot of a kind this
+ * version does not know is set apart (as age skips a stanza it does not know), so that one newer
+ * teammate's slot does not lock every older sealvault out; any other damage is an error.
+ */
+export function readSlots(slotsDir: VaultDir): SlotReading {
+  const reading: SlotReading = { slots: [], unknown: [] };
+  for (const entry of slotsDir.names().sort()) {
     if (!entry.endsWith('.json')) continue;
-    const file = path.join(slotsDir, entry);
-    const slot = parseVaultFile(slotFileSchema, 'sealvault-slot', fs.readFileSync(file), file);
+    const file = slotsDir.at(entry);
+    const text = slotsDir.read(entry, 'slot');
+    if (text === undefined) continue;
+    const fields = jsonOrUndefined(text);
+    const unknown = unknownKind(fields);
+    if (unknown !== undefined) {
+      if (`${unknown.id}.json` !== entry) {
+        throw new VaultError('corrupt', `${file} holds slot ${unknown.id} under another file name; restore it from version control or a backup`);
+      }
+      reading.unknown.push(unknown);
+      continue;
+    }
+    const slot = parseVaultFile(slotFileSchema, 'sealvault-slot', text, file);
     if (`${slot.id}.json` !== entry) {
       throw new VaultError('corrupt', `${file} holds slot ${slot.id} under another file name; restore it from version control or a backup`);
     }
-    slots.push(slot);
+    reading.slots.push(slot);
   }
-  return slots;
+  return reading;
+}
+
+/** A slot file of this format and version whose kind is not one of ours. */
+function unknownKind(fields: unknown): UnknownSlot | undefined {
+  if (typeof fields !== 'object' || fields === null) return undefined;
+  const f = fields as Record<string, unknown>;
+  if (f.format !== 'sealvault-slot' || f.version !== FORMAT_VERSION || typeof f.kind !== 'string' || (SLOT_KINDS as readonly string[]).includes(f.kind)) return undefined;
+  if (typeof f.id !== 'string' || !SLOT_ID_PATTERN.test(f.id)) return undefined;
+  return { id: f.id, kind: f.kind, ...(typeof f.created === 'string' ? { created: f.created } : {}) };
 }
 
 export function checkSlotId(id: string): string {

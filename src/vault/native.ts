@@ -4,7 +4,14 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VaultError } from './errors.js';
 
+/** The *at() system calls (openat(2), mkdirat(2), unlinkat(2), renameat(2)); errors carry code, syscall and path like Node's. */
 export interface NativeAddon {
+  openAt(dirfd: number, name: string, flags: number, mode: number): number;
+  mkdirAt(dirfd: number, name: string, mode: number): void;
+  unlinkAt(dirfd: number, name: string, flags: number): void;
+  renameAt(oldDirfd: number, oldName: string, newDirfd: number, newName: string): void;
+  /** Entry names of an open directory, without . and .. */
+  listDir(dirfd: number): string[];
   tryLockExclusive(fd: number): boolean;
   hardenProcess(): void;
   isDumpable(): boolean;

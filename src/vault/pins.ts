@@ -2,15 +2,17 @@
  * Per-user trust state outside every vault, in the spirit of ssh's known_hosts: the public key
  * pinned on first use for each vault id, the paths the vault was seen at, and the audit witness
  * (the newest audit entry this user wrote or verified), which exposes a truncated or rewritten log,
- * and the highest policy revision this user has seen, which exposes an older policy put back.
+ * the highest policy revision this user has seen, which exposes an older policy put back, and the
+ * slot that opened the vault last, tried first next time. docs/FORMAT.md, "known_vaults.json".
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as z from 'zod/mini';
+import type { AuditHead } from './audit.js';
 import { VaultError } from './errors.js';
-import { jsonOrUndefined } from './format.js';
-import { readFileIfExists, withLock, writeFileAtomic } from './files.js';
+import { jsonOrUndefined, SLOT_ID_PATTERN } from './format.js';
 import { stateDirectory } from './paths.js';
+import { VaultDir } from './vault-dir.js';
+
+const STATE_FILE = 'known_vaults.json';
 
 const stateSchema = z.strictObject({
   version: z.literal(1),
@@ -19,42 +21,50 @@ const stateSchema = z.strictObject({
     z.strictObject({
       public_key: z.string(),
       paths: z.array(z.string()),
-      audit: z.nullable(z.strictObject({ seq: z.int(), hash: z.string() })),
-      policy_revision: z.int(),
+      audit: z.nullable(z.strictObject({ seq: z.int().check(z.gte(1)), hash: z.string(), offset: z.optional(z.int().check(z.gte(0))) })),
+      policy_revision: z.int().check(z.gte(0)),
+      last_slot: z.optional(z.string().check(z.regex(SLOT_ID_PATTERN))),
     }),
   ),
 });
 type State = z.infer<typeof stateSchema>;
 export type Pin = State['vaults'][string];
-export interface AuditHead {
-  seq: number;
-  hash: string;
+
+/** Runs `work` with the state directory open (made 0700 when `create`); undefined when it does not exist. */
+function withStateDirectory<T>(work: (dir: VaultDir | undefined) => T, create = false): T {
+  const dir = VaultDir.open(stateDirectory(), { create });
+  try {
+    return work(dir);
+  } finally {
+    dir?.close();
+  }
 }
 
-function stateFile(): string {
-  return path.join(stateDirectory(), 'known_vaults.json');
-}
-
-function readState(): State {
-  const file = stateFile();
-  const text = readFileIfExists(file);
+function parseState(dir: VaultDir | undefined): State {
+  const text = dir?.read(STATE_FILE, 'state');
   if (text === undefined) return { version: 1, vaults: {} };
   const parsed = stateSchema.safeParse(jsonOrUndefined(text));
   if (!parsed.success) {
-    throw new VaultError('corrupt', `${file} is damaged; restore it from a backup, or delete it to pin every vault anew on next use`);
+    throw new VaultError('corrupt', `${dir?.at(STATE_FILE)} is damaged; restore it from a backup, or delete it to pin every vault anew on next use`);
   }
   return parsed.data;
 }
 
+function readState(): State {
+  return withStateDirectory(parseState);
+}
+
 function updateState(change: (state: State) => void): void {
-  const dir = stateDirectory();
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  withLock(path.join(dir, 'known_vaults.lock'), () => {
-    const state = readState();
-    const before = JSON.stringify(state);
-    change(state);
-    if (JSON.stringify(state) !== before) writeFileAtomic(dir, stateFile(), `${JSON.stringify(state, null, 2)}\n`);
-  });
+  withStateDirectory((dir) => {
+    if (dir === undefined) throw new VaultError('internal', `cannot create ${stateDirectory()}`);
+    dir.withLock('known_vaults.lock', () => {
+      const state = parseState(dir);
+      const before = JSON.stringify(state);
+      change(state);
+      // the temporary file beside the state: this directory is the user's, never swept
+      if (JSON.stringify(state) !== before) dir.writeAtomic(dir, STATE_FILE, `${JSON.stringify(state, null, 2)}\n`);
+    });
+  }, true);
 }
 
 export interface PinCheck {
@@ -124,5 +134,17 @@ export function recordPolicyRevision(vaultId: string, revision: number): void {
   updateState((state) => {
     const pin = state.vaults[vaultId];
     if (pin !== undefined && revision > pin.policy_revision) pin.policy_revision = revision;
+  });
+}
+
+/** The id of the slot that opened `vaultId` last for this user, if any. */
+export function lastOpenedSlot(vaultId: string): string | undefined {
+  return readState().vaults[vaultId]?.last_slot;
+}
+
+export function recordOpenedSlot(vaultId: string, slotId: string): void {
+  updateState((state) => {
+    const pin = state.vaults[vaultId];
+    if (pin !== undefined) pin.last_slot = slotId;
   });
 }

@@ -6,26 +6,30 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Tier } from '../sandbox/tiers.js';
-import { type AuditEvent, type AuditReading, appendAudit, nextAuditLink, readAudit } from './audit.js';
+import { AUDIT_FILE, type AuditEvent, type AuditHead, type AuditReading, appendAudit, fitsAuditLine, prepareAppend, readAudit } from './audit.js';
 import { grantTarget, type ProgramTarget, readShebang, resolveCommand, scriptTarget, sha256OfFd } from './binary.js';
 import {
   fingerprint, fromBase64, generateKeyPair, type KeyPair, loadCrypto, openSecret, randomBytes, SEAL_OVERHEAD, sealSecret, toBase64, wipe,
 } from './crypto.js';
 import { VaultError } from './errors.js';
 import {
-  FORMAT_VERSION, type Grant, jsonOrUndefined, parseVaultFile, secretFileSchema, serialize, type SlotFile, type VaultFile, vaultFileSchema,
+  type AuditEntry, FORMAT_VERSION, type Grant, jsonOrUndefined, parseVaultFile, secretFileSchema, serialize, type SlotFile, type VaultFile, vaultFileSchema,
 } from './format.js';
-import { readFileIfExists, removeFileDurably, sweepTemporaryFiles, withLock, writeFileAtomic } from './files.js';
+import { printable } from './printable.js';
+import { SIZE_CAPS, VaultDir } from './vault-dir.js';
 import { keychainDelete } from './keychain.js';
-import { checkSlotId, createSlot, type NewSlot, readSlots, type SlotRequest } from './keyslots.js';
+import { checkSlotId, createSlot, type NewSlot, orderSlots, overKdfCap, readSlots, type SlotReading, type SlotRequest } from './keyslots.js';
 import { checkSecretName } from './names.js';
-import { auditWitness, checkPin, pinVault, policyRevisionSeen, recordAuditWitness, recordPolicyRevision } from './pins.js';
+import {
+  auditWitness, checkPin, lastOpenedSlot, pinVault, policyRevisionSeen, recordAuditWitness, recordOpenedSlot, recordPolicyRevision,
+} from './pins.js';
 import { isInterpreter, type Policy, readsOptionsAfterScript, sameGrantTarget, sealPolicy, verifyPolicy } from './policy.js';
 import { type UnlockOptions, unlockPrivateKey } from './unlock.js';
 
 export const MAX_VALUE_BYTES = 1024 * 1024;
 const SECRET_FILE = /^([A-Z_][A-Z0-9_]{0,127})\.json$/;
-const GITIGNORE = '# local to this machine, never committed (docs/FORMAT.md)\n.lock\n.tmp/\n';
+// .tmp without a slash: a .tmp that is a symlink (not a directory) must not be committed either
+const GITIGNORE = '# local to this machine, never committed (docs/FORMAT.md)\n.lock\n.tmp\naudit.log.torn-*\n';
 
 type AuditRecord = [AuditEvent, Record<string, unknown>];
 
@@ -48,10 +52,12 @@ export interface OpenOptions {
 
 export class Vault {
   /** The audit entry this process appended, to become the user's witness once the lock is released. */
-  private pendingWitness: { seq: number; hash: string } | undefined;
+  private pendingWitness: AuditHead | undefined;
 
   private constructor(
     readonly dir: string,
+    /** The vault directory, open for the life of this object: every file is reached through it. */
+    readonly root: VaultDir,
     readonly file: VaultFile,
   ) {}
 
@@ -68,42 +74,73 @@ export class Vault {
     return path.join(this.dir, ...parts);
   }
   get auditFile(): string {
-    return this.at('audit.log');
+    return this.at(AUDIT_FILE);
   }
   get policyFile(): string {
     return this.at('policy.json');
   }
 
-  /** Creates a vault with one key slot in `dir`, which must be new or empty. */
+  /** A directory of the layout, never through a symlink; `create` makes it (0700). */
+  private sub(name: 'secrets' | 'slots' | '.tmp', create = false): VaultDir | undefined {
+    return this.root.child(name, { create });
+  }
+
+  /** Runs `work` with a directory of the layout open, and closes it; undefined when it is missing. */
+  private within<T>(name: 'secrets' | 'slots' | '.tmp', work: (dir: VaultDir) => T, create = false): T | undefined {
+    const dir = this.sub(name, create);
+    if (dir === undefined) return undefined;
+    try {
+      return work(dir);
+    } finally {
+      dir.close();
+    }
+  }
+
+  /**
+   * Creates a vault with one key slot in `dir`, which must be new or empty. The directory is locked
+   * before it is found empty and stays locked until the vault is whole, so that of several inits
+   * racing on one directory exactly one makes a vault and the others are refused.
+   */
   static async create(dir: string, firstSlot: SlotRequest): Promise<{ vault: Vault; token?: string }> {
-    const existing = fs.existsSync(dir) ? fs.readdirSync(dir) : undefined;
-    if (existing?.includes('vault.json')) throw new VaultError('refused', `a vault already exists at ${dir}; use it, or choose another --vault directory`);
-    if (existing !== undefined && existing.length > 0) throw new VaultError('refused', `${dir} is not empty; choose a new or empty directory for the vault`);
+    const existed = fs.existsSync(dir);
+    const root = VaultDir.open(dir, { create: true });
+    if (root === undefined) throw new VaultError('internal', `cannot create ${dir}`);
+    root.lockDirectory();
+    const existing = root.names();
+    if (existing.includes('vault.json')) {
+      root.close();
+      throw new VaultError('refused', `a vault already exists at ${dir}; use it, or choose another --vault directory`);
+    }
+    if (existing.length > 0) {
+      root.close();
+      throw new VaultError('refused', `${dir} is not empty; choose a new or empty directory for the vault`);
+    }
     await loadCrypto();
     const keys = generateKeyPair();
     const vaultId = randomBytes(16);
     const file: VaultFile = {
       format: 'sealvault-vault', version: FORMAT_VERSION, vault_id: toBase64(vaultId), public_key: toBase64(keys.publicKey), created: new Date().toISOString(),
     };
-    const vault = new Vault(dir, file);
+    const vault = new Vault(dir, root, file);
     let made: NewSlot | undefined;
     try {
       // the slot first: the keychain may refuse, and then nothing is on disk yet
       made = await createSlot(firstSlot, vaultId, keys.secretKey);
       const slot = made.slot;
-      for (const sub of ['', 'slots', 'secrets', '.tmp']) fs.mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o700 });
-      vault.write(() => {
-        writeFileAtomic(vault.at('.tmp'), vault.at('.gitignore'), GITIGNORE, 0o644);
-        writeFileAtomic(vault.at('.tmp'), vault.at('slots', `${slot.id}.json`), serialize(slot));
-        writeFileAtomic(vault.at('.tmp'), vault.policyFile, serialize(sealPolicy(file.vault_id, keys.secretKey, { revision: 0, grants: [] })));
+      for (const sub of ['slots', 'secrets', '.tmp'] as const) vault.sub(sub, true)?.close();
+      vault.write((tmp) => {
+        root.writeAtomic(tmp, '.gitignore', GITIGNORE, 0o644);
+        vault.within('slots', (slots) => slots.writeAtomic(tmp, `${slot.id}.json`, serialize(slot)));
+        root.writeAtomic(tmp, 'policy.json', serialize(sealPolicy(file.vault_id, keys.secretKey, { revision: 0, grants: [] })));
         const details = { vault_id: file.vault_id, fingerprint: vault.fingerprint, slot: slot.id, kind: slot.kind };
-        vault.pendingWitness = appendAudit(vault.auditFile, nextAuditLink(vault.auditFile), 'init', details);
+        vault.pendingWitness = appendAudit(root, prepareAppend(root, tmp, undefined), 'init', details);
         // vault.json last: its presence is what makes the directory a vault
-        writeFileAtomic(vault.at('.tmp'), vault.at('vault.json'), serialize(file), 0o644);
+        root.writeAtomic(tmp, 'vault.json', serialize(file), 0o644);
       });
     } catch (error) {
       // leave the directory as it was found (absent or empty), so that init can simply be run again
-      if (existing === undefined) fs.rmSync(dir, { recursive: true, force: true });
+      root.close();
+      if (!existed) fs.rmSync(dir, { recursive: true, force: true });
       else for (const entry of fs.existsSync(dir) ? fs.readdirSync(dir) : []) fs.rmSync(path.join(dir, entry), { recursive: true, force: true });
       if (made?.slot.kind === 'keychain') await keychainDelete(made.slot.keychain.account);
       throw error;
@@ -116,14 +153,14 @@ export class Vault {
   }
 
   static open(dir: string, options: OpenOptions = {}): Vault {
-    const file = path.join(dir, 'vault.json');
-    const text = readFileIfExists(file);
+    const root = VaultDir.open(dir);
+    if (root === undefined) throw new VaultError('notFound', `no vault at ${dir}; create one with \`vault init\` or point --vault (or VAULT_DIR) at an existing one`);
+    const text = root.read('vault.json', 'vault');
     if (text === undefined) {
-      throw new VaultError('notFound', fs.existsSync(dir)
-        ? `${dir} holds no vault (no vault.json); create one with \`vault init\` or point --vault at an existing one`
-        : `no vault at ${dir}; create one with \`vault init\` or point --vault (or VAULT_DIR) at an existing one`);
+      root.close();
+      throw new VaultError('notFound', `${dir} holds no vault (no vault.json); create one with \`vault init\` or point --vault at an existing one`);
     }
-    const vault = new Vault(dir, parseVaultFile(vaultFileSchema, 'sealvault-vault', text, file));
+    const vault = new Vault(dir, root, parseVaultFile(vaultFileSchema, 'sealvault-vault', text, path.join(dir, 'vault.json')));
     if (options.checkPin !== false) checkPin(vault.pinFacts());
     return vault;
   }
@@ -132,17 +169,27 @@ export class Vault {
     return { vaultId: this.file.vault_id, publicKey: this.file.public_key, fingerprint: this.fingerprint, realPath: this.realPath };
   }
 
+  /** Closes the vault directory's fd; the object is useless afterwards. The CLI leaves it to process exit. */
+  close(): void {
+    this.root.close();
+  }
+
   /** Pins this vault's public key for the current user (first use, or `vault trust`). */
   pin(): void {
     pinVault(this.pinFacts());
   }
 
-  /** Runs a change under the vault's writer lock, after clearing what a dead writer left. */
-  private write<T>(change: () => T): T {
-    fs.mkdirSync(this.at('.tmp'), { recursive: true, mode: 0o700 });
-    return withLock(this.at('.lock'), () => {
-      sweepTemporaryFiles(this.at('.tmp'));
-      return change();
+  /** Runs a change under the vault's writer lock, after clearing what a dead writer left in .tmp. */
+  private write<T>(change: (tmp: VaultDir) => T): T {
+    return this.root.withLock('.lock', () => {
+      const tmp = this.sub('.tmp', true);
+      if (tmp === undefined) throw new VaultError('internal', `cannot open ${this.at('.tmp')}`);
+      try {
+        tmp.sweep();
+        return change(tmp);
+      } finally {
+        tmp.close();
+      }
     });
   }
 
@@ -152,102 +199,155 @@ export class Vault {
     this.pendingWitness = undefined;
   }
 
-  /** Runs a change under the lock and records its audit entry in the same critical section. */
-  change<T>(work: () => T, describe: (result: T) => AuditRecord): T {
-    const result = this.write(() => {
-      const link = nextAuditLink(this.auditFile); // a damaged log refuses the change before it is made
-      const value = work();
+  /**
+   * Runs a change under the lock and records its audit entry in the same critical section. The log
+   * is checked against the user's witness first: a rewritten or damaged log refuses the change
+   * before it is made (exit 9).
+   */
+  change<T>(work: (tmp: VaultDir) => T, describe: (result: T) => AuditRecord): T {
+    const result = this.write((tmp) => {
+      const link = prepareAppend(this.root, tmp, auditWitness(this.file.vault_id));
+      const value = work(tmp);
       const [event, details] = describe(value);
-      this.pendingWitness = appendAudit(this.auditFile, link, event, details);
+      this.pendingWitness = appendAudit(this.root, link, event, details);
       return value;
     });
     this.witnessHead();
     return result;
   }
 
-  /** Where the secret `name` lives; checks the name first. */
+  /** An audit entry alone (exec's release and exit), with the same checks as a change. */
+  record(event: AuditEvent, details: Record<string, unknown>): void {
+    this.change(() => undefined, () => [event, details]);
+  }
+
+  has(name: string): boolean {
+    return this.within('secrets', (dir) => dir.has(`${checkSecretName(name)}.json`)) ?? false;
+  }
+
+  /** The bytes of the secret file of `name`, or undefined when there is none. */
+  readSecretFile(name: string): Buffer | undefined {
+    return this.within('secrets', (dir) => dir.read(`${checkSecretName(name)}.json`, 'secret'));
+  }
+
+  /** Where the secret `name` lives, for messages. */
   secretFile(name: string): string {
     return this.at('secrets', `${checkSecretName(name)}.json`);
   }
 
-  has(name: string): boolean {
-    return fs.existsSync(this.secretFile(name));
-  }
-
   /** Seals `value` under `name`. Needs no unlock. Replacing an existing secret must be asked for. */
   async put(name: string, value: Uint8Array, options: { replace: boolean }): Promise<'put' | 'replace'> {
-    const file = this.secretFile(name);
+    const fileName = `${checkSecretName(name)}.json`;
     if (value.length === 0) throw new VaultError('badSecret', `the value for ${name} is empty; nothing was stored`);
     if (value.length > MAX_VALUE_BYTES) {
       throw new VaultError('badSecret', `the value for ${name} is ${value.length} bytes, over the limit of ${MAX_VALUE_BYTES} (1 MiB); nothing was stored`);
     }
     await loadCrypto();
     const sealed = toBase64(sealSecret(this.publicKey(), name, value));
-    return this.change(() => {
-      const previous = readFileIfExists(file);
+    return this.change((tmp) => this.within('secrets', (secrets) => {
+      let previous: Buffer | undefined;
+      try {
+        previous = secrets.read(fileName, 'secret');
+      } catch (error) {
+        // --force mends a damaged secret file, whatever is in the way of a regular one
+        if (!(options.replace && error instanceof VaultError && error.kind === 'unsafeFile')) throw error;
+        secrets.remove(fileName);
+        previous = Buffer.alloc(0);
+      }
       if (previous !== undefined && !options.replace) throw existsError(name);
       const now = new Date().toISOString();
       // --force also mends a damaged secret file: its old creation date is then unknown
       const created = previous === undefined ? now : (secretFileSchema.safeParse(jsonOrUndefined(previous)).data?.created ?? now);
-      writeFileAtomic(this.at('.tmp'), file, serialize({ format: 'sealvault-secret', version: FORMAT_VERSION, created, updated: now, sealed }));
-      return previous === undefined ? 'put' : 'replace';
-    }, (event) => [event, { name }]);
+      secrets.writeAtomic(tmp, fileName, serialize({ format: 'sealvault-secret', version: FORMAT_VERSION, created, updated: now, sealed }));
+      return previous === undefined ? ('put' as const) : ('replace' as const);
+    }, true)!, (event) => [event, { name }]);
   }
 
   remove(name: string): void {
-    const file = this.secretFile(name);
-    this.change(() => {
-      if (!fs.existsSync(file)) throw new VaultError('notFound', `no secret named ${name}; \`vault list\` shows the names`);
-      removeFileDurably(file);
-    }, () => ['rm', { name }]);
+    const fileName = `${checkSecretName(name)}.json`;
+    this.change(() => this.within('secrets', (secrets) => {
+      if (!secrets.has(fileName)) throw new VaultError('notFound', `no secret named ${name}; \`vault list\` shows the names`);
+      secrets.remove(fileName);
+    }), () => ['rm', { name }]);
   }
 
-  /** The names of the stored secrets, from the directory listing alone. */
+  /**
+   * The names of the stored secrets, from the directory listing alone. A file that is not named like
+   * a secret (a reserved name such as PATH.json, say from a newer version or a writer of the vault)
+   * is skipped with a warning, not an error: the rest of the vault stays usable.
+   */
   names(): string[] {
-    return fs
-      .readdirSync(this.at('secrets'))
-      .filter((entry) => SECRET_FILE.test(entry))
-      .sort()
-      .map((entry) => entry.slice(0, -'.json'.length));
+    const entries = this.within('secrets', (dir) => dir.names()) ?? [];
+    const names: string[] = [];
+    for (const entry of entries.sort()) {
+      const match = SECRET_FILE.exec(entry);
+      if (match?.[1] === undefined) continue;
+      try {
+        names.push(checkSecretName(match[1]));
+      } catch {
+        process.emitWarning(`${printable(this.at('secrets', entry))}: ${printable(match[1])} is not a name a secret may have; the file is ignored`);
+      }
+    }
+    return names;
   }
 
   list(): SecretInfo[] {
     return this.names().map((name) => {
       const file = this.secretFile(name);
-      const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', fs.readFileSync(file), file);
-      const sealedBytes = Buffer.from(secret.sealed, 'base64').length;
-      return { name, size: sealedBytes - SEAL_OVERHEAD - Buffer.byteLength(name) - 1, created: secret.created, updated: secret.updated };
+      const text = this.readSecretFile(name);
+      if (text === undefined) throw new VaultError('notFound', `${file} vanished while it was being read; try again`);
+      const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', text, file);
+      return { name, size: sealedValueSize(secret.sealed, name, file), created: secret.created, updated: secret.updated };
     });
   }
 
-  slots(): SlotFile[] {
-    return readSlots(this.at('slots'));
+  slots(): SlotReading {
+    return this.within('slots', (dir) => readSlots(dir)) ?? { slots: [], unknown: [] };
   }
 
-  readAudit(): AuditReading {
-    return readAudit(this.auditFile, auditWitness(this.file.vault_id));
+  readAudit(onEntry?: (entry: AuditEntry) => void): AuditReading {
+    return readAudit(this.root, auditWitness(this.file.vault_id), onEntry);
   }
 
   /** After a successful verification the user's witness moves to the newest entry. */
-  acceptAuditHead(head: { seq: number; hash: string }): void {
+  acceptAuditHead(head: AuditHead): void {
     recordAuditWitness(this.file.vault_id, head);
   }
 
   async unlock(options: UnlockOptions = {}): Promise<UnlockedVault> {
-    const slots = this.slots();
-    if (slots.length === 0) throw new VaultError('noUnlock', `${this.at('slots')} holds no key slot, so nothing can unlock this vault; restore the slots from version control or a backup`);
+    const { slots: all, unknown } = this.slots();
+    for (const slot of unknown) {
+      process.emitWarning(`slot ${slot.id} is of a kind this sealvault does not know (${slot.kind}), from a newer version; it is skipped`);
+    }
+    const slots = all.filter((slot) => {
+      const over = overKdfCap(slot);
+      if (over !== undefined) process.emitWarning(`passphrase slot ${slot.id} is skipped: ${over}`);
+      return over === undefined;
+    });
+    if (slots.length === 0) {
+      throw new VaultError('noUnlock', `${this.at('slots')} holds no key slot this sealvault can use, so nothing can unlock this vault; restore the slots from version control or a backup`);
+    }
     await loadCrypto();
-    const { secretKey, slot } = await unlockPrivateKey(this.vaultId(), this.publicKey(), slots, options);
+    const ordered = orderSlots(slots, lastOpenedSlot(this.file.vault_id));
+    const { secretKey, slot } = await unlockPrivateKey(this.vaultId(), this.publicKey(), ordered, options);
+    // remembered only when another was tried first: a routine unlock changes no file
+    if (slot.id !== ordered[0]?.id) recordOpenedSlot(this.file.vault_id, slot.id);
     return new UnlockedVault(this, { publicKey: this.publicKey(), secretKey }, slot);
   }
 
-  /** Atomic write of a file below the vault; callers are inside change(). */
-  writeVaultFile(relative: string, text: string): void {
-    writeFileAtomic(this.at('.tmp'), this.at(relative), text);
+  /** Atomic write of a file of the layout ('policy.json' or 'slots/ID.json'); callers are inside change(). */
+  writeVaultFile(tmp: VaultDir, relative: 'policy.json' | `slots/${string}`, text: string): void {
+    if (relative === 'policy.json') this.root.writeAtomic(tmp, relative, text);
+    else this.within('slots', (dir) => dir.writeAtomic(tmp, relative.slice('slots/'.length), text), true);
   }
-  /** Durable removal of a file below the vault; callers are inside change(). */
-  removeVaultFile(relative: string): void {
-    removeFileDurably(this.at(relative));
+
+  /** Durable removal of a slot file; callers are inside change(). */
+  removeSlotFile(id: string): void {
+    this.within('slots', (dir) => dir.remove(`${checkSlotId(id)}.json`));
+  }
+
+  readPolicyFile(): Buffer | undefined {
+    return this.root.read('policy.json', 'policy');
   }
 
   /** Re-pins the public key when `expected` is its fingerprint, checked out of band by the user. */
@@ -257,6 +357,20 @@ export class Vault {
     }
     this.change(() => this.pin(), () => ['trust', { fingerprint: this.fingerprint, by: 'fingerprint' }]);
   }
+}
+
+/**
+ * The size of the value in a sealed message (docs/FORMAT.md, "secrets"): the sealed bytes less the
+ * box's overhead and the name and zero byte sealed with the value. A sealed field too short to hold
+ * any value, or holding more than MAX_VALUE_BYTES, is a damaged file, not a size of -57.
+ */
+function sealedValueSize(sealed: string, name: string, file: string): number {
+  const size = Buffer.from(sealed, 'base64').length - SEAL_OVERHEAD - Buffer.byteLength(name) - 1;
+  if (size < 1 || size > MAX_VALUE_BYTES) {
+    const what = size < 1 ? 'too short to hold a value' : `longer than the largest value (${MAX_VALUE_BYTES} bytes)`;
+    throw new VaultError('corrupt', `${file} is a damaged secret file: its sealed value is ${what}; restore it from version control or a backup`);
+  }
+  return size;
 }
 
 export interface GrantRequest {
@@ -320,6 +434,12 @@ function renewedScript(real: string, interpreterPath: string): ProgramTarget {
   return scriptTarget(hashFile(real), { path: interpreterPath });
 }
 
+/** A secret's sealed bytes and the file they came from (for messages). */
+export interface SealedValue {
+  file: string;
+  sealed: Uint8Array;
+}
+
 export class UnlockedVault {
   constructor(
     readonly vault: Vault,
@@ -336,7 +456,7 @@ export class UnlockedVault {
   async addSlot(request: SlotRequest): Promise<NewSlot> {
     const made = await createSlot(request, this.vault.vaultId(), this.keys.secretKey);
     this.vault.change(
-      () => this.vault.writeVaultFile(path.join('slots', `${made.slot.id}.json`), serialize(made.slot)),
+      (tmp) => this.vault.writeVaultFile(tmp, `slots/${made.slot.id}.json`, serialize(made.slot)),
       () => ['key-add', { slot: made.slot.id, kind: made.slot.kind }],
     );
     return made;
@@ -345,11 +465,11 @@ export class UnlockedVault {
   async removeSlot(id: string): Promise<SlotFile> {
     checkSlotId(id);
     const removed = this.vault.change(() => {
-      const slots = this.vault.slots();
+      const { slots } = this.vault.slots();
       const slot = slots.find((s) => s.id === id);
       if (slot === undefined) throw new VaultError('notFound', `no key slot ${id}; \`vault key list\` shows the slots`);
       if (slots.length === 1) throw new VaultError('refused', `slot ${id} is the vault's last key slot; removing it would lock the vault for good. Add another slot first`);
-      this.vault.removeVaultFile(path.join('slots', `${id}.json`));
+      this.vault.removeSlotFile(id);
       return slot;
     }, () => ['key-rm', { slot: id }]);
     if (removed.kind === 'keychain') {
@@ -362,7 +482,7 @@ export class UnlockedVault {
   /** The verified policy; refuses one older than the newest this user has seen (a rollback). */
   policy(): Policy {
     const { policyFile, file } = this.vault;
-    const policy = verifyPolicy(readFileIfExists(policyFile), policyFile, file.vault_id, this.keys.secretKey);
+    const policy = verifyPolicy(this.vault.readPolicyFile(), policyFile, file.vault_id, this.keys.secretKey);
     const seen = policyRevisionSeen(file.vault_id);
     if (policy.revision < seen) {
       throw new VaultError(
@@ -375,10 +495,10 @@ export class UnlockedVault {
   }
 
   private writePolicy(event: 'allow' | 'revoke', details: Record<string, unknown>, change: (grants: Grant[]) => Grant[]): Policy {
-    return this.vault.change(() => {
+    return this.vault.change((tmp) => {
       const current = this.policy();
       const next = { revision: current.revision + 1, grants: change(current.grants) };
-      this.vault.writeVaultFile('policy.json', serialize(sealPolicy(this.vault.file.vault_id, this.keys.secretKey, next)));
+      this.vault.writeVaultFile(tmp, 'policy.json', serialize(sealPolicy(this.vault.file.vault_id, this.keys.secretKey, next)));
       recordPolicyRevision(this.vault.file.vault_id, next.revision);
       return next;
     }, () => [event, details]);
@@ -401,6 +521,9 @@ export class UnlockedVault {
     const created = new Date().toISOString();
     const fields = grantFields(request);
     const details = { secrets: names, path: binary.path, sha256: binary.sha256, min_tier: request.minTier, args, any_args: request.anyArgs, ...fields };
+    if (!fitsAuditLine(details)) {
+      throw new VaultError('usage', `this grant's arguments, environment and paths are over ${SIZE_CAPS.auditLine} bytes, more than its audit entry may hold; pin less, or pin a file that holds it`);
+    }
     return this.writePolicy('allow', details, (grants) => {
       const kept = grants.filter((g) => !names.some((secret) => sameGrantTarget(g, { secret, sha256: binary.sha256, args })));
       return [...kept, ...names.map((secret) => ({ secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created, ...fields }))];
@@ -460,22 +583,38 @@ export class UnlockedVault {
     return { policy, removed: before };
   }
 
-  /** Opens the named secrets for `vault exec`; the caller wipes every value after hand-over. */
-  openSecrets(names: string[]): Map<string, Uint8Array> {
+  /**
+   * The sealed values of `names`, read and checked against docs/FORMAT.md but not opened: `vault
+   * exec` reads them before it audits the release, so that a damaged file refuses before that.
+   */
+  readSealed(names: string[]): Map<string, SealedValue> {
+    const sealed = new Map<string, SealedValue>();
+    for (const name of names) {
+      const file = this.vault.secretFile(name);
+      const text = this.vault.readSecretFile(name);
+      if (text === undefined) throw new VaultError('notFound', `no secret named ${name}; \`vault list\` shows the names`);
+      const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', text, file);
+      sealedValueSize(secret.sealed, name, file);
+      sealed.set(name, { file, sealed: fromBase64(secret.sealed) });
+    }
+    return sealed;
+  }
+
+  /** Opens what readSealed read; the caller wipes every value after hand-over. */
+  openSealed(sealed: Map<string, SealedValue>): Map<string, Uint8Array> {
     const values = new Map<string, Uint8Array>();
     try {
-      for (const name of names) {
-        const file = this.vault.secretFile(name);
-        const text = readFileIfExists(file);
-        if (text === undefined) throw new VaultError('notFound', `no secret named ${name}; \`vault list\` shows the names`);
-        const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', text, file);
-        values.set(name, openSecret(this.keys, name, fromBase64(secret.sealed), file));
-      }
+      for (const [name, { file, sealed: bytes }] of sealed) values.set(name, openSecret(this.keys, name, bytes, file));
       return values;
     } catch (error) {
       for (const value of values.values()) wipe(value);
       throw error;
     }
+  }
+
+  /** Opens the named secrets; the caller wipes every value after use. */
+  openSecrets(names: string[]): Map<string, Uint8Array> {
+    return this.openSealed(this.readSealed(names));
   }
 
   /** Checks every secret, the policy and the audit chain; returns one line per problem. */
@@ -493,16 +632,19 @@ export class UnlockedVault {
     const names = attempt(() => this.vault.names()) ?? [];
     for (const name of names) attempt(() => this.openSecrets([name]).forEach((value) => wipe(value)));
     const policy = attempt(() => this.policy());
-    const audit = this.vault.readAudit();
-    if (audit.broken !== undefined) {
+    const audit = attempt(() => this.vault.readAudit());
+    if (audit?.broken !== undefined) {
       problems.push(new VaultError('tampered', `${this.vault.auditFile} line ${audit.broken.line}: ${audit.broken.reason}`));
-    } else if (audit.head !== undefined) {
+    } else if (audit?.head !== undefined) {
       this.vault.acceptAuditHead(audit.head);
     }
+    const slots = attempt(() => this.vault.slots());
+    const skipped = slots === undefined ? [] : [...slots.unknown.map((s) => `${s.id} (kind ${s.kind})`), ...slots.slots.filter((s) => overKdfCap(s) !== undefined).map((s) => `${s.id} (over the KDF cap)`)];
     const summary =
       `${names.length} secret(s) open under their own names, ` +
       `policy revision ${policy?.revision ?? '?'} with ${policy?.grants.length ?? '?'} grant(s) verified, ` +
-      `audit chain of ${audit.entries.length} entries intact, ${this.vault.slots().length} key slot(s)`;
+      `audit chain of ${audit?.count ?? '?'} entries intact, ${slots === undefined ? '?' : slots.slots.length + slots.unknown.length} key slot(s)` +
+      (skipped.length > 0 ? `, of which unlock skips ${skipped.join(', ')}` : '');
     return { problems, summary };
   }
 

@@ -28,6 +28,8 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   cli?: string;
   cwd?: string;
+  /** Kill the run after this many ms (default 60 s): a run that was killed has `signal` set. */
+  timeout?: number;
 }
 
 export interface Workspace {
@@ -44,7 +46,7 @@ export interface Workspace {
   command(args: string[]): string[];
   /** argv of `vault ARGS` alone, for a shell that already runs as the workspace's user. */
   cliCommand(args: string[]): string[];
-  /** Every file below the vault directory, with its bytes. */
+  /** Every file below the vault directory, with its bytes (a symlink or FIFO as a note of what it is). */
   vaultFiles(): Map<string, Buffer>;
   cleanup(): void;
 }
@@ -94,7 +96,7 @@ export function makeWorkspace(options: { keychain?: boolean; account?: Account; 
         env: { ...workspace.env, ...runOptions.env },
         input: runOptions.input ?? '',
         cwd: runOptions.cwd ?? project,
-        timeout: 60_000,
+        timeout: runOptions.timeout ?? 60_000,
       });
       if (result.error !== undefined) throw result.error;
       return {
@@ -121,8 +123,12 @@ export function makeWorkspace(options: { keychain?: boolean; account?: Account; 
         if (!fs.existsSync(dir)) return;
         for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
           const full = path.join(dir, entry.name);
+          const at = path.relative(workspace.vaultDir, full);
+          // a planted FIFO or link is recorded as what it is: reading a FIFO would hang the test
           if (entry.isDirectory()) walk(full);
-          else files.set(path.relative(workspace.vaultDir, full), fs.readFileSync(full));
+          else if (entry.isSymbolicLink()) files.set(at, Buffer.from(`<symlink to ${fs.readlinkSync(full)}>`));
+          else if (!entry.isFile()) files.set(at, Buffer.from('<not a regular file>'));
+          else files.set(at, fs.readFileSync(full));
         }
       };
       walk(workspace.vaultDir);

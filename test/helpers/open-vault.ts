@@ -9,13 +9,17 @@ export async function openAllSecrets(vaultDir: string, token: string): Promise<M
   process.env.VAULT_KEY = token;
   try {
     const vault = Vault.open(vaultDir, { checkPin: false });
-    const unlocked = await vault.unlock();
     try {
-      const names = vault.list().map((s) => s.name);
-      const values = unlocked.openSecrets(names);
-      return new Map([...values].map(([name, value]) => [name, Buffer.from(value)]));
+      const unlocked = await vault.unlock();
+      try {
+        const names = vault.list().map((s) => s.name);
+        const values = unlocked.openSecrets(names);
+        return new Map([...values].map(([name, value]) => [name, Buffer.from(value)]));
+      } finally {
+        unlocked.close();
+      }
     } finally {
-      unlocked.close();
+      vault.close();
     }
   } finally {
     if (saved === undefined) delete process.env.VAULT_KEY;

@@ -1,0 +1,443 @@
+/**
+ * A writer of the vault directory without a key (a teammate through git, a CI job, malware while
+ * the vault is locked), and damaged files. Each attack of issue 11 runs here against the real CLI,
+ * as root and as an unprivileged owner of the vault: it ends within a bound with one line and its
+ * documented exit code (13 for a file that is not what the layout says, 125 for `vault exec`, which
+ * keeps its own failures apart from the target's codes), touches nothing outside the vault, and a
+ * release is audited before any value is decrypted.
+ */
+import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { initWithToken, makeWorkspace, put, RELEASE_CLI, type RunResult, TEST_CLI, type Workspace } from './helpers/cli.js';
+import { expectOneLine, runUnchanged } from './helpers/disk.js';
+import { asAccount, IS_ROOT, RUNNERS, runnerAccount } from './helpers/users.js';
+
+const UNSAFE = 13;
+const EXEC_FAILED = 125;
+const TAMPERED = 9;
+const NO_UNLOCK = 8;
+const CORRUPT = 4;
+const SECRET = 'hostile-writer-secret-0099';
+/** Long enough for a run that hangs or goes quadratic to show as killed, short enough for the suite. */
+const BOUND = { timeout: 20_000 };
+
+const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
+
+function expectBounded(result: RunResult): void {
+  expect(result.signal, 'the run was killed at the time bound: it hung').toBeNull();
+}
+
+for (const runner of RUNNERS) {
+  describe(`a hostile writer of the vault directory, the vault owned by ${runner}`, () => {
+    let ws: Workspace;
+    let script: string;
+    let marker: string;
+    const account = () => runnerAccount(runner);
+    /** Gives what the test made to the vault's owner, as a writer of the vault would have it. */
+    const own = (file: string) => {
+      const owner = account();
+      if (IS_ROOT && owner !== undefined) fs.lchownSync(file, owner.uid, owner.gid);
+    };
+    const at = (...parts: string[]) => path.join(ws.vaultDir, ...parts);
+    /** Replaces `rel` in the vault with what `make` puts there. */
+    const plant = (rel: string, make: (full: string) => void) => {
+      const full = at(rel);
+      fs.rmSync(full, { force: true, recursive: true });
+      make(full);
+      own(full);
+      return full;
+    };
+    const fifo = (full: string) => expect(spawnSync('mkfifo', [full]).status).toBe(0);
+    const linkTo = (target: string) => (full: string) => fs.symlinkSync(target, full);
+    const sparse = (size: number) => (full: string) => {
+      fs.closeSync(fs.openSync(full, 'w'));
+      fs.truncateSync(full, size);
+    };
+    const slotFiles = () => fs.readdirSync(at('slots')).map((f) => at('slots', f));
+    const exec = () => ws.run(['exec', '--', script], BOUND);
+    const auditLines = () => fs.readFileSync(at('audit.log'), 'utf8').split('\n').filter((l) => l !== '');
+
+    beforeEach(() => {
+      ws = makeWorkspace({ account: account() });
+      initWithToken(ws);
+      put(ws, 'DB', SECRET);
+      marker = path.join(ws.project, 'target-ran');
+      script = path.join(ws.project, 'deploy.sh');
+      fs.writeFileSync(script, `#!/bin/sh\ntouch ${marker}\necho "db=\${#DB}"\n`, { mode: 0o755 });
+      own(script);
+      expect(ws.run(['allow', 'DB', '--to', script]).status).toBe(0);
+      expect(exec().stdout).toBe(`db=${SECRET.length}\n`);
+      fs.rmSync(marker);
+    });
+    afterEach(() => ws.cleanup());
+
+    describe('symlinks in the layout', () => {
+      it('.tmp linked to ~/.ssh: put refuses (13) and deletes nothing there; the .gitignore keeps the link out of git', () => {
+        const ssh = path.join(ws.root, 'home', '.ssh');
+        fs.mkdirSync(ssh, { mode: 0o700 });
+        for (const name of ['id_ed25519', 'known_hosts']) fs.writeFileSync(path.join(ssh, name), `${name}\n`);
+        plant('.tmp', linkTo(ssh));
+        const result = runUnchanged(ws, ['put', 'NEW'], { input: 'new-value-0123456789', ...BOUND });
+        expect(result.status).toBe(UNSAFE);
+        expectOneLine(result, /\.tmp is a symbolic link, where the vault keeps a directory/, /nothing was changed/);
+        expect(fs.readdirSync(ssh).sort()).toEqual(['id_ed25519', 'known_hosts']);
+        // a link named .tmp is ignored too (`.tmp/` in a .gitignore matches directories only)
+        expect(spawnSync('git', ['init', '-q', ws.vaultDir]).status).toBe(0);
+        const ignored = spawnSync('git', ['-c', 'safe.directory=*', '-C', ws.vaultDir, 'check-ignore', '.tmp', '.lock'], { encoding: 'utf8' });
+        expect(ignored.stdout, 'git check-ignore .tmp .lock').toBe('.tmp\n.lock\n');
+      });
+
+      for (const name of ['.lock', 'audit.log']) {
+        it(`${name} linked to a missing path: put refuses (13) and creates nothing there`, () => {
+          const target = path.join(ws.root, 'home', `made-through-${name}`);
+          plant(name, linkTo(target));
+          const result = runUnchanged(ws, ['put', 'NEW'], { input: 'new-value-0123456789', ...BOUND });
+          expect(result.status).toBe(UNSAFE);
+          expectOneLine(result, new RegExp(`${name.replace('.', '\\.')} is a symbolic link`));
+          expect(fs.existsSync(target)).toBe(false);
+        });
+      }
+
+      it('secrets/ linked elsewhere: list and put refuse (13)', () => {
+        const elsewhere = path.join(ws.root, 'home', 'elsewhere');
+        fs.cpSync(at('secrets'), elsewhere, { recursive: true });
+        plant('secrets', linkTo(elsewhere));
+        for (const args of [['list'], ['put', 'NEW']]) {
+          const result = runUnchanged(ws, args, { input: 'new-value-0123456789', ...BOUND });
+          expect(result.status, args.join(' ')).toBe(UNSAFE);
+          expectOneLine(result, /secrets is a symbolic link, where the vault keeps a directory/);
+        }
+      });
+    });
+
+    describe('FIFOs where a file belongs: every command ends at once, none hangs', () => {
+      const cases: [string, () => string, string[][]][] = [
+        ['vault.json', () => 'vault.json', [['list'], ['put', 'NEW'], ['exec']]],
+        ['audit.log', () => 'audit.log', [['put', 'NEW'], ['audit', '--verify'], ['exec']]],
+        ['policy.json', () => 'policy.json', [['policy'], ['exec']]],
+        ['a slot', () => path.join('slots', path.basename(slotFiles()[0]!)), [['key', 'list'], ['exec']]],
+        ['a secret', () => path.join('secrets', 'DB.json'), [['list'], ['exec']]],
+      ];
+      for (const [label, rel, commands] of cases) {
+        it(label, () => {
+          const file = plant(rel(), fifo);
+          for (const args of commands) {
+            const result = args[0] === 'exec' ? exec() : runUnchanged(ws, args, { input: 'new-value-0123456789', ...BOUND });
+            expectBounded(result);
+            expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(args[0] === 'exec' ? EXEC_FAILED : UNSAFE);
+            expectOneLine(result, `${file} is a FIFO`);
+          }
+          expect(fs.existsSync(marker), 'the target ran').toBe(false);
+        });
+      }
+    });
+
+    describe('sizes: a file over its cap is refused from its size, never read whole', () => {
+      it('a 400 MB secret file: list refuses (13)', () => {
+        plant(path.join('secrets', 'DB.json'), sparse(400_000_000));
+        for (const args of [['list'], ['list', '--json']]) {
+          const result = runUnchanged(ws, args, BOUND);
+          expectBounded(result);
+          expect(result.status).toBe(UNSAFE);
+          expectOneLine(result, /DB\.json is 400000000 bytes, over the limit of \d+ bytes for a secret file/);
+        }
+      });
+
+      it('a 400 MB policy.json: policy refuses (13), exec (125) before running anything', () => {
+        plant('policy.json', sparse(400_000_000));
+        const policy = runUnchanged(ws, ['policy'], BOUND);
+        expect(policy.status).toBe(UNSAFE);
+        expectOneLine(policy, /policy\.json is 400000000 bytes, over the limit/);
+        const result = exec();
+        expectBounded(result);
+        expect(result.status).toBe(EXEC_FAILED);
+        expect(fs.existsSync(marker)).toBe(false);
+      });
+
+      it('a 600 MB audit.log of no lines: audit --verify reports it (9) after reading one line\'s worth', () => {
+        plant('audit.log', sparse(600_000_000));
+        const result = runUnchanged(ws, ['audit', '--verify'], BOUND);
+        expectBounded(result);
+        expect(result.status).toBe(TAMPERED);
+        expectOneLine(result, /line 1: longer than \d+ bytes, which no entry is/);
+      });
+
+      it('a 32 MB unterminated last audit line: put refuses at once (9), reading only the tail', () => {
+        fs.appendFileSync(at('audit.log'), Buffer.alloc(32 * 1024 * 1024, 0x61));
+        const result = runUnchanged(ws, ['put', 'NEW'], { input: 'new-value-0123456789', ...BOUND });
+        expectBounded(result);
+        expect(result.status).toBe(TAMPERED);
+        expectOneLine(result, /its last line is longer than \d+ bytes, which no entry is/);
+      });
+
+      it('a shortened sealed field: list --json refuses (4) instead of a negative size', () => {
+        const file = at('secrets', 'DB.json');
+        const secret = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+        fs.writeFileSync(file, `${JSON.stringify({ ...secret, sealed: Buffer.alloc(8).toString('base64') })}\n`);
+        const result = runUnchanged(ws, ['list', '--json'], BOUND);
+        expect(result.status).toBe(CORRUPT);
+        expect(result.stdout).toBe('');
+        expectOneLine(result, /DB\.json is a damaged secret file: its sealed value is too short/);
+      });
+    });
+
+    describe('slots', () => {
+      /** A cheap passphrase slot (test build), and its file. */
+      const addPassphrase = (passphrase: string) => {
+        const before = new Set(slotFiles());
+        const added = ws.run(['key', 'add', '--passphrase', '--insecure-test-kdf'], { cli: TEST_CLI, env: { VAULT_NEW_PASSPHRASE: passphrase } });
+        expect(added.status, added.stderr).toBe(0);
+        return slotFiles().find((f) => !before.has(f))!;
+      };
+      /** A copy of `file` under a fresh id, with `change` applied: what a writer of the vault can plant. */
+      const plantSlot = (file: string, id: string, change: (slot: Record<string, unknown>) => void) => {
+        const slot = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+        change(slot);
+        return plant(path.join('slots', `${id}.json`), (full) => fs.writeFileSync(full, `${JSON.stringify({ ...slot, id })}\n`));
+      };
+      const withPassphrase = (passphrase: string) => {
+        delete ws.env.VAULT_KEY;
+        return { env: { VAULT_PASSPHRASE: passphrase }, ...BOUND };
+      };
+
+      it('passphrase slots over the KDF cap are skipped with a notice; argon2id never runs for them', () => {
+        const real = addPassphrase('correct horse battery');
+        const costly = (slot: Record<string, unknown>) => (slot.kdf = { ...(slot.kdf as object), opslimit: 10, memlimit: 1024 ** 3 });
+        for (const id of ['aaaaaaaaaaa1', 'aaaaaaaaaaa2', 'aaaaaaaaaaa3']) plantSlot(real, id, costly);
+        const opened = ws.run(['policy'], withPassphrase('correct horse battery'));
+        expectBounded(opened);
+        expect(opened.status, opened.stderr).toBe(0);
+        expect(opened.stderr.match(/passphrase slot aaaaaaaaaaa\d is skipped: its argon2id parameters \(opslimit 10, memlimit 1073741824 bytes\) are over/g)).toHaveLength(3);
+        // with only the costly ones left, no slot is usable: 8 at once, not a wrong passphrase after minutes
+        fs.rmSync(real);
+        const none = ws.run(['policy'], withPassphrase('correct horse battery'));
+        expectBounded(none);
+        expect(none.status).toBe(NO_UNLOCK);
+      });
+
+      it('the slot that opened last time is tried first, remembered per user only when it changes', () => {
+        const first = addPassphrase('first passphrase');
+        const second = addPassphrase('second passphrase');
+        const state = path.join(ws.env.XDG_STATE_HOME!, 'sealvault', 'known_vaults.json');
+        const lastSlot = () => Object.values((JSON.parse(fs.readFileSync(state, 'utf8')) as { vaults: Record<string, { last_slot?: string }> }).vaults)[0]?.last_slot;
+        const [a, b] = [first, second].map((f) => path.basename(f, '.json')).sort();
+        const later = b === path.basename(second, '.json') ? 'second passphrase' : 'first passphrase';
+        expect(ws.run(['policy'], withPassphrase(later)).status).toBe(0);
+        expect(lastSlot()).toBe(b);
+        expect(a).not.toBe(b);
+        // now b first: a routine unlock with it changes no file
+        const again = runUnchanged(ws, ['policy'], withPassphrase(later));
+        expect(again.status).toBe(0);
+      });
+
+      it('a slot of a kind this version does not know is skipped with a notice and listed as unknown', () => {
+        plantSlot(slotFiles()[0]!, 'bbbbbbbbbbb1', (slot) => {
+          slot.kind = 'fido2-hmac';
+          slot.credential = 'AAAA';
+        });
+        const policy = ws.run(['policy'], BOUND);
+        expect(policy.status, policy.stderr).toBe(0);
+        expect(policy.stderr).toMatch(/warning: slot bbbbbbbbbbb1 is of a kind this sealvault does not know \(fido2-hmac\)/);
+        expect(exec().stdout).toBe(`db=${SECRET.length}\n`);
+        const listed = ws.run(['key', 'list']);
+        expect(listed.stdout).toMatch(/bbbbbbbbbbb1\s+fido2-hmac \(unknown: skipped\)/);
+        const json = JSON.parse(ws.run(['key', 'list', '--json']).stdout) as { id: string; known: boolean }[];
+        expect(json.find((s) => s.id === 'bbbbbbbbbbb1')?.known).toBe(false);
+        const verify = ws.run(['verify']);
+        expect(verify.status, verify.stderr).toBe(0);
+        expect(verify.stderr).toMatch(/unlock skips bbbbbbbbbbb1 \(kind fido2-hmac\)/);
+      });
+    });
+
+    it('a file named like a reserved name (secrets/PATH.json) is skipped with a warning; list goes on', () => {
+      plant(path.join('secrets', 'PATH.json'), (full) => fs.copyFileSync(at('secrets', 'DB.json'), full));
+      const result = runUnchanged(ws, ['list'], BOUND);
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/^DB\s/m);
+      expect(result.stdout).not.toMatch(/PATH/);
+      expect(result.stderr).toMatch(/PATH\.json: PATH is not a name a secret may have; the file is ignored/);
+    });
+
+    describe('a release is audited before any value is decrypted', () => {
+      it.skipIf(!IS_ROOT)('a read-only vault (a read-only bind mount): exec refuses (125), the target never runs', () => {
+        // root makes the mount in a mount namespace of the run's own, then runs vault as the vault's owner
+        const mountThenRun = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"';
+        const [program, ...rest] = ['unshare', '-m', 'sh', '-c', mountThenRun, 'sh', ws.vaultDir, ...asAccount(account(), ws.cliCommand(['exec', '--', script]))];
+        const result = spawnSync(program!, rest, { env: ws.env, cwd: ws.project, encoding: 'utf8', timeout: BOUND.timeout });
+        expect(result.status, result.stderr).toBe(EXEC_FAILED);
+        expect(result.stderr).toMatch(/^vault: the release could not be audited, so nothing was released and nothing ran: .*Read-only file system/);
+        expect(result.stdout).toBe('');
+        expect(fs.existsSync(marker)).toBe(false);
+      });
+
+      it('a damaged last line: exec refuses (125) with nothing released', () => {
+        const lines = auditLines();
+        lines[lines.length - 1] = '{"seq": "damaged"}';
+        fs.writeFileSync(at('audit.log'), `${lines.join('\n')}\n`);
+        const result = runUnchanged(ws, ['exec', '--', script], BOUND);
+        expect(result.status).toBe(EXEC_FAILED);
+        expectOneLine(result, /nothing was released and nothing ran: .*audit\.log: its last line is damaged/);
+        expect(fs.existsSync(marker)).toBe(false);
+      });
+
+      it('a rewritten log is not laundered by an exec: refused before, still reported after', () => {
+        expect(ws.run(['audit', '--verify']).status).toBe(0);
+        // rewrite the put of DB into a put of OTHER, and chain every later line on it again
+        const lines = auditLines();
+        const rewritten: string[] = [];
+        for (const [i, line] of lines.entries()) {
+          const entry = JSON.parse(line) as { prev: string; event: string; details: Record<string, unknown> };
+          if (entry.event === 'put') entry.details = { name: 'OTHER' };
+          if (i > 0) entry.prev = sha256(rewritten[i - 1]!);
+          rewritten.push(JSON.stringify(entry));
+        }
+        fs.writeFileSync(at('audit.log'), `${rewritten.join('\n')}\n`);
+        expect(ws.run(['audit', '--verify']).status).toBe(TAMPERED);
+        const result = ws.run(['exec', '--', script], BOUND);
+        expect(result.status).toBe(EXEC_FAILED);
+        expect(result.stderr).toMatch(/differs from the one you saw \(the log was rewritten\)/);
+        expect(fs.existsSync(marker)).toBe(false);
+        expect(ws.run(['put', 'NEW'], { input: 'new-value-0123456789' }).status).toBe(TAMPERED);
+        const after = ws.run(['audit', '--verify']);
+        expect(after.status).toBe(TAMPERED);
+      });
+
+      it('after the run an exit entry records its code, tied to the release', () => {
+        fs.writeFileSync(script, '#!/bin/sh\nexit 7\n');
+        expect(ws.run(['allow', '--renew', script]).status).toBe(0);
+        expect(ws.run(['exec', '--', script]).status).toBe(7);
+        const [release, exit] = auditLines().slice(-2).map((l) => JSON.parse(l) as { event: string; details: { run: string; exit?: number } });
+        expect(release?.event).toBe('release');
+        expect(exit).toMatchObject({ event: 'exit', details: { run: release?.details.run, exit: 7 } });
+      });
+    });
+
+    it.skipIf(!IS_ROOT)('a full disk: the append fails whole, exec runs nothing, and once space is free the vault works', () => {
+      const small = path.join(ws.root, 'small');
+      fs.mkdirSync(small);
+      expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small]).status).toBe(0);
+      try {
+        fs.cpSync(ws.vaultDir, path.join(small, 'vault'), { recursive: true });
+        spawnSync('chown', ['-R', `${account()?.uid ?? 0}:${account()?.gid ?? 0}`, small]);
+        ws.env.VAULT_DIR = path.join(small, 'vault');
+        // the release line must cross into a page that cannot be had: grow the log until its last page is nearly full
+        const log = path.join(small, 'vault', 'audit.log');
+        for (let i = 0; 4096 - (fs.statSync(log).size % 4096) > 300 && i < 40; i += 1) put(ws, `PAD${i}`, 'padding-value-000000');
+        const filler = path.join(small, 'filler');
+        const fd = fs.openSync(filler, 'w');
+        try {
+          for (;;) fs.writeSync(fd, Buffer.alloc(4096));
+        } catch (error) {
+          expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
+        } finally {
+          fs.closeSync(fd);
+        }
+        const before = fs.readFileSync(log);
+        const result = ws.run(['exec', '--', script], BOUND);
+        expect(result.status, result.stderr).toBe(EXEC_FAILED);
+        expect(result.stderr).toMatch(/nothing was released and nothing ran: .*ENOSPC/);
+        expect(fs.existsSync(marker)).toBe(false);
+        expect(fs.readFileSync(log).equals(before), 'the log is as it was').toBe(true);
+
+        fs.rmSync(filler);
+        expect(ws.run(['exec', '--', script]).status).toBe(0);
+        expect(ws.run(['audit', '--verify']).stderr).toMatch(/audit log intact/);
+      } finally {
+        ws.env.VAULT_DIR = ws.vaultDir;
+        spawnSync('umount', ['-l', small]);
+      }
+    });
+
+    it('a torn last line nobody saw (a crash mid-append) is set aside with a record of it; the vault goes on', () => {
+      const torn = '{"seq":99,"time":"2026-';
+      fs.appendFileSync(at('audit.log'), torn);
+      const result = ws.run(['put', 'NEW'], { input: 'new-value-0123456789' });
+      expect(result.status, result.stderr).toBe(0);
+      const saved = fs.readdirSync(ws.vaultDir).filter((f) => f.startsWith('audit.log.torn-'));
+      expect(saved).toHaveLength(1);
+      expect(fs.readFileSync(at(saved[0]!), 'utf8')).toBe(torn);
+      const events = auditLines().map((l) => JSON.parse(l) as { event: string; details: Record<string, unknown> });
+      expect(events.at(-2)).toMatchObject({ event: 'torn', details: { bytes: torn.length, sha256: sha256(torn), saved_as: saved[0] } });
+      expect(events.at(-1)?.event).toBe('put');
+      expect(ws.run(['audit', '--verify']).status).toBe(0);
+    });
+
+    it('racing inits on one empty directory: exactly one makes a vault, the others are refused (11)', async () => {
+      const dir = path.join(ws.root, 'raced');
+      fs.mkdirSync(dir);
+      own(dir);
+      const runs = Array.from({ length: 4 }, () => ws.start(['init', '--token'], { env: { VAULT_DIR: dir, VAULT_KEY: undefined } }));
+      const results = await Promise.all(runs.map((child) => new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        let out = '';
+        let err = '';
+        child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+        child.stdin?.end();
+        child.on('close', (code) => resolve({ code, out, err }));
+      })));
+      const made = results.filter((r) => r.code === 0);
+      expect(made, results.map((r) => r.err).join('\n')).toHaveLength(1);
+      for (const lost of results.filter((r) => r.code !== 0)) {
+        expect(lost.code).toBe(11);
+        expect(lost.err).toMatch(/^vault: (a vault already exists at|.* is not empty)/);
+      }
+      const token = made[0]!.out.trim();
+      const verify = ws.run(['verify'], { env: { VAULT_DIR: dir, VAULT_KEY: token } });
+      expect(verify.status, verify.stderr).toBe(0);
+      expect(verify.stderr).toMatch(/1 key slot\(s\)/);
+    });
+
+    it('a granted path holding ESC[2K, CR and LF is printed escaped by allow, policy and exec errors', () => {
+      const odd = path.join(ws.project, 'deploy\u001b[2K\r\nDB  lockdown  fake.sh');
+      fs.writeFileSync(odd, '#!/bin/sh\necho hi\n', { mode: 0o755 });
+      own(odd);
+      const allowed = ws.run(['allow', 'DB', '--to', odd]);
+      expect(allowed.status, allowed.stderr).toBe(0);
+      const policy = ws.run(['policy']);
+      fs.appendFileSync(odd, 'echo changed\n');
+      const refused = ws.run(['exec', '--', odd]);
+      expect(refused.status).toBe(EXEC_FAILED);
+      for (const [what, text] of [['allow', allowed.stderr + allowed.stdout], ['policy', policy.stdout], ['exec', refused.stderr]] as const) {
+        expect(text, what).not.toMatch(/[\u001b\r]/);
+        expect(text, what).toContain('deploy\\x1b[2K\\x0d\\x0aDB  lockdown  fake.sh');
+      }
+      expect(policy.stdout.trimEnd().split('\n').filter((l) => l.includes('fake.sh'))).toHaveLength(1);
+    });
+  });
+}
+
+describe.skipIf(!IS_ROOT)('root writing into a vault another user owns', () => {
+  let ws: Workspace;
+  let rootHome: string;
+  beforeEach(() => {
+    ws = makeWorkspace({ account: runnerAccount('an unprivileged user' as (typeof RUNNERS)[number]) });
+    initWithToken(ws);
+    put(ws, 'DB', SECRET);
+    rootHome = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-root-home-'));
+  });
+  afterEach(() => {
+    ws.cleanup();
+    fs.rmSync(rootHome, { recursive: true, force: true });
+  });
+
+  it('the files root writes take the vault owner\'s uid and gid; the owner\'s list, verify and exec go on', () => {
+    const owner = fs.statSync(ws.vaultDir);
+    const asRoot = spawnSync(process.execPath, [RELEASE_CLI, 'put', 'FROM_ROOT'], {
+      env: { ...ws.env, HOME: rootHome, XDG_STATE_HOME: path.join(rootHome, 'state') }, input: 'root-put-value-0123456', encoding: 'utf8',
+    });
+    expect(asRoot.status, asRoot.stderr).toBe(0);
+    const walk = (dir: string): string[] => fs.readdirSync(dir, { withFileTypes: true })
+      .flatMap((e) => (e.isDirectory() ? [path.join(dir, e.name), ...walk(path.join(dir, e.name))] : [path.join(dir, e.name)]));
+    for (const file of walk(ws.vaultDir)) {
+      const stat = fs.lstatSync(file);
+      expect([stat.uid, stat.gid], file).toEqual([owner.uid, owner.gid]);
+    }
+    expect(ws.run(['list']).stdout).toMatch(/FROM_ROOT/);
+    const verify = ws.run(['verify']);
+    expect(verify.status, verify.stderr).toBe(0);
+  });
+});
