@@ -15,6 +15,14 @@
       "libraries": ["-lseccomp"],
       "cflags": ["-Wall", "-Wextra", "-Werror"],
       "cflags_c": ["-std=gnu11"]
+    },
+    {
+      "target_name": "vault_launcher",
+      "type": "executable",
+      "sources": ["native/vault_launcher.c"],
+      "cflags": ["-Wall", "-Wextra", "-Werror"],
+      "cflags_c": ["-std=gnu11"],
+      "ldflags": ["-static"]
     }
   ]
 }

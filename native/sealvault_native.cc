@@ -1,8 +1,11 @@
 // What Node cannot do itself: advisory file locks that the kernel releases when a writer dies,
-// and hardening the process before it handles plaintext or an unwrapped key.
+// hardening the process before it handles plaintext or an unwrapped key, the *at() calls, sealed
+// copies, terminal modes, and the agent's socket: peer credentials and fd passing (unix(7)).
 #include <napi.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <dirent.h>
 #include <string>
@@ -15,7 +18,10 @@
 #include <unistd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <poll.h>
 #include <termios.h>
+#include <chrono>
 
 namespace {
 
@@ -243,7 +249,265 @@ Napi::Value SealedCopy(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, copy);
 }
 
+
+// peerCredentials(fd) -> {pid, uid, gid}: getsockopt(SO_PEERCRED) of a connected unix socket, as the
+// kernel recorded them at connect(2) (unix(7)); the agent decides whom it serves from these alone.
+Napi::Value PeerCredentials(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!Args(info, "peerCredentials(fd)", {napi_number})) return env.Undefined();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct ucred cred = {};
+  socklen_t length = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0) {
+    SystemError(env, "getsockopt", errno, "SO_PEERCRED").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("pid", Napi::Number::New(env, cred.pid));
+  result.Set("uid", Napi::Number::New(env, cred.uid));
+  result.Set("gid", Napi::Number::New(env, cred.gid));
+  return result;
+}
+
+// Waits until `fd` is ready for `events` or `deadline` passes; false with errno ETIMEDOUT then.
+bool WaitFor(int fd, short events, std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) {
+      errno = ETIMEDOUT;
+      return false;
+    }
+    struct pollfd p = {fd, events, 0};
+    int ready = poll(&p, 1, static_cast<int>(left));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) return false;
+    if (ready > 0) return true;
+  }
+}
+
+const size_t MAX_PASSED_FDS = 16;
+
+// sendWithFds(fd, data, fds, timeoutMs): the whole of `data` on a stream unix socket, with `fds`
+// attached to its first byte (SCM_RIGHTS, unix(7)). Waits (poll) while the socket is full.
+Napi::Value SendWithFds(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 4 || !info[0].IsNumber() || !info[1].IsBuffer() || !info[2].IsArray() || !info[3].IsNumber()) {
+    Napi::TypeError::New(env, "sendWithFds(fd, data, fds, timeoutMs)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Buffer<uint8_t> data = info[1].As<Napi::Buffer<uint8_t>>();
+  Napi::Array list = info[2].As<Napi::Array>();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(info[3].As<Napi::Number>().Int64Value());
+  std::vector<int> fds;
+  for (uint32_t i = 0; i < list.Length(); i++) fds.push_back(list.Get(i).As<Napi::Number>().Int32Value());
+  if (fds.size() > MAX_PASSED_FDS || data.Length() == 0) {
+    Napi::RangeError::New(env, "sendWithFds: at most 16 fds, and at least one byte").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  size_t sent = 0;
+  while (sent < data.Length()) {
+    struct iovec iov = {data.Data() + sent, data.Length() - sent};
+    struct msghdr message = {};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    std::vector<char> control;
+    if (sent == 0 && !fds.empty()) {
+      control.assign(CMSG_SPACE(sizeof(int) * fds.size()), 0);
+      message.msg_control = control.data();
+      message.msg_controllen = control.size();
+      struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+      header->cmsg_level = SOL_SOCKET;
+      header->cmsg_type = SCM_RIGHTS;
+      header->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      std::memcpy(CMSG_DATA(header), fds.data(), sizeof(int) * fds.size());
+    }
+    ssize_t n = sendmsg(fd, &message, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!WaitFor(fd, POLLOUT, deadline)) {
+        SystemError(env, "sendmsg", errno, "the agent's socket").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      continue;
+    }
+    if (n < 0) {
+      SystemError(env, "sendmsg", errno, "the agent's socket").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    sent += static_cast<size_t>(n);
+  }
+  return env.Undefined();
+}
+
+// recvRequest(fd, maxBytes, maxFds, timeoutMs) -> Promise<{data, fds}>: one frame, a 4-byte
+// big-endian length and that many bytes, with the fds that came with it (SCM_RIGHTS, close-on-exec).
+// Runs on a worker thread so that a slow or silent client never blocks the agent; a frame longer
+// than maxBytes, more fds than maxFds, fds after the first byte or the deadline fail it, and every
+// fd received is closed then.
+class RecvRequestWorker : public Napi::AsyncWorker {
+ public:
+  RecvRequestWorker(Napi::Env env, int fd, size_t maxBytes, size_t maxFds, int64_t timeoutMs)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), maxBytes_(maxBytes),
+        maxFds_(maxFds), deadline_(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    uint8_t head[4];
+    if (!Read(head, sizeof head)) return;
+    size_t length = (size_t{head[0]} << 24) | (size_t{head[1]} << 16) | (size_t{head[2]} << 8) | size_t{head[3]};
+    if (length == 0 || length > maxBytes_) {
+      Fail("a frame of " + std::to_string(length) + " bytes is not a request");
+      return;
+    }
+    data_.resize(length);
+    Read(data_.data(), length);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!error_.empty()) {
+      for (int fd : fds_) close(fd);
+      Napi::Error error = Napi::Error::New(env, error_);
+      error.Set("code", Napi::String::New(env, code_));
+      deferred_.Reject(error.Value());
+      return;
+    }
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("data", Napi::Buffer<uint8_t>::Copy(env, data_.data(), data_.size()));
+    Napi::Array fds = Napi::Array::New(env, fds_.size());
+    for (size_t i = 0; i < fds_.size(); i++) fds.Set(static_cast<uint32_t>(i), Napi::Number::New(env, fds_[i]));
+    result.Set("fds", fds);
+    std::fill(data_.begin(), data_.end(), 0);
+    deferred_.Resolve(result);
+  }
+
+  void OnError(const Napi::Error &error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  bool Fail(const std::string &why, const char *code = "EPROTO") {
+    if (error_.empty()) {
+      error_ = why;
+      code_ = code;
+    }
+    return false;
+  }
+
+  bool Read(uint8_t *into, size_t want) {
+    size_t got = 0;
+    while (got < want) {
+      if (!WaitFor(fd_, POLLIN, deadline_)) {
+        return errno == ETIMEDOUT ? Fail("no whole request in time", "ETIMEDOUT") : Fail(std::string("poll: ") + std::strerror(errno), "EIO");
+      }
+      struct iovec iov = {into + got, want - got};
+      char control[CMSG_SPACE(sizeof(int) * MAX_PASSED_FDS)];
+      struct msghdr message = {};
+      message.msg_iov = &iov;
+      message.msg_iovlen = 1;
+      message.msg_control = control;
+      message.msg_controllen = sizeof control;
+      ssize_t n = recvmsg(fd_, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+      if (n < 0) return Fail(std::string("recvmsg: ") + std::strerror(errno), "EIO");
+      for (struct cmsghdr *h = CMSG_FIRSTHDR(&message); h != nullptr; h = CMSG_NXTHDR(&message, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int *passed = reinterpret_cast<int *>(CMSG_DATA(h));
+        for (size_t i = 0; i < count; i++) fds_.push_back(passed[i]);
+        if (got > 0 || want != 4) Fail("fds after the start of a request");
+      }
+      if ((message.msg_flags & MSG_CTRUNC) != 0) Fail("more fds than a request may carry");
+      if (fds_.size() > maxFds_) Fail("more fds than a request may carry");
+      if (n == 0) return Fail("the client closed the connection mid-request", "ECONNRESET");
+      got += static_cast<size_t>(n);
+      if (!error_.empty()) return false;
+    }
+    return true;
+  }
+
+  Napi::Promise::Deferred deferred_;
+  int fd_;
+  size_t maxBytes_;
+  size_t maxFds_;
+  std::chrono::steady_clock::time_point deadline_;
+  std::vector<uint8_t> data_;
+  std::vector<int> fds_;
+  std::string error_;
+  std::string code_;
+};
+
+Napi::Value RecvRequest(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!Args(info, "recvRequest(fd, maxBytes, maxFds, timeoutMs)", {napi_number, napi_number, napi_number, napi_number})) {
+    return env.Undefined();
+  }
+  auto *worker = new RecvRequestWorker(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Uint32Value(),
+                                       info[2].As<Napi::Number>().Uint32Value(), info[3].As<Napi::Number>().Int64Value());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// closeFd(fd): close(2), for fds received from a client that Node never wrapped.
+Napi::Value CloseFd(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!Args(info, "closeFd(fd)", {napi_number})) return env.Undefined();
+  close(info[0].As<Napi::Number>().Int32Value());
+  return env.Undefined();
+}
+
+// detach(keep): a session of its own (setsid(2): the terminal's hangup no longer reaches it) and
+// /dev/null over fds 0, 1 and 2 (dup2(2)), for the agent once it no longer needs the terminal that
+// started it: a daemon must not hold a terminal open, nor write into a closed pipe.
+Napi::Value Detach(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (setsid() < 0) {
+    SystemError(env, "setsid", errno, "").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) {
+    SystemError(env, "open", errno, "/dev/null").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  // fds 0-2, every other fd on a terminal (Node reopens its stdio terminals as fds of its own), and
+  // every fd inherited from whoever started us (not close-on-exec: Node's own all are), but `keep`
+  std::vector<int> keep;
+  if (info.Length() == 1 && info[0].IsArray()) {
+    Napi::Array list = info[0].As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); i++) keep.push_back(list.Get(i).As<Napi::Number>().Int32Value());
+  }
+  std::vector<int> targets = {0, 1, 2};
+  DIR *fds = opendir("/proc/self/fd");
+  if (fds != nullptr) {
+    for (struct dirent *entry = readdir(fds); entry != nullptr; entry = readdir(fds)) {
+      int fd = std::atoi(entry->d_name);
+      if (fd <= 2 || fd == null || fd == dirfd(fds) || std::find(keep.begin(), keep.end(), fd) != keep.end()) continue;
+      int flags = fcntl(fd, F_GETFD);
+      if (isatty(fd) || (flags >= 0 && (flags & FD_CLOEXEC) == 0)) targets.push_back(fd);
+    }
+    closedir(fds);
+  }
+  for (int target : targets) {
+    while (dup2(null, target) < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      close(null);
+      SystemError(env, "dup2", err, "/dev/null").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  close(null);
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials));
+  exports.Set("sendWithFds", Napi::Function::New(env, SendWithFds));
+  exports.Set("recvRequest", Napi::Function::New(env, RecvRequest));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("detach", Napi::Function::New(env, Detach));
   exports.Set("openAt", Napi::Function::New(env, OpenAt));
   exports.Set("mkdirAt", Napi::Function::New(env, MkdirAt));
   exports.Set("unlinkAt", Napi::Function::New(env, UnlinkAt));

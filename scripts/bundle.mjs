@@ -1,9 +1,10 @@
 // Bundles the CLI into one ESM file per build (heavy modules stay in lazily loaded chunks):
 // dist/vault.mjs, the release, and dist/test/vault.mjs, the same code with the test-only flag set.
 import { build } from 'esbuild';
+import { realpathSync, writeFileSync } from 'node:fs';
 
 const common = {
-  entryPoints: { vault: 'src/cli/main.ts' },
+  entryPoints: { vault: 'src/cli/entry.ts' },
   bundle: true,
   splitting: true,
   format: 'esm',
@@ -19,4 +20,6 @@ const common = {
 };
 
 await build({ ...common, outdir: 'dist', define: { SEALVAULT_TEST_BUILD: 'false' } });
+// the node that build/Release/vault_launcher starts, by its absolute path: never one found on PATH
+writeFileSync('dist/node-path', `${realpathSync(process.execPath)}\n`);
 await build({ ...common, outdir: 'dist/test', define: { SEALVAULT_TEST_BUILD: 'true' } });

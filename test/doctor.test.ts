@@ -162,6 +162,17 @@ describe('vault doctor on this host', () => {
     expect(text).toContain(`user.max_user_namespaces: ${report.user_namespaces.max_user_namespaces.value}`);
   });
 
+  it('reports Yama\'s ptrace_scope as /proc says, and what it means for processes of the same user', () => {
+    const file = '/proc/sys/kernel/yama/ptrace_scope';
+    if (fs.existsSync(file)) {
+      expect(report.yama.ptrace_scope).toMatchObject({ state: 'present', value: Number(fs.readFileSync(file, 'utf8').trim()) });
+    } else {
+      expect(report.yama.ptrace_scope.state).toBe('absent');
+      expect(report.yama.meaning).toMatch(/^Yama is not present: any process of your uid can ptrace a running target/);
+    }
+    expect(renderDoctor(report)).toContain(`kernel.yama.ptrace_scope: `);
+  });
+
   it('reports the keychain as the Secret Service answers', () => {
     if (process.env.SEALVAULT_TEST_KEYCHAIN === 'required') expect(report.keychain, String(report.keychain.reason)).toEqual({ reachable: true, reason: null });
     else expect(report.keychain.reachable || typeof report.keychain.reason === 'string').toBe(true);

@@ -105,7 +105,8 @@ describe('vault exec', () => {
   it('gives the child an allow-list of the caller\'s environment: no VAULT_*, loader or other variables; a fixed PATH', () => {
     writeScript(script, 'env | sort');
     expect(ws.run(['allow', 'DB_PASSWORD', '--to', script]).status).toBe(0);
-    const result = ws.run(['exec', '--', script], { env: { LD_LIBRARY_PATH: '/nonexistent', BASH_ENV: '/x', NODE_OPTIONS: '--no-warnings', KEEP_ME: 'yes', TERM: 'xterm' } });
+    const env = { LD_LIBRARY_PATH: '/nonexistent', BASH_ENV: '/x', NODE_OPTIONS: '--no-warnings', KEEP_ME: 'yes', TERM: 'xterm' };
+    const result = ws.run(['exec', '--', script], { env, launcher: true });
     expect(result.status, result.stderr).toBe(0);
     const names = result.stdout.split('\n').map((l) => l.split('=')[0]);
     expect(names).toContain('TERM');

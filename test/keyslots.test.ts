@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ptyRun } from './helpers/pty.js';
 import { initWithToken, makeWorkspace, put, RELEASE_CLI, ROOT, type RunResult, TEST_CLI, type Workspace } from './helpers/cli.js';
 import { openAllSecrets } from './helpers/open-vault.js';
 
@@ -140,7 +141,9 @@ describe.skipIf(SECRET_SERVICE_PROBLEM !== undefined && !KEYCHAIN_REQUIRED)('key
     expect(ws.env.VAULT_PASSPHRASE).toBeUndefined();
     put(ws, 'API_KEY', 'kc-value-1');
     const script = makeScript(ws);
-    ok(ws.run(['allow', 'API_KEY', '--to', script]), 'allow');
+    // a change made with the keychain says so: any process of the user could have made it
+    const allowed = ok(ws.run(['allow', 'API_KEY', '--to', script]), 'allow');
+    expect(allowed.stderr).toMatch(/^vault: warning: unlocked through the keychain, which any process of yours can use to change this vault/);
     const policy = JSON.parse(ok(ws.run(['policy', '--json']), 'policy').stdout) as { revision: number; grants: { secret: string; path: string }[] };
     expect(policy.revision).toBe(1);
     expect(policy.grants.map((g) => [g.secret, g.path])).toEqual([['API_KEY', script]]);
@@ -157,6 +160,23 @@ describe.skipIf(SECRET_SERVICE_PROBLEM !== undefined && !KEYCHAIN_REQUIRED)('key
     } finally {
       ws.env = saved;
     }
+  });
+
+  it('init on a terminal asks passphrase or keychain, saying what each means; Enter picks the passphrase', () => {
+    const steps = (answer: string) => [
+      { expect: '[passphrase] ', send: `${answer}\r` },
+      ...(answer === 'k' ? [] : [{ expect: 'New vault passphrase: ', send: 'a long passphrase\r' }, { expect: 'Again, to confirm: ', send: 'a long passphrase\r' }]),
+    ];
+    const asked = ptyRun(ws, [process.execPath, RELEASE_CLI, 'init'], steps(''));
+    expect(asked.pending, asked.output).toEqual([]);
+    expect(asked.status, asked.output).toBe(0);
+    expect(asked.output).toMatch(/passphrase: you type it; with `vault agent`, programs of yours .* can run/);
+    expect(asked.output).toMatch(/keychain: +nothing to type; but any process of yours can use it/);
+    expect(slotFiles(ws).map((s) => s.kind)).toEqual(['passphrase']);
+    fs.rmSync(ws.vaultDir, { recursive: true });
+    const keychain = ptyRun(ws, [process.execPath, RELEASE_CLI, 'init'], steps('k'));
+    expect(keychain.status, keychain.output).toBe(0);
+    expect(slotFiles(ws).map((s) => s.kind)).toEqual(['keychain']);
   });
 
   it('key rm of the keychain slot, after adding a token slot, deletes the keychain item', async () => {

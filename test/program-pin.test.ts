@@ -76,7 +76,7 @@ for (const runner of RUNNERS) {
         fs.rmSync(marker);
         const granted = allow('DB', '--to', script, '--min-tier', 'none');
         expect(granted.status, `${what}: ${granted.stderr}`).toBe(0);
-        const result = ws.run(['exec', '--', script, ...args], { env });
+        const result = ws.run(['exec', '--', script, ...args], { env, launcher: true });
         expect(result.status, `${what}: ${result.stderr}`).toBe(0);
         expect(fs.existsSync(marker), `${what}: vault ran the caller's code`).toBe(false);
       }

@@ -20,10 +20,14 @@ import { checkSecretName } from '../vault/names.js';
 import type { AuditEntry } from '../vault/format.js';
 import { printable, printableJson } from '../vault/printable.js';
 import { existsError, type UnlockedVault, Vault } from '../vault/vault.js';
+import { agentState, execThroughAgent } from '../agent/client.js';
+import { agentSocketPath } from '../agent/protocol.js';
+import { type AgentStartFlags, controlCommand, startAgent } from './agent.js';
 import { isTestBuild } from './build-flags.js';
+import { type ExecFlags, maskStyle, parseDuration } from './exec-args.js';
 import { renderAuditEntry, renderGrants, renderSecrets, renderSlots } from './render.js';
 import { readSecretValue } from './secret-input.js';
-import { askHiddenTwice, askHidden, hasTerminal } from './terminal.js';
+import { askHiddenTwice, askHidden, askLine, hasTerminal } from './terminal.js';
 
 /** One line for people on stderr; control characters escaped, since paths and names in it may come from a file (printable.ts). */
 const say = (text: string) => process.stderr.write(`${printable(text)}\n`);
@@ -57,8 +61,11 @@ async function unlocked(vault: Vault): Promise<UnlockedVault> {
 }
 
 /** Runs `work` with the vault unlocked, and wipes the private key however it ends. */
-async function withUnlocked<T>(work: (vault: UnlockedVault) => T | Promise<T>, options: { checkPin?: boolean } = {}): Promise<T> {
+async function withUnlocked<T>(work: (vault: UnlockedVault) => T | Promise<T>, options: { checkPin?: boolean; changes?: boolean } = {}): Promise<T> {
   const open = await unlocked(Vault.open(vaultDir(), options));
+  if (options.changes === true && open.openedWith.kind === 'keychain') {
+    say('vault: warning: unlocked through the keychain, which any process of yours can use to change this vault as you just did; for a vault only you can change, give it a passphrase slot, remove the keychain slot and run `vault agent` (docs/agents.md)');
+  }
   try {
     return await work(open);
   } finally {
@@ -109,17 +116,33 @@ async function slotRequest(flags: SlotFlags, passphraseVariable: string, fallbac
   return { kind, passphrase, ...(flags.insecureTestKdf ? { kdf: KDF_TEST_ONLY } : {}) };
 }
 
+/**
+ * The first slot's kind when no flag says it, asked at the terminal: the keychain is convenient and
+ * any process of yours can use it; a passphrase, with `vault agent`, keeps your own processes to
+ * running granted programs (docs/agents.md).
+ */
+async function chooseFirstSlot(): Promise<SlotRequest['kind']> {
+  if (!hasTerminal()) throw new VaultError('usage', 'no terminal: choose --token (for CI), --passphrase (with VAULT_PASSPHRASE) or --keychain');
+  const unavailable = await keychainUnavailableReason();
+  if (unavailable !== undefined) {
+    say(`no OS keychain here (${unavailable}); using a passphrase`);
+    return 'passphrase';
+  }
+  say('How should this vault open?');
+  say('  passphrase: you type it; with `vault agent`, programs of yours (an AI agent, a build tool) can run');
+  say('              granted programs through the agent, but cannot read a secret or grant themselves one');
+  say('  keychain:   nothing to type; but any process of yours can use it, and read the key with secret-tool');
+  const answer = askLine('passphrase or keychain? [passphrase] ').toLowerCase();
+  if (answer === '' || 'passphrase'.startsWith(answer)) return 'passphrase';
+  if ('keychain'.startsWith(answer)) return 'keychain';
+  throw new VaultError('usage', `"${answer}" is neither passphrase nor keychain; nothing was created`);
+}
+
 slotKindOption(program.command('init'))
-  .description('create a vault and its first key slot (default with a terminal: keychain, else passphrase)')
+  .description('create a vault and its first key slot (with a terminal and no flag it asks: passphrase or keychain)')
   .action(async (flags: SlotFlags) => {
     const dir = vaultDir();
-    const request = await slotRequest(flags, 'VAULT_PASSPHRASE', async () => {
-      if (!hasTerminal()) throw new VaultError('usage', 'no terminal: choose --token (for CI), --passphrase (with VAULT_PASSPHRASE) or --keychain');
-      const unavailable = await keychainUnavailableReason();
-      if (unavailable === undefined) return 'keychain';
-      say(`no OS keychain here (${unavailable}); using a passphrase`);
-      return 'passphrase';
-    });
+    const request = await slotRequest(flags, 'VAULT_PASSPHRASE', chooseFirstSlot);
     const { vault, token } = await Vault.create(dir, request);
     say(`created vault ${dir}`);
     say(`fingerprint ${vault.fingerprint} (people who put secrets into it can compare this)`);
@@ -180,7 +203,7 @@ slotKindOption(key.command('add'))
       const made = await vault.addSlot(request);
       say(`added ${made.slot.kind} slot ${made.slot.id}`);
       if (made.token !== undefined) showToken(made.token);
-    });
+    }, { changes: true });
   });
 
 key
@@ -202,7 +225,7 @@ key
     await withUnlocked(async (vault) => {
       const slot = await vault.removeSlot(id);
       say(`removed ${slot.kind} slot ${slot.id}`);
-    });
+    }, { changes: true });
   });
 
 program
@@ -224,7 +247,7 @@ program
     if (forms.length !== 1) throw new VaultError('usage', 'say what to grant to with one of --to PATH, --run INTERPRETER SCRIPT or --renew PATH');
     if (flags.renew !== undefined) {
       if (names.length > 0) throw new VaultError('usage', '--renew grants again what was granted to the path; it takes no secret names');
-      await withUnlocked((vault) => renewGrants(vault, flags.renew!));
+      await withUnlocked((vault) => renewGrants(vault, flags.renew!), { changes: true });
       return;
     }
     if (names.length === 0) throw new VaultError('usage', 'name the secrets to grant');
@@ -244,7 +267,7 @@ program
         (rw !== undefined ? `; read-write in lockdown: ${rw.join(', ')}` : '') +
         (Object.keys(env).length > 0 ? `; environment: ${Object.keys(env).join(', ')}` : '') +
         (passEnv.length > 0 ? `; passed from the caller: ${passEnv.join(', ')}` : ''));
-    });
+    }, { changes: true });
   });
 
 interface AllowFlags {
@@ -290,7 +313,7 @@ program
     await withUnlocked((vault) => {
       const { removed } = vault.revoke(names, flags.from);
       say(`revoked ${removed} grant(s)`);
-    });
+    }, { changes: true });
   });
 
 program
@@ -355,7 +378,7 @@ program
     await withUnlocked((vault) => {
       vault.trust();
       say(`pinned ${vault.vault.fingerprint} (the unlock proved it belongs to the vault's private key)`);
-    }, { checkPin: false });
+    }, { checkPin: false, changes: true });
   });
 
 program
@@ -376,46 +399,6 @@ program
     process.exitCode = await runExec(command, args, flags);
   });
 
-interface ExecFlags {
-  tier: Tier;
-  only?: string[];
-  file?: string[];
-  info?: boolean;
-  mask?: boolean | string;
-  timeout?: string;
-  killAfter: string;
-}
-
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-/** The helper counts in u32 milliseconds (docs/helper-protocol.md): about 49 days. */
-const MAX_DURATION_MS = 0xffff_ffff;
-
-/** "90s", "5m", "1.5h", "250ms", or a plain number of seconds as timeout(1) takes it; in ms, at least 1. */
-function parseDuration(flag: string, text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
-  const ms = match === null ? Number.NaN : Math.round(Number(match[1]) * (DURATION_UNITS[match[2] ?? 's'] ?? Number.NaN));
-  if (!Number.isFinite(ms) || ms < 1 || ms > MAX_DURATION_MS) {
-    throw new VaultError('usage', `${flag} takes a duration such as 30s, 5m or 1h (a plain number is seconds), up to 49 days, not "${text}"`);
-  }
-  return ms;
-}
-
-/**
- * Masking is on where output may end up in a log (not a terminal, or CI is set) and off on a
- * terminal, where the child keeps its tty, colours and job control; --mask and --no-mask decide.
- */
-function maskStyle(flag: boolean | string | undefined): MaskStyle | undefined {
-  if (flag === false) return undefined;
-  if (typeof flag === 'string') {
-    if (flag === 'stars' || flag === 'name') return flag;
-    throw new VaultError('usage', `--mask takes =stars or =name, not "${flag}"; to mask with *** before the command, write \`--mask --\``);
-  }
-  if (flag === true) return 'stars';
-  const ci = process.env.CI;
-  const inCi = ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0';
-  return inCi || !process.stdout.isTTY || !process.stderr.isTTY ? 'stars' : undefined;
-}
-
 /** `vault exec`'s own failures exit 125 (126 not executable, 127 not found), apart from the child's codes. */
 async function runExec(command: string, args: string[], flags: ExecFlags): Promise<number> {
   // bad flags are usage errors (2), before anything is opened
@@ -430,10 +413,17 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
     fail(error);
     return error instanceof VaultError && error.kind === 'notFound' ? 127 : error instanceof VaultError && error.kind === 'usage' ? 126 : 125;
   }
+  if (!agentState.tried) {
+    const answer = await execThroughAgent(agentSocketPath(), {
+      vault: vaultDir(), argv: [command, ...args], tier: flags.tier, ...(flags.only !== undefined ? { only: flags.only } : {}), files: flags.file ?? [],
+      mask: mask ?? null, ...(timeoutMs !== undefined ? { timeoutMs } : {}), killAfterMs, ...(flags.info === true ? { info: true } : {}),
+    });
+    if (answer.answered) return answer.code;
+  }
   try {
     const result = await withUnlocked((vault) =>
       execGranted(vault, {
-        tier: flags.tier, argv: [command, ...args], only: flags.only, files: flags.file ?? [], mask, timeoutMs, killAfterMs,
+        tier: flags.tier as Tier, argv: [command, ...args], only: flags.only, files: flags.file ?? [], mask, timeoutMs, killAfterMs,
         warn: (message) => say(`vault: warning: ${message}`),
       }),
     );
@@ -443,6 +433,36 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
     fail(error);
     return 125;
   }
+}
+
+const agent = program
+  .command('agent')
+  .description('one process that holds the key and runs granted programs for you (or for users you name); it never changes the vault');
+const agentCli = () => ({ say, print, openVault: () => Vault.open(vaultDir()), unlock: unlocked });
+const socketOption = '--socket <path>';
+const socketHelp = 'the agent\'s socket (default: $VAULT_AGENT_SOCK, else $XDG_RUNTIME_DIR/sealvault/agent.sock)';
+agent
+  .command('start')
+  .description('unlock once (passphrase, keychain or token) and serve `vault exec` until stopped')
+  .option('--timeout <duration>', 'wipe the key after DURATION (e.g. 8h); exec through the agent is refused after it')
+  .option('--allow-uid <uid>', 'also serve this uid: its programs run as you, so it cannot read them (repeat it)', collect)
+  .option('--allow-group <group>', 'also serve the members of this group (repeat it)', collect)
+  .option(socketOption, socketHelp)
+  .option('--foreground', 'stay in the foreground, logging to stderr (a systemd user unit)')
+  .addOption(new Option('--notify-fd <fd>').hideHelp())
+  .action(async (flags: AgentStartFlags) => {
+    await startAgent(flags, agentCli());
+  });
+for (const [op, description] of [
+  ['status', 'whether an agent answers, its vault, whether it is locked, until when, how many requests it served'],
+  ['lock', 'wipe the key; the agent keeps answering, and refuses every exec'],
+  ['stop', 'wipe the key and end the agent'],
+] as const) {
+  const command = agent.command(op).description(description).option(socketOption, socketHelp);
+  if (op === 'status') command.option('--json', 'print JSON');
+  command.action(async (flags: { socket?: string; json?: boolean }) => {
+    await controlCommand(op, flags, agentCli());
+  });
 }
 
 program
@@ -483,8 +503,7 @@ function fail(error: unknown): void {
 }
 
 async function main(): Promise<void> {
-  // no core dumps and no same-uid ptrace before anything touches a value or a key
-  native().hardenProcess();
+  // hardenProcess ran in entry.ts, before this module was even loaded
   try {
     await program.parseAsync(process.argv);
   } catch (error) {

@@ -80,3 +80,18 @@ export async function askHiddenTwice(question: string): Promise<Uint8Array> {
   }
   return first;
 }
+
+/** Asks one question at the terminal, with echo, and returns the line typed (without its newline). */
+export function askLine(question: string): string {
+  const fd = fs.openSync('/dev/tty', 'r+');
+  try {
+    fs.writeSync(fd, question);
+    const bytes: number[] = [];
+    const one = Buffer.alloc(1);
+    // the terminal's own line editing (canonical mode) hands over a whole line
+    while (fs.readSync(fd, one, 0, 1, null) === 1 && one[0] !== 0x0a) bytes.push(one[0]!);
+    return Buffer.from(bytes).toString('utf8').trim();
+  } finally {
+    fs.closeSync(fd);
+  }
+}

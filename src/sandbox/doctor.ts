@@ -90,6 +90,8 @@ export interface DoctorReport {
     abi: number | null;
   };
   keychain: { reachable: boolean; reason: string | null };
+  /** Yama's kernel.yama.ptrace_scope, and what it means for processes of the same user. */
+  yama: { ptrace_scope: SysctlKnob; meaning: string };
   helper: {
     path: string | null;
     exists: boolean;
@@ -378,10 +380,30 @@ export async function doctorReport(): Promise<DoctorReport> {
     // the ABI is what the helper found when it ran lockdown for real
     landlock: { ...landlock(), abi: probes[2]!.landlock_abi },
     keychain: { reachable: keychainReason === undefined, reason: keychainReason ?? null },
+    yama: yama(),
     helper,
     tiers: { none: probes[0]!, hardened: probes[1]!, lockdown: probes[2]! },
   };
   return { ...partial, warnings: warningsFor(partial) };
+}
+
+/**
+ * What ptrace_scope means for a process of the same user (Documentation/admin-guide/LSM/Yama.rst).
+ * vault itself is non-dumpable whatever it says; a running target is not, and is what this is about.
+ */
+function yama(): DoctorReport['yama'] {
+  const knob = readKnob('kernel.yama.ptrace_scope');
+  const sameUid = 'any process of your uid can ptrace a running target and read its memory and /proc/PID/environ';
+  const meanings: Record<number, string> = {
+    0: `classic ptrace: ${sameUid}`,
+    1: 'restricted: only a parent (or a process it allowed) can ptrace, but /proc/PID/environ of a running target stays readable by your uid',
+    2: 'admin-only ptrace (CAP_SYS_PTRACE); /proc/PID/environ of a running target stays readable by your uid',
+    3: 'no ptrace at all; /proc/PID/environ of a running target stays readable by your uid',
+  };
+  const meaning = knob.value === null
+    ? `Yama is not present: ${sameUid}; vault and its agent are non-dumpable, a target is not (docs/agents.md: run untrusted code as another user)`
+    : (meanings[knob.value] ?? `ptrace_scope ${knob.value}`);
+  return { ptrace_scope: knob, meaning };
 }
 
 function yesNo(value: boolean | null): string {
@@ -411,6 +433,7 @@ export function renderDoctor(report: DoctorReport): string {
   lines.push(`landlock: ${ll.enabled === null ? 'unknown' : ll.enabled ? 'enabled' : 'not enabled'} (${ll.source})`);
   lines.push(`landlock ABI in use by lockdown: ${ll.abi === null ? 'unknown (lockdown did not run)' : ll.abi === 0 ? 'none (the mounts are the only wall)' : ll.abi}`);
   lines.push(`keychain (Secret Service): ${report.keychain.reachable ? 'reachable' : `not reachable: ${report.keychain.reason ?? 'unknown reason'}`}`);
+  lines.push(`${knobText(report.yama.ptrace_scope)}: ${report.yama.meaning}`);
   lines.push(`helper: ${helper.path ?? 'unknown path'}${helper.exists ? '' : ' (not built: run `npm run build`)'}`);
   if (helper.exists) {
     lines.push(`helper sha256: ${helper.sha256 ?? 'unknown (not readable)'}`);

@@ -18,7 +18,7 @@ import { tokenFilePath } from '../vault/token-source.js';
 import { targetEnvironment } from './environment.js';
 import type { MountEntry } from './helper-protocol.js';
 import { lockdownMounts } from './lockdown-root.js';
-import { closeRun, planRun, type ProgramRun } from './program.js';
+import { type Caller, closeRun, ownCaller, planRun, type ProgramRun } from './program.js';
 import { disposePlan, MIN_MASKED_LENGTH, type MaskPlan, type MaskStyle, planMasking } from './masking.js';
 import { runSandboxed, type SandboxOptions, type SandboxResult } from './spawn.js';
 import type { Tier } from './tiers.js';
@@ -40,6 +40,27 @@ export interface ExecRequest {
   killAfterMs?: number;
 }
 
+/**
+ * Who asked for the run: vault's own process (`vault exec` unlocking by itself) or a client of the
+ * agent, whose working directory, environment and streams it passed (docs/agent-protocol.md).
+ */
+export interface ExecCaller extends Caller {
+  /** The caller's environment: what its grant may pass on to the target (environment.ts). */
+  env: NodeJS.ProcessEnv;
+  /** Who the agent ran it for, recorded with the release (`client` in the audit entry). */
+  client?: { uid: number; pid: number; user: string };
+  /**
+   * Wipe the private key once the values are opened, before the target starts: `vault exec` has no
+   * use for it after that. The agent keeps it for its next client.
+   */
+  wipeKeyBeforeRun: boolean;
+}
+
+/** `vault exec` run directly: vault's own working directory, PATH and environment. */
+export function ownExecCaller(): ExecCaller {
+  return { ...ownCaller(), env: process.env, wipeKeyBeforeRun: true };
+}
+
 /** What the target must not see in lockdown: the vault, the user's keychain and session sockets, our state, the token file. */
 function pathsToHide(vaultDir: string): string[] {
   const runtime = process.env.XDG_RUNTIME_DIR ?? `/run/user/${process.getuid?.() ?? 0}`;
@@ -50,17 +71,21 @@ function pathsToHide(vaultDir: string): string[] {
   return tokenFile === undefined ? directories : [...directories, tokenFile];
 }
 
-export async function execGranted(vault: UnlockedVault, request: ExecRequest, options: SandboxOptions = {}): Promise<SandboxResult> {
+export async function execGranted(
+  vault: UnlockedVault, request: ExecRequest, options: SandboxOptions = {}, caller: ExecCaller = ownExecCaller(),
+): Promise<SandboxResult> {
   const policy = vault.policy();
-  const run = planRun(policy, request.argv, request.tier);
+  const run = planRun(policy, request.argv, request.tier, caller);
   try {
-    return await releaseInto(vault, policy, run, request, options);
+    return await releaseInto(vault, policy, run, request, { ...options, cwd: caller.cwd }, caller);
   } finally {
     closeRun(run);
   }
 }
 
-async function releaseInto(vault: UnlockedVault, policy: Policy, run: ProgramRun, request: ExecRequest, options: SandboxOptions): Promise<SandboxResult> {
+async function releaseInto(
+  vault: UnlockedVault, policy: Policy, run: ProgramRun, request: ExecRequest, options: SandboxOptions, caller: ExecCaller,
+): Promise<SandboxResult> {
   const release = { target: run.target, args: run.args, tier: request.tier, only: request.only, allowHint: run.allowHint };
   const names = secretsToRelease(policy, release);
   const stray = request.files.find((name) => !names.includes(name));
@@ -71,7 +96,7 @@ async function releaseInto(vault: UnlockedVault, policy: Policy, run: ProgramRun
     const granted = grantedPaths(policy, names, release);
     // the home the target will see (its grant may pin one) is the empty one
     const home = environment.env.HOME ?? os.userInfo().homedir;
-    mounts.push(...lockdownMounts({ cwd: process.cwd(), home, readOnly: granted.ro, readWrite: granted.rw }));
+    mounts.push(...lockdownMounts({ cwd: caller.cwd, home, readOnly: granted.ro, readWrite: granted.rw }));
   }
   if (run.script !== undefined && request.tier !== 'none') mounts.push({ kind: 'scriptCopy', path: run.script.path });
 
@@ -81,7 +106,7 @@ async function releaseInto(vault: UnlockedVault, policy: Policy, run: ProgramRun
   try {
     vault.vault.record('release', {
       run: runId, path: target.path, sha256: target.sha256, ...(target.interpreter !== undefined ? { interpreter: target.interpreter } : {}),
-      tier: request.tier, secrets: names, files: request.files,
+      tier: request.tier, secrets: names, files: request.files, ...(caller.client !== undefined ? { client: caller.client } : {}),
     });
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
@@ -89,12 +114,13 @@ async function releaseInto(vault: UnlockedVault, policy: Policy, run: ProgramRun
   }
 
   const values = vault.openSealed(sealed);
+  if (caller.wipeKeyBeforeRun) vault.close();
   let env: Uint8Array[] = [];
   let plan: MaskPlan | undefined;
   let running: Promise<SandboxResult>;
   try {
     const inEnvironment = new Map([...values].filter(([name]) => !request.files.includes(name)));
-    env = targetEnvironment(process.env, inEnvironment, request.tier, environment);
+    env = targetEnvironment(caller.env, inEnvironment, request.tier, environment);
     const files = request.files.map((name) => ({ name, value: values.get(name) ?? new Uint8Array() }));
     if (request.mask !== undefined) {
       plan = planMasking([...values].map(([name, value]) => ({ name, value })), request.mask);

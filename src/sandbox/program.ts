@@ -72,15 +72,17 @@ function interpretedRun(policy: Policy, script: PinnedFile, tier: Tier, rest: st
  * (notFound) for a command that does not exist, 'refused' for a script whose grant predates pinned
  * interpreters.
  */
-export function planRun(policy: Policy, argv: string[], tier: Tier): ProgramRun {
+export function planRun(policy: Policy, argv: string[], tier: Tier, caller: Caller = ownCaller()): ProgramRun {
   const command = argv[0] ?? '';
   const scriptArg = argv[1];
+  const given = scriptArg === undefined ? undefined : path.resolve(caller.cwd, scriptArg);
+  const scriptGiven = isInterpreter(command) && given !== undefined && !scriptArg!.startsWith('-') && isFile(given);
   // `python3 app.py`: the script's grant names the interpreter, whatever python3 the caller's PATH finds
-  if (isInterpreter(command) && scriptArg !== undefined && !scriptArg.startsWith('-') && isFile(scriptArg)) {
-    const run = scriptByName(policy, command, scriptArg, argv.slice(2), tier);
+  if (scriptGiven) {
+    const run = scriptByName(policy, command, given!, argv.slice(2), tier);
     if (run !== undefined) return run;
   }
-  const first = resolveCommand(command);
+  const first = resolveCommand(command, caller.pathList, caller.cwd);
   const quoted = shellQuote(first);
   if (hasShebang(first)) {
     const script = pinCopy(first);
@@ -98,8 +100,8 @@ export function planRun(policy: Policy, argv: string[], tier: Tier): ProgramRun 
     }
   }
   const program = pinCopy(first);
-  if (isInterpreter(command) && scriptArg !== undefined && !scriptArg.startsWith('-') && isFile(scriptArg)) {
-    const hint = `vault allow NAME --run ${shellQuote(command)} ${shellQuote(fs.realpathSync(scriptArg))}`;
+  if (scriptGiven) {
+    const hint = `vault allow NAME --run ${shellQuote(command)} ${shellQuote(fs.realpathSync(given!))}`;
     return { target: { path: program.path, sha256: program.sha256 }, executable: program, argv, args: argv.slice(1), allowHint: hint };
   }
   const pinned = isInterpreter(first) ? argv.slice(1).map((a) => ` --arg ${shellQuote(a)}`).join('') : '';
@@ -134,9 +136,20 @@ function scriptByName(policy: Policy, typed: string, given: string, rest: string
   return undefined;
 }
 
+/** Where the caller of `vault exec` is: its working directory and PATH, against which names resolve. */
+export interface Caller {
+  cwd: string;
+  pathList: string;
+}
+
+/** vault's own working directory and PATH: `vault exec` run directly. */
+export function ownCaller(): Caller {
+  return { cwd: process.cwd(), pathList: process.env.PATH ?? '' };
+}
+
 function isFile(given: string): boolean {
   try {
-    return fs.statSync(path.resolve(given)).isFile();
+    return fs.statSync(given).isFile();
   } catch {
     return false;
   }

@@ -9,6 +9,7 @@
  * target exits, whatever its background children still hold open.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import * as tty from 'node:tty';
@@ -54,7 +55,29 @@ export interface SandboxOptions {
   mask?: MaskPlan;
   /** The helper's working directory (lockdown binds it read-write); default: vault's own. */
   cwd?: string;
+  /**
+   * The caller's stdin, stdout and stderr as fds: vault's own (0, 1, 2) by default; the agent's are
+   * those its client passed (docs/agent-protocol.md).
+   */
+  streams?: Streams;
+  /** Whether signals vault gets go on to the target (the CLI); the agent forwards its clients' instead. */
+  forwardSignals?: boolean;
   onSpawn?: (child: ChildProcess) => void;
+}
+
+export interface Streams {
+  stdin: number;
+  stdout: number;
+  stderr: number;
+}
+
+const OWN_STREAMS: Streams = { stdin: 0, stdout: 1, stderr: 2 };
+
+/** A Writable for the fd `fd`: vault's own stdout and stderr as Node has them, or a stream over a client's fd. */
+function writableFor(fd: number): Writable {
+  if (fd === 1) return process.stdout;
+  if (fd === 2) return process.stderr;
+  return fs.createWriteStream('', { fd, autoClose: false });
 }
 
 /** Copies the target's output to ours through a masker; resolves once the last masked byte is written. */
@@ -94,13 +117,13 @@ export function helperPath(): string {
 const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
 /** Which of the helper's streams are what, for the header flags. */
-function streamFlags(stdio: 'inherit' | 'pipe' | 'mask'): number {
-  const pty = stdio !== 'pipe' && tty.isatty(0);
+function streamFlags(stdio: 'inherit' | 'pipe' | 'mask', streams: Streams): number {
+  const pty = stdio !== 'pipe' && tty.isatty(streams.stdin);
   let flags = 0;
   if (pty) {
     flags |= HELPER_FLAGS.pty;
-    if (tty.isatty(1)) flags |= HELPER_FLAGS.ptyStdout;
-    if (tty.isatty(2)) flags |= HELPER_FLAGS.ptyStderr;
+    if (tty.isatty(streams.stdout)) flags |= HELPER_FLAGS.ptyStdout;
+    if (tty.isatty(streams.stderr)) flags |= HELPER_FLAGS.ptyStderr;
   }
   if (stdio === 'mask') {
     if ((flags & HELPER_FLAGS.ptyStdout) === 0) flags |= HELPER_FLAGS.relayStdout;
@@ -115,37 +138,42 @@ function streamFlags(stdio: 'inherit' | 'pipe' | 'mask'): number {
  * the modes back once the last byte is out (a "\n" of a full-screen program must not become
  * "\r\n" on the way). Node resets its stdio at exit too, should vault die on the way.
  */
-function terminalKeeper(): () => void {
-  const modes = native().terminalModes(0);
-  return () => native().setTerminalModes(0, modes);
+function terminalKeeper(fd: number): () => void {
+  const modes = native().terminalModes(fd);
+  return () => native().setTerminalModes(fd, modes);
 }
 
 export function runSandboxed(request: SandboxRequest, options: SandboxOptions = {}): Promise<SandboxResult> {
   const stdio = options.stdio ?? 'inherit';
   const plan = options.mask;
   if (stdio === 'mask' && plan === undefined) throw new VaultError('internal', "stdio 'mask' needs a mask plan");
-  const output = stdio === 'inherit' ? 'inherit' : 'pipe';
-  let flags = streamFlags(stdio);
+  const streams = options.streams ?? OWN_STREAMS;
+  const own = streams === OWN_STREAMS;
+  let flags = streamFlags(stdio, streams);
   let releaseTerminal = () => undefined as void;
   if (stdio === 'mask' && (flags & HELPER_FLAGS.pty) !== 0) {
-    releaseTerminal = terminalKeeper();
+    releaseTerminal = terminalKeeper(streams.stdin);
     flags |= HELPER_FLAGS.callerRestoresTerminal;
   }
+  type Stdio = 'pipe' | 'inherit' | number;
+  const input: Stdio = stdio === 'pipe' ? 'pipe' : own ? 'inherit' : streams.stdin;
+  const [output, errors]: Stdio[] = stdio === 'inherit' ? (own ? ['inherit', 'inherit'] : [streams.stdout, streams.stderr]) : ['pipe', 'pipe'];
   const payload = encodeHelperRequest({ ...request, flags });
   return new Promise<SandboxResult>((resolve, reject) => {
     const child = spawn(helperPath(), [], {
       env: {},
       cwd: options.cwd,
-      stdio: [stdio === 'pipe' ? 'pipe' : 'inherit', output, output, 'pipe', request.executableFd, 'pipe', ...(request.scriptFd !== undefined ? [request.scriptFd] : [])],
+      stdio: [input, output, errors, 'pipe', request.executableFd, 'pipe', ...(request.scriptFd !== undefined ? [request.scriptFd] : [])],
     });
     const masked =
       stdio === 'mask' && plan !== undefined && child.stdout !== null && child.stderr !== null
-        ? Promise.all([passMasked(child.stdout, process.stdout, plan), passMasked(child.stderr, process.stderr, plan)])
+        ? Promise.all([passMasked(child.stdout, writableFor(streams.stdout), plan), passMasked(child.stderr, writableFor(streams.stderr), plan)])
         : Promise.resolve();
     const forward = (signal: NodeJS.Signals) => child.kill(signal);
-    for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
+    const forwarding = options.forwardSignals ?? true;
+    if (forwarding) for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
     const stopForwarding = () => {
-      for (const signal of FORWARDED_SIGNALS) process.off(signal, forward);
+      if (forwarding) for (const signal of FORWARDED_SIGNALS) process.off(signal, forward);
     };
     options.onSpawn?.(child);
 

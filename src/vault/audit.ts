@@ -18,7 +18,8 @@ const CHUNK = 64 * 1024;
 const LINE_CAP = SIZE_CAPS.auditLine;
 
 export type AuditEvent =
-  | 'init' | 'put' | 'replace' | 'rm' | 'key-add' | 'key-rm' | 'allow' | 'revoke' | 'trust' | 'release' | 'exit' | 'torn';
+  | 'init' | 'put' | 'replace' | 'rm' | 'key-add' | 'key-rm' | 'allow' | 'revoke' | 'trust' | 'release' | 'exit' | 'torn'
+  | 'agent-start' | 'agent-refused';
 
 /** An entry as the user last saw it: its number, the SHA-256 of its line, and where the line starts. */
 export interface AuditHead {

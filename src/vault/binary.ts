@@ -14,11 +14,11 @@ import { VaultError } from './errors.js';
 import { native } from './native.js';
 
 /** Resolves `command` as a shell would (`pathList` for bare names, only absolute entries), then symlinks. */
-export function resolveCommand(command: string, pathList = process.env.PATH ?? ''): string {
+export function resolveCommand(command: string, pathList = process.env.PATH ?? '', cwd = process.cwd()): string {
   if (command === '') throw new VaultError('usage', 'the command is empty');
   let candidate: string | undefined;
   if (command.includes('/')) {
-    candidate = path.resolve(command);
+    candidate = path.resolve(cwd, command);
   } else {
     for (const dir of pathList.split(':')) {
       if (!path.isAbsolute(dir)) continue;

@@ -21,6 +21,15 @@ export interface NativeAddon {
   terminalModes(fd: number): Buffer;
   /** tcsetattr(fd, TCSADRAIN, modes). */
   setTerminalModes(fd: number, modes: Buffer): void;
+  /** getsockopt(SO_PEERCRED) of a connected unix socket (unix(7)). */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  /** sendmsg(2): all of `data` with `fds` attached to its first byte (SCM_RIGHTS); waits up to timeoutMs while the socket is full. */
+  sendWithFds(fd: number, data: Buffer, fds: number[], timeoutMs: number): void;
+  /** One frame (4-byte big-endian length, then that many bytes) and the fds that came with it, on a worker thread. */
+  recvRequest(fd: number, maxBytes: number, maxFds: number, timeoutMs: number): Promise<{ data: Buffer; fds: number[] }>;
+  closeFd(fd: number): void;
+  /** setsid(2), and /dev/null over fds 0-2, terminals and inherited fds but `keep`: the agent leaves whoever started it. */
+  detach(keep: number[]): void;
 }
 
 let addon: NativeAddon | undefined;

@@ -50,11 +50,24 @@ function parseState(dir: VaultDir | undefined): State {
   return parsed.data;
 }
 
+/**
+ * The agent's copy of the state, read once at its start: from then on its pins, policy revision
+ * and audit witness are what it saw and wrote itself, whatever a process of the same user writes
+ * into known_vaults.json later (that file is only written through, for the commands run directly).
+ */
+let held: State | undefined;
+
+/** Keeps the trust state in this process's memory from now on (the agent; see `held`). */
+export function holdTrustStateInMemory(): void {
+  held = structuredClone(withStateDirectory(parseState));
+}
+
 function readState(): State {
-  return withStateDirectory(parseState);
+  return held ?? withStateDirectory(parseState);
 }
 
 function updateState(change: (state: State) => void): void {
+  if (held !== undefined) change(held);
   withStateDirectory((dir) => {
     if (dir === undefined) throw new VaultError('internal', `cannot create ${stateDirectory()}`);
     dir.withLock('known_vaults.lock', () => {

@@ -30,6 +30,12 @@ export interface RunOptions {
   cwd?: string;
   /** Kill the run after this many ms (default 60 s): a run that was killed has `signal` set. */
   timeout?: number;
+  /**
+   * Start vault as a user does, through its launcher (build/Release/vault_launcher), which removes
+   * the variables that load code into node: for tests that put NODE_OPTIONS, NODE_PATH or LD_* in
+   * the caller's environment. Started as `node dist/vault.mjs`, vault refuses those (entry.ts).
+   */
+  launcher?: boolean;
 }
 
 export interface Workspace {
@@ -73,7 +79,8 @@ export function makeWorkspace(options: { keychain?: boolean; account?: Account; 
     if (IS_ROOT) for (const dir of [home, project, path.join(root, 'vault')]) fs.chownSync(dir, account.uid, account.gid);
   }
   /** argv of one `vault` run, as the workspace's user. */
-  const command = (cli: string | undefined, args: string[]) => asAccount(account, [process.execPath, cli ?? defaultCli, ...args]);
+  const command = (cli: string | undefined, args: string[], launcher = false) =>
+    asAccount(account, launcher ? [path.join(path.dirname(defaultCli), '..', 'build', 'Release', 'vault_launcher'), ...args] : [process.execPath, cli ?? defaultCli, ...args]);
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: home,
@@ -91,7 +98,7 @@ export function makeWorkspace(options: { keychain?: boolean; account?: Account; 
     vaultDir: path.join(root, 'vault'),
     env,
     run(args, runOptions = {}) {
-      const [program, ...rest] = command(runOptions.cli, args);
+      const [program, ...rest] = command(runOptions.cli, args, runOptions.launcher === true);
       const result = spawnSync(program!, rest, {
         env: { ...workspace.env, ...runOptions.env },
         input: runOptions.input ?? '',

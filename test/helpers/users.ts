@@ -69,7 +69,7 @@ export function asAccount(account: Account | undefined, command: string[]): stri
 export function installApp(dir: string): string {
   fs.mkdirSync(path.join(dir, 'build', 'Release'), { recursive: true, mode: 0o755 });
   fs.cpSync(path.join(ROOT, 'dist'), path.join(dir, 'dist'), { recursive: true });
-  for (const file of ['sealvault_native.node', 'spawn_helper']) {
+  for (const file of ['sealvault_native.node', 'spawn_helper', 'vault_launcher']) {
     fs.copyFileSync(path.join(ROOT, 'build', 'Release', file), path.join(dir, 'build', 'Release', file));
   }
   fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'));

@@ -1,0 +1,63 @@
+/**
+ * What dist/vault.mjs runs first. Before anything else: no core dumps and no same-uid ptrace or
+ * /proc/PID/mem (hardenProcess), and a refusal when the environment loaded code into this process
+ * (the launcher, native/vault_launcher.c, removes those variables; this catches a start without it).
+ * Then `vault exec` goes to the agent when one answers, loading only what that needs (agent/client.ts);
+ * everything else, and an exec with no agent, loads the full CLI (main.ts).
+ */
+import { execThroughAgent } from '../agent/client.js';
+import { agentSocketPath } from '../agent/protocol.js';
+import { resolveCommand } from '../vault/binary.js';
+import { VaultError } from '../vault/errors.js';
+import { native } from '../vault/native.js';
+import { resolveVaultDirectory } from '../vault/paths.js';
+import { maskStyle, parseDuration, parseLeanExec } from './exec-args.js';
+
+/** Variables that make node or its loader run code they name (node(1), ld.so(8)). */
+const CODE_LOADING = ['NODE_OPTIONS', 'NODE_PATH', 'NODE_REPL_EXTERNAL_MODULE', 'LD_PRELOAD', 'LD_AUDIT', 'LD_LIBRARY_PATH'];
+const CODE_LOADING_FLAGS = /^(?:-r|--require|--import|--loader|--experimental-loader)(?:=|$)/;
+
+/** One line naming what would load code into vault, or undefined. */
+function injectedCode(): string | undefined {
+  const variable = CODE_LOADING.find((name) => (process.env[name] ?? '') !== '');
+  if (variable !== undefined) {
+    return `${variable} is set, which loads code into the process that unlocks the vault; unset it, or start vault as \`vault\` (bin/vault), whose launcher removes it`;
+  }
+  const flag = process.execArgv.find((arg) => CODE_LOADING_FLAGS.test(arg));
+  if (flag !== undefined) return `node was started with ${flag}, which loads code into the process that unlocks the vault; start vault as \`vault\``;
+  return undefined;
+}
+
+/** The exit code of `vault exec` through the agent, or undefined to go on with the full CLI. */
+async function leanExec(): Promise<number | undefined> {
+  const lean = parseLeanExec(process.argv.slice(2));
+  if (lean === undefined) return undefined;
+  let request;
+  try {
+    resolveCommand(lean.command); // not found (127) or not executable (126): the full CLI says which
+    const mask = maskStyle(lean.flags.mask);
+    const timeoutMs = lean.flags.timeout === undefined ? undefined : parseDuration('--timeout', lean.flags.timeout);
+    request = {
+      vault: resolveVaultDirectory(lean.vault), argv: [lean.command, ...lean.args], tier: lean.flags.tier,
+      ...(lean.flags.only !== undefined ? { only: lean.flags.only } : {}), files: lean.flags.file ?? [], mask: mask ?? null,
+      ...(timeoutMs !== undefined ? { timeoutMs } : {}), killAfterMs: parseDuration('--kill-after', lean.flags.killAfter),
+      ...(lean.flags.info === true ? { info: true } : {}),
+    };
+  } catch (error) {
+    if (error instanceof VaultError) return undefined; // the full CLI says it, with its exit code
+    throw error;
+  }
+  const answer = await execThroughAgent(agentSocketPath(), request);
+  return answer.answered ? answer.code : undefined;
+}
+
+native().hardenProcess();
+const injected = injectedCode();
+if (injected !== undefined) {
+  process.stderr.write(`vault: ${injected}\n`);
+  process.exitCode = 2;
+} else {
+  const code = await leanExec();
+  if (code !== undefined) process.exitCode = code;
+  else await import('./main.js');
+}

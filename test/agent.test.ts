@@ -1,0 +1,311 @@
+/**
+ * `vault agent`: a real agent unlocked with a passphrase typed on a real pty, and the processes
+ * around it. A process of the same user with no terminal and no passphrase can run granted programs
+ * through it and get their output, and nothing else: not `vault allow`, not a new slot, not a value
+ * through a crafted request. A second user it serves runs granted programs as the agent's user, and
+ * cannot read the target's environment; a third user is refused. Lock, timeout and kill -9 leave
+ * nothing that opens the vault.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { makeWorkspace, put, ROOT, type RunResult, TEST_CLI, type Workspace } from './helpers/cli.js';
+import { ptyRun } from './helpers/pty.js';
+import { type Account, asAccount, IS_ROOT, RUNNERS, runnerAccount, systemUser } from './helpers/users.js';
+
+const PASSPHRASE = 'correct horse battery staple';
+const SECRET = 'agent-held-secret-value-4242';
+const EXEC_FAILED = 125;
+
+/** A workspace whose vault opens with a passphrase only, a granted script, and a runtime directory for the socket. */
+function passphraseVault(account: Account | undefined): { ws: Workspace; script: string; socket: string } {
+  const ws = makeWorkspace({ account });
+  const run = path.join(ws.root, 'run');
+  fs.mkdirSync(run, { mode: 0o700 });
+  if (IS_ROOT && account !== undefined) fs.chownSync(run, account.uid, account.gid);
+  ws.env.XDG_RUNTIME_DIR = run;
+  const made = ws.run(['init', '--passphrase', '--insecure-test-kdf'], { cli: TEST_CLI, env: { VAULT_PASSPHRASE: PASSPHRASE } });
+  expect(made.status, made.stderr).toBe(0);
+  put(ws, 'DB', SECRET);
+  put(ws, 'OTHER', 'other-secret-value-0000');
+  const script = path.join(ws.project, 'deploy.sh');
+  fs.writeFileSync(script, '#!/bin/sh\necho "deploying with ${#DB} bytes; args: $*"\n', { mode: 0o755 });
+  if (IS_ROOT && account !== undefined) fs.chownSync(script, account.uid, account.gid);
+  const granted = ws.run(['allow', 'DB', '--to', script], { env: { VAULT_PASSPHRASE: PASSPHRASE } });
+  expect(granted.status, granted.stderr).toBe(0);
+  return { ws, script, socket: path.join(run, 'sealvault', 'agent.sock') };
+}
+
+/** `vault agent start`, the passphrase typed on a pty. */
+function startAgent(ws: Workspace, extra: string[] = []): void {
+  const started = ptyRun(ws, ws.command(['agent', 'start', ...extra]), [{ expect: 'Vault passphrase: ', send: `${PASSPHRASE}\r` }]);
+  expect(started.pending, started.output).toEqual([]);
+  expect(started.status, started.output).toBe(0);
+  expect(started.output).toMatch(/agent started \(pid \d+\)/);
+}
+
+/** A process of the same user with no terminal (a session of its own) and no passphrase or token in its environment. */
+function withoutPerson(ws: Workspace, args: string[]): RunResult {
+  const env = { ...ws.env };
+  for (const name of Object.keys(env)) if (name.startsWith('VAULT_') && name !== 'VAULT_DIR') delete env[name];
+  // setsid(1): a session without a controlling terminal, so no /dev/tty to ask on
+  const [program, ...rest] = ['setsid', '-w', ...ws.command(args)];
+  const result = spawnSync(program!, rest, { env, cwd: ws.project, input: '', encoding: 'utf8', timeout: 30_000 });
+  return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr, stdoutBytes: Buffer.from(result.stdout) };
+}
+
+function agentPid(ws: Workspace): number | undefined {
+  const status = ws.run(['agent', 'status', '--json']);
+  return status.status === 0 ? (JSON.parse(status.stdout) as { pid: number }).pid : undefined;
+}
+
+/**
+ * A client written by hand, run as the agent's own user: for each case (body as base64, a length to
+ * claim, whether to pass cwd and stdio fds) one connection, and the agent's answer lines.
+ */
+const CRAFTED_CLIENT = String.raw`
+import { createRequire } from 'node:module';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+const [addonPath, socket, casesFile, cwd] = process.argv.slice(2);
+const addon = createRequire(import.meta.url)(addonPath);
+const answers = [];
+for (const c of JSON.parse(fs.readFileSync(casesFile, 'utf8'))) {
+  const data = Buffer.from(c.body, 'base64');
+  const frame = Buffer.alloc(4 + data.length);
+  frame.writeUInt32BE(c.length ?? data.length, 0);
+  data.copy(frame, 4);
+  const connection = net.createConnection(socket);
+  await new Promise((resolve, reject) => connection.once('connect', resolve).once('error', reject));
+  addon.sendWithFds(connection._handle.fd, frame, c.fds ? [fs.openSync(cwd, 'r'), 0, 1, 2] : [], 5000);
+  let answer = '';
+  connection.setEncoding('utf8');
+  connection.on('data', (chunk) => (answer += chunk));
+  await new Promise((resolve) => connection.once('close', resolve));
+  answers.push(answer);
+}
+process.stdout.write(JSON.stringify(answers));
+`;
+
+interface CraftedCase {
+  body: object | string;
+  length?: number;
+  fds?: boolean;
+}
+
+function crafted(ws: Workspace, account: Account | undefined, socket: string, cases: CraftedCase[]): string[] {
+  const client = path.join(ws.root, 'crafted-client.mjs');
+  const casesFile = path.join(ws.root, 'crafted-cases.json');
+  fs.writeFileSync(client, CRAFTED_CLIENT, { mode: 0o644 });
+  const encoded = cases.map((c) => ({ ...c, body: Buffer.from(typeof c.body === 'string' ? c.body : JSON.stringify(c.body)).toString('base64') }));
+  fs.writeFileSync(casesFile, JSON.stringify(encoded), { mode: 0o644 });
+  const addon = path.join(fs.existsSync(path.join(ws.root, 'app')) ? path.join(ws.root, 'app') : ROOT, 'build', 'Release', 'sealvault_native.node');
+  const [program, ...rest] = asAccount(account, [process.execPath, client, addon, socket, casesFile, ws.project]);
+  const run = spawnSync(program!, rest, { encoding: 'utf8', timeout: 60_000 });
+  expect(run.status, run.stderr).toBe(0);
+  return JSON.parse(run.stdout) as string[];
+}
+
+for (const runner of RUNNERS) {
+  describe(`vault agent, run by ${runner}`, () => {
+    let ws: Workspace;
+    let script: string;
+    let socket: string;
+    let reference: string;
+    beforeEach(() => {
+      ({ ws, script, socket } = passphraseVault(runnerAccount(runner)));
+      reference = path.join(ws.root, 'before-the-agent');
+      fs.writeFileSync(reference, '');
+      spawnSync('sleep', ['0.01']);
+      startAgent(ws);
+    });
+    afterEach(() => {
+      if (ws === undefined) return;
+      const pid = agentPid(ws);
+      ws.run(['agent', 'stop']);
+      if (pid !== undefined) spawnSync('kill', ['-9', String(pid)]);
+      ws.cleanup();
+    });
+
+    it('a process with no terminal and no passphrase runs the granted program through it, and gets only its output', () => {
+      const result = withoutPerson(ws, ['exec', '--', script, 'one', 'two']);
+      expect(result.stderr).toBe('');
+      expect(result.status).toBe(0);
+      expect(result.stdout).toBe(`deploying with ${SECRET.length} bytes; args: one two\n`);
+      // without the agent the same process cannot unlock at all
+      const pid = agentPid(ws);
+      expect(ws.run(['agent', 'stop']).status).toBe(0);
+      for (let i = 0; i < 50 && pid !== undefined && fs.existsSync(`/proc/${pid}`); i += 1) spawnSync('sleep', ['0.1']);
+      const alone = withoutPerson(ws, ['exec', '--', script]);
+      expect(alone.status).toBe(EXEC_FAILED);
+      expect(alone.stderr).toMatch(/^vault: cannot unlock the vault: /);
+    });
+
+    it('it cannot change the vault: allow and key add --token fail, for want of a person', () => {
+      const mine = path.join(ws.project, 'mine.sh');
+      fs.writeFileSync(mine, '#!/bin/sh\necho "$DB"\n', { mode: 0o755 });
+      const before = fs.readFileSync(path.join(ws.vaultDir, 'policy.json'));
+      for (const args of [['allow', 'DB', '--to', mine], ['key', 'add', '--token'], ['revoke', 'DB', '--from', script], ['trust']]) {
+        const result = withoutPerson(ws, args);
+        expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(8);
+        expect(result.stdout).toBe('');
+      }
+      expect(fs.readFileSync(path.join(ws.vaultDir, 'policy.json')).equals(before)).toBe(true);
+      const leak = withoutPerson(ws, ['exec', '--', mine]);
+      expect(leak.status).toBe(EXEC_FAILED);
+      expect(leak.stdout).not.toContain(SECRET);
+      expect(leak.stderr).toMatch(/granted to .*mine\.sh/);
+    });
+
+    it('crafted requests get one error line and a closed connection, never a value', () => {
+      const exec = { v: 1, op: 'exec', vault: ws.vaultDir, env: {}, tier: 'hardened', files: [], mask: null };
+      const answers = crafted(ws, runnerAccount(runner), socket, [
+        { body: { v: 1, op: 'reveal', name: 'DB' } },
+        { body: { ...exec, argv: [script] } },
+        { body: '{not json' },
+        { body: '{}', length: 0xfffffff },
+        { body: { ...exec, argv: ['/bin/sh', '-c', 'echo $DB'] }, fds: true },
+        { body: { ...exec, argv: [script], tier: 'none' }, fds: true },
+      ]);
+      for (const [i, answer] of answers.entries()) {
+        expect(answer, `request ${i}`).not.toContain(SECRET);
+        const lines = answer.trim().split('\n').map((l) => JSON.parse(l) as { event: string; message: string });
+        expect(lines, `request ${i}: ${answer}`).toHaveLength(1);
+        expect(lines[0]?.event, `request ${i}`).toBe('error');
+      }
+      expect(answers[4]).toMatch(/granted to \/usr\/bin\/dash/);
+      expect(answers[5]).toMatch(/tier hardened or stronger/);
+      // the agent still serves
+      expect(withoutPerson(ws, ['exec', '--', script]).status).toBe(0);
+    });
+
+    it('after `vault agent lock`, and after --timeout, exec through it fails with one line saying how to unlock', () => {
+      expect(ws.run(['agent', 'lock']).status).toBe(0);
+      const locked = withoutPerson(ws, ['exec', '--', script]);
+      expect(locked.status).toBe(EXEC_FAILED);
+      expect(locked.stderr).toMatch(/^vault: the agent at .* is locked .* start it again with `vault agent stop` then `vault agent start`[^\n]*\n$/);
+      expect(ws.run(['agent', 'stop']).status).toBe(0);
+      startAgent(ws, ['--timeout', '1s']);
+      expect(withoutPerson(ws, ['exec', '--', script]).status).toBe(0);
+      spawnSync('sleep', ['1.5']);
+      const expired = withoutPerson(ws, ['exec', '--', script]);
+      expect(expired.status).toBe(EXEC_FAILED);
+      expect(expired.stderr).toMatch(/is locked/);
+    });
+
+    it('kill -9 leaves no key on disk and no socket that answers; exec then unlocks by itself', async () => {
+      const pid = agentPid(ws);
+      expect(pid).toBeDefined();
+      spawnSync('kill', ['-9', String(pid)]);
+      for (let i = 0; i < 50 && fs.existsSync(`/proc/${pid}`); i += 1) spawnSync('sleep', ['0.1']);
+      const answers = await new Promise<boolean>((resolve) => {
+        const probe = net.createConnection(socket);
+        probe.once('connect', () => resolve(true)).once('error', () => resolve(false));
+      });
+      expect(answers).toBe(false);
+      const result = withoutPerson(ws, ['exec', '--', script]);
+      expect(result.status).toBe(EXEC_FAILED);
+      expect(result.stderr).toMatch(/cannot unlock the vault/);
+      // nothing the agent wrote holds the private key: only the socket, the pins and the vault's own files
+      const written = spawnSync('find', [ws.root, '-newer', reference, '-type', 'f'], { encoding: 'utf8' });
+      for (const file of written.stdout.trim().split('\n').filter((f) => f !== '')) {
+        expect(file).toMatch(/\/(vault\/(audit\.log|\.lock|policy\.json)|known_vaults\.json|known_vaults\.lock|pty-.*\.json|pty-driver\.py)$/);
+      }
+    });
+
+    it('the agent is not dumpable and its environment is not readable by processes of its own user', () => {
+      const pid = agentPid(ws)!;
+      const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+      expect(status).toMatch(/^Uid:/m);
+      const [program, ...rest] = asAccount(runnerAccount(runner), ['cat', `/proc/${pid}/environ`]);
+      const read = spawnSync(program!, rest, { encoding: 'utf8' });
+      if (!IS_ROOT || runnerAccount(runner) !== undefined) expect(read.status, read.stdout).not.toBe(0);
+      const limits = fs.readFileSync(`/proc/${pid}/limits`, 'utf8');
+      expect(limits).toMatch(/^Max core file size\s+0\s+0/m);
+    });
+  });
+}
+
+describe.skipIf(!IS_ROOT)('an agent that serves another user (--allow-uid)', () => {
+  const owner = () => runnerAccount('an unprivileged user' as (typeof RUNNERS)[number])!;
+  let ws: Workspace;
+  let served: Account;
+  let refused: Account;
+  let shared: string;
+  beforeEach(() => {
+    served = systemUser('sealvault-ai')!;
+    refused = systemUser('sealvault-other')!;
+    ({ ws } = passphraseVault(owner()));
+    shared = path.join(ws.root, 'shared');
+    fs.mkdirSync(shared, { mode: 0o755 });
+    fs.chownSync(shared, owner().uid, owner().gid);
+    startAgent(ws, ['--allow-uid', String(served.uid), '--socket', path.join(shared, 'agent.sock')]);
+  });
+  afterEach(() => {
+    ws.run(['agent', 'stop', '--socket', path.join(shared, 'agent.sock')]);
+    ws.cleanup();
+  });
+
+  /** `vault exec` as `who`, in a project of theirs, through the shared socket. */
+  function execAs(who: Account, project: string, argv: string[]): Promise<RunResult> {
+    const env = { PATH: ws.env.PATH, HOME: project, VAULT_DIR: ws.vaultDir, VAULT_AGENT_SOCK: path.join(shared, 'agent.sock'), LANG: 'C.UTF-8' };
+    const [program, ...rest] = asAccount(who, [process.execPath, path.join(ws.root, 'app', 'dist', 'vault.mjs'), 'exec', '--', ...argv]);
+    return new Promise((resolve) => {
+      const child = spawn(program!, rest, { env, cwd: project, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const bound = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      child.on('close', (status, signal) => {
+        clearTimeout(bound);
+        resolve({ status, signal, stdout, stderr, stdoutBytes: Buffer.from(stdout) });
+      });
+    });
+  }
+
+  it('the served user runs a granted program as the agent\'s user and cannot read its environment; a third user is refused', async () => {
+    const project = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-ai-'));
+    fs.chmodSync(project, 0o755);
+    // the target runs as the agent's user: it writes its pid where both users may
+    const drop = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-drop-'));
+    fs.chmodSync(drop, 0o777);
+    const pidFile = path.join(drop, 'target.pid');
+    const job = path.join(project, 'job.sh');
+    fs.writeFileSync(job, `#!/bin/sh\necho $$ > ${pidFile}\nsleep 3\necho "job done with \${#DB} bytes as $(id -un)"\n`, { mode: 0o755 });
+    fs.chownSync(project, served.uid, served.gid);
+    fs.chownSync(job, served.uid, served.gid);
+    const granted = ws.run(['allow', 'DB', '--to', job], { env: { VAULT_PASSPHRASE: PASSPHRASE } });
+    expect(granted.status, granted.stderr).toBe(0);
+
+    const running = execAs(served, project, [job]);
+    for (let i = 0; i < 50 && !fs.existsSync(pidFile); i += 1) await new Promise((r) => setTimeout(r, 100));
+    if (!fs.existsSync(pidFile)) expect((await running).stderr, 'the job never started').toBe('');
+    // the pid the job wrote is its pid inside the sandbox's PID namespace: find it on the host
+    const found = spawnSync('pgrep', ['-n', '-u', String(owner().uid), '-f', job], { encoding: 'utf8' });
+    const pid = found.stdout.trim();
+    expect(pid, 'the job is not running as the agent\'s user').toMatch(/^\d+$/);
+    const [program, ...rest] = asAccount(served, ['cat', `/proc/${pid}/environ`]);
+    const peek = spawnSync(program!, rest, { encoding: 'utf8', timeout: 10_000 });
+    expect(peek.status, 'the served user read the target\'s environment').not.toBe(0);
+    expect(peek.stdout).not.toContain(SECRET);
+    const result = await running;
+    expect(result.signal, result.stdout + result.stderr).toBeNull();
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toBe(`job done with ${SECRET.length} bytes as ${owner().name}\n`);
+
+    const other = await execAs(refused, project, [job]);
+    expect(other.status).toBe(EXEC_FAILED);
+    expect(other.stderr).toMatch(new RegExp(`^vault: this agent does not serve uid ${refused.uid}\\n$`));
+    const audit = ws.run(['audit', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; details: Record<string, unknown> });
+    expect(audit.some((e) => e.event === 'agent-refused' && e.details.uid === refused.uid)).toBe(true);
+    const release = audit.filter((e) => e.event === 'release').at(-1);
+    expect(release?.details.client).toMatchObject({ uid: served.uid, user: served.name });
+    fs.rmSync(project, { recursive: true, force: true });
+    fs.rmSync(drop, { recursive: true, force: true });
+  });
+});
