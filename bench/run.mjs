@@ -3,11 +3,12 @@
 //
 // Runs the bundled CLI (dist/vault.mjs) as users run it, in a temporary directory with its own HOME,
 // XDG_STATE_HOME and VAULT_DIR, next to peers measured in the same run (`node -e ''`, `age`,
-// `dotenvx set`, `dotenvx run`, `bwrap`). Every row runs once per round (a slow row only every few
-// rounds), rounds are interleaved round-robin (the starting row rotates) so that machine noise hits
-// all rows alike, and ratios are taken pair by pair within a round. Prints one table of medians with
-// peak RSS, writes bench/results/latest.json, exits 0 (it is a report, targets included) unless the
-// benchmark itself could not run.
+// `dotenvx set`, `dotenvx run`, `bwrap`), and `vault exec` through a `vault agent` that it starts in
+// that directory and stops at the end, whatever happens. Every row runs once per round (a slow row
+// only every few rounds), rounds are interleaved round-robin (the starting row rotates) so that
+// machine noise hits all rows alike, and ratios are taken pair by pair within a round. Prints one
+// table of medians with peak RSS, writes bench/results/latest.json, exits 0 (it is a report, targets
+// included) unless the benchmark itself could not run.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -16,7 +17,7 @@ import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { fillVault } from './fixture.mjs';
 import { bwrapArgs, helperRequest, loadSandboxCode, lockdownPlan } from './sandbox-request.mjs';
-import { fmt, renderTable, summarize } from './stats.mjs';
+import { fmt, quantile, renderTable, summarize, wrapLine } from './stats.mjs';
 import { countOption, isolatedEnv } from './workspace.mjs';
 import { ensureDebianCommand, npmInstallBin, versionOf } from './tools.mjs';
 
@@ -37,7 +38,20 @@ const PUT_TARGET = 1.3;
 // `vault exec` rows (the issue's targets): EXEC_SECRETS secrets granted to /bin/true and released per run
 const EXEC_SECRETS = 20;
 const PASSPHRASE_EVERY = option('--passphrase-every', 5); // the argon2id row runs in 1 round of every 5 only
-const EXEC_TARGETS = { lockdown: 1.6, other: 1.5, dotenvx: 6, helper: 1.0, big: 1.1, rssMiB: 60 };
+// lockdown: a direct exec (no agent), restated by the agent's issue from 1.6 to 3.5; agent: an exec
+// through the agent, the same 20 secrets (to a script); agentDotenvx: dotenvx run / that exec
+const EXEC_TARGETS = {
+  lockdown: 3.5, agent: 1.6, other: 1.5, dotenvx: 6, agentDotenvx: 20, helper: 1.0, big: 1.1, rssMiB: 60,
+};
+// clients that run one `vault exec` each at the same time through the one agent, once per round
+const AGENT_CLIENTS = 16;
+// what the client side of an exec through the agent must not load (src/cli/entry.ts): a file's path,
+// or for JavaScript its code, gives the module away; libsodium's own library (a .so) counts too
+const HEAVY_MODULES = [
+  { name: 'libsodium', path: /sodium/i, code: /_sodium_init/ },
+  { name: 'zod', path: /(^|[/._-])zod([/._-]|$)/i, code: /\$ZodType/ },
+  { name: 'commander', path: /commander/i, code: /CommanderError/ },
+];
 const execName = (i) => `EXEC_${String(i + 1).padStart(2, '0')}`;
 if (SECRETS < EXEC_SECRETS) fatal(`--secrets must be at least ${EXEC_SECRETS}: the big vault holds the exec rows' secrets too`);
 
@@ -67,10 +81,67 @@ const bigVault = path.join(tmp, 'vault-10k');
 const execVault = path.join(tmp, 'vault-exec'); // EXEC_SECRETS secrets, granted to /bin/true and BIG_PROGRAM
 const BIG_PROGRAM = path.join(tmp, 'true-100mib');
 const passVault = path.join(tmp, 'vault-passphrase'); // the same, plus a passphrase slot
+// the agent rows: EXEC_SECRETS secrets granted to AGENT_SCRIPT (min tier lockdown) in a vault of
+// their own, held by an agent that listens in the workspace
+const agentVault = path.join(tmp, 'vault-agent');
+const AGENT_SCRIPT = path.join(tmp, 'tools', 'agent-target.sh');
+const agentSocket = path.join(tmp, 'agent', 'agent.sock');
+// every other row looks for an agent here, where none listens: not at the default socket
+// (/tmp/sealvault-UID/agent.sock), where an agent of the machine's user could answer them
+baseEnv.VAULT_AGENT_SOCK = path.join(tmp, 'no-agent', 'agent.sock');
+let agentPid; // the agent this bench started, until stopAgent()
+
+/** Whether `pid` still runs (a zombie has ended: its parent is not the bench, which cannot reap it). */
+function running(pid) {
+  try {
+    return !/^\d+ \(.*\) Z /s.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** Stops the bench's agent: `vault agent stop`, then SIGKILL if it still runs 10 s later. */
+function stopAgent() {
+  const pid = agentPid;
+  if (pid === undefined) return;
+  agentPid = undefined;
+  const stop = spawnSync(process.execPath, [CLI, 'agent', 'stop', '--socket', agentSocket], {
+    env: { ...baseEnv, VAULT_DIR: agentVault }, cwd: work, encoding: 'utf8', timeout: 30_000,
+  });
+  if (stop.status !== 0) {
+    log(`vault agent stop failed (${stop.status ?? stop.error?.message}): ${(stop.stderr ?? '').trim()}`);
+  }
+  const wait = new Int32Array(new SharedArrayBuffer(4));
+  for (const deadline = Date.now() + 10_000; running(pid) && Date.now() < deadline;) Atomics.wait(wait, 0, 0, 50);
+  if (!running(pid)) {
+    log(`stopped the agent (pid ${pid})`);
+    return;
+  }
+  // only if that pid is still our agent: its command line names the workspace's socket
+  let ours = false;
+  try {
+    ours = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(agentSocket);
+  } catch {
+    // gone meanwhile
+  }
+  if (ours) {
+    log(`the agent (pid ${pid}) still runs 10 s after vault agent stop: SIGKILL`);
+    process.kill(pid, 'SIGKILL');
+  }
+}
 
 function cleanup() {
+  stopAgent();
   if (KEEP) log(`kept ${tmp}`);
   else fs.rmSync(tmp, { recursive: true, force: true });
+}
+// interrupted: the agent is in a session of its own, so the terminal's signal does not reach it
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    log(`${signal}: stopping`);
+    cleanup();
+    process.exit(128 + os.constants.signals[signal]);
+  });
 }
 
 /** Runs the CLI untimed (setup and checks); throws unless it exits 0. */
@@ -105,10 +176,28 @@ function vaultAsync(args, { dir, input = '', env = {} } = {}) {
   });
 }
 
-/** The last audit entry of a vault, to check what an exec row really released. */
-function lastAudit(dir) {
+/**
+ * The runs an audit log records, to check what the exec rows really released: every `release`
+ * entry with the `exit` entry of the same run (undefined when there is none), in order.
+ */
+function auditedRuns(dir) {
   const lines = fs.readFileSync(path.join(dir, 'audit.log'), 'utf8').trim().split('\n');
-  return JSON.parse(lines.at(-1));
+  const entries = lines.map((line) => JSON.parse(line));
+  const exits = new Map(entries.filter((e) => e.event === 'exit').map((e) => [e.details.run, e.details.exit]));
+  return entries.filter((e) => e.event === 'release').map((e) => ({ ...e.details, exit: exits.get(e.details.run) }));
+}
+
+/**
+ * Throws unless every run in `runs` released all EXEC_SECRETS and exited 0, through the agent (a
+ * release with a `client`) or not, as `viaAgent` says.
+ */
+function checkRuns(dir, runs, viaAgent) {
+  const wrong = runs.find((run) =>
+    run.secrets.length !== EXEC_SECRETS || run.exit !== 0 || (run.client !== undefined) !== viaAgent);
+  if (wrong === undefined) return;
+  const how = `${wrong.client === undefined ? 'no' : 'an'} agent client`;
+  throw new BenchError(`${dir}: a run released ${wrong.secrets.length} secrets (exit ${wrong.exit}, ${how}), `
+    + `expected ${EXEC_SECRETS} (exit 0${viaAgent ? ', through the agent' : ''})`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -166,6 +255,72 @@ function probeRss(row, r) {
   return result.status === 0 && fs.existsSync(rssFile) ? readRss() : Number.NaN;
 }
 
+/**
+ * One burst of `row.clients` runs of `row.invocation(r, client)` started at once (round `r`);
+ * resolves with the wall time of each run in ms (from its spawn to the end of its output), and of
+ * the whole burst. Every run gets pipes, as the timed rows do, and no GNU time.
+ */
+async function runBurst(row, r) {
+  const t0 = process.hrtime.bigint();
+  const runs = await Promise.all(Array.from({ length: row.clients }, (_, client) => new Promise((resolve, reject) => {
+    const { command, args, env = {}, cwd = work } = row.invocation(r, client);
+    const started = process.hrtime.bigint();
+    const child = spawn(command, args, { env: { ...baseEnv, ...env }, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const err = [];
+    child.stdin.on('error', () => undefined); // a client that exits without reading stdin
+    child.stdout.resume();
+    child.stderr.on('data', (chunk) => err.push(chunk));
+    child.on('error', (error) => reject(new BenchError(`${row.name}: ${command} failed: ${error.message}`)));
+    child.on('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const why = Buffer.concat(err).toString().trim().slice(0, 500);
+      if (code !== 0) reject(new BenchError(`${row.name}: client ${client} failed (${code}): ${why}`));
+      else resolve(ms);
+    });
+    child.stdin.end();
+  })));
+  row.after?.(r);
+  return { runs, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
+}
+
+/**
+ * The files one run of `invocation` opened, under strace -ff (the process, its threads and any
+ * children, one trace file each, so that no call is split across lines): absolute paths, the
+ * successful opens only.
+ */
+function openedFiles(strace, invocation, label) {
+  const { command, args, env = {}, cwd = work } = invocation;
+  const prefix = path.join(tmp, 'strace', label);
+  fs.mkdirSync(path.dirname(prefix), { recursive: true });
+  const straceArgs = ['-ff', '-qq', '-s', '4096', '-e', 'trace=open,openat,openat2', '-o', prefix];
+  const traced = spawnSync(strace, [...straceArgs, command, ...args], {
+    env: { ...baseEnv, ...env }, cwd, input: '', encoding: 'utf8', timeout: 120_000,
+  });
+  if (traced.status !== 0) {
+    const why = (traced.stderr ?? '').trim().slice(0, 500);
+    throw new BenchError(`strace of ${label} failed (${traced.status ?? traced.error?.message}): ${why}`);
+  }
+  const files = new Set();
+  for (const name of fs.readdirSync(path.dirname(prefix)).filter((f) => f.startsWith(`${label}.`))) {
+    for (const line of fs.readFileSync(path.join(path.dirname(prefix), name), 'utf8').split('\n')) {
+      const open = /^open(?:at2?)?\((?:[^"]*?, )?"([^"]*)".* = \d+$/.exec(line);
+      if (open !== null) files.add(path.resolve(cwd, open[1]));
+    }
+  }
+  return [...files];
+}
+
+/** Which of HEAVY_MODULES `files` hold: by path, or for JavaScript by its code. */
+function heavyModulesIn(files) {
+  const found = new Set();
+  for (const file of files) {
+    const isScript = /\.[cm]?js$/.test(file) && fs.statSync(file, { throwIfNoEntry: false })?.isFile();
+    const code = isScript ? fs.readFileSync(file, 'utf8') : '';
+    for (const heavy of HEAVY_MODULES) if (heavy.path.test(file) || heavy.code.test(code)) found.add(heavy.name);
+  }
+  return HEAVY_MODULES.map((heavy) => heavy.name).filter((name) => found.has(name));
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
@@ -185,6 +340,7 @@ async function main() {
   const tokenBig = vault(['init', '--token'], { dir: bigVault }).trim();
   const tokenExec = vault(['init', '--token'], { dir: execVault }).trim();
   const tokenPass = vault(['init', '--token'], { dir: passVault }).trim();
+  const tokenAgent = vault(['init', '--token'], { dir: agentVault }).trim();
   // the big vault holds SECRETS in all: generated ones, and the EXEC_SECRETS that exec-10k releases
   let t = Date.now();
   await fillVault(bigVault, SECRETS - EXEC_SECRETS);
@@ -202,20 +358,36 @@ async function main() {
   fs.copyFileSync(TRUE, BIG_PROGRAM);
   fs.appendFileSync(BIG_PROGRAM, Buffer.alloc(100 * 2 ** 20));
   fs.chmodSync(BIG_PROGRAM, 0o755);
-  const grantAll = async (dir, token, programs = [TRUE]) => {
+  // the agent rows' program: a shell script that exits 0 only when all EXEC_SECRETS values arrived
+  const valueBytes = Buffer.byteLength(execValues[0]);
+  fs.mkdirSync(path.dirname(AGENT_SCRIPT));
+  fs.writeFileSync(AGENT_SCRIPT, [
+    '#!/bin/sh',
+    `# sealvault bench: exits 0 only when all ${EXEC_SECRETS} secrets arrived, ${valueBytes} bytes each`,
+    `for v in ${execNames.map((name) => `"$${name}"`).join(' ')}; do`,
+    `  [ "\${#v}" -eq ${valueBytes} ] || exit 3`,
+    'done',
+    '',
+  ].join('\n'), { mode: 0o755 });
+  const grantAll = async (dir, token, programs = [TRUE], minTier = 'none') => {
     for (const [i, name] of execNames.entries()) await vaultAsync(['put', name], { dir, input: execValues[i] });
-    for (const program of programs) await vaultAsync(['allow', ...execNames, '--to', program, '--min-tier', 'none'], { dir, env: { VAULT_KEY: token } });
+    for (const program of programs) {
+      await vaultAsync(['allow', ...execNames, '--to', program, '--min-tier', minTier], {
+        dir, env: { VAULT_KEY: token },
+      });
+    }
   };
   await Promise.all([
     grantAll(execVault, tokenExec, [TRUE, BIG_PROGRAM]),
     grantAll(bigVault, tokenBig),
     grantAll(passVault, tokenPass).then(() =>
       vaultAsync(['key', 'add', '--passphrase'], { dir: passVault, env: { VAULT_KEY: tokenPass, VAULT_NEW_PASSPHRASE: passphrase } })),
+    grantAll(agentVault, tokenAgent, [AGENT_SCRIPT], 'lockdown'),
   ]);
   const passSlot = fs.readdirSync(path.join(passVault, 'slots')).map((f) => JSON.parse(fs.readFileSync(path.join(passVault, 'slots', f), 'utf8'))).find((s) => s.kind === 'passphrase');
   if (passSlot === undefined) throw new BenchError('vault key add --passphrase left no passphrase slot');
   const kdf = passSlot.kdf;
-  log(`put and granted ${EXEC_SECRETS} secrets in 3 vaults, added a passphrase slot (argon2id opslimit ${kdf.opslimit}, memlimit ${kdf.memlimit / 2 ** 20} MiB) in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  log(`put and granted ${EXEC_SECRETS} secrets in 4 vaults, added a passphrase slot (argon2id opslimit ${kdf.opslimit}, memlimit ${kdf.memlimit / 2 ** 20} MiB) in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 
   t = Date.now();
   const listed = JSON.parse(vault(['list', '--json'], { dir: bigVault }));
@@ -229,8 +401,70 @@ async function main() {
   const infoLine = /^vault: info (.*)$/m.exec(infoRun.stderr ?? '');
   if (infoRun.status !== 0 || infoLine === null) throw new BenchError(`vault exec --tier lockdown --info -- ${TRUE} failed (${infoRun.status}): ${(infoRun.stderr ?? '').trim()}`);
   const sandboxInfo = JSON.parse(infoLine[1]);
-  const released = lastAudit(execVault);
-  if (released.event !== 'exec' || released.details.secrets.length !== EXEC_SECRETS) throw new BenchError(`vault exec released ${released.details.secrets?.length} secrets, expected ${EXEC_SECRETS}`);
+  checkRuns(execVault, auditedRuns(execVault), false);
+
+  // the agent: started with the token as a user starts it (`vault agent start` returns once it
+  // answers, and the agent leaves the session), at a socket in the workspace; stopped by cleanup()
+  t = Date.now();
+  const agentEnv = { VAULT_DIR: agentVault, VAULT_AGENT_SOCK: agentSocket }; // a client's: no token
+  const start = spawnSync(process.execPath, [CLI, 'agent', 'start', '--socket', agentSocket, '--timeout', '1h'], {
+    env: { ...baseEnv, VAULT_DIR: agentVault, VAULT_KEY: tokenAgent },
+    cwd: work, input: '', encoding: 'utf8', timeout: 60_000,
+  });
+  const startedPid = /agent started \(pid (\d+)\)/.exec(start.stderr ?? '');
+  if (startedPid !== null) agentPid = Number(startedPid[1]);
+  if (start.status !== 0 || startedPid === null) {
+    const why = (start.stderr ?? '').trim();
+    throw new BenchError(`vault agent start failed (${start.status ?? start.error?.message}): ${why}`);
+  }
+  const agentStatus = JSON.parse(vault(['agent', 'status', '--json', '--socket', agentSocket], { dir: agentVault }));
+  if (agentStatus.pid !== agentPid || agentStatus.locked || agentStatus.vault !== fs.realpathSync(agentVault)) {
+    throw new BenchError(`vault agent status does not show the agent just started: ${JSON.stringify(agentStatus)}`);
+  }
+  // one untimed exec through it, with --info: it runs, and the sandbox it got
+  let agentRuns = 0; // the runs the agent's audit log must show at the end
+  const agentArgs = (...flags) => [CLI, 'exec', '--tier', 'lockdown', ...flags, '--', AGENT_SCRIPT];
+  const agentTrial = spawnSync(process.execPath, agentArgs('--info'), {
+    env: { ...baseEnv, ...agentEnv }, cwd: work, input: '', encoding: 'utf8',
+  });
+  agentRuns += 1;
+  const agentInfo = /^vault: info (.*)$/m.exec(agentTrial.stderr ?? '');
+  if (agentTrial.status !== 0 || agentInfo === null) {
+    const why = (agentTrial.stderr ?? '').trim();
+    throw new BenchError(`vault exec --info through the agent failed (${agentTrial.status}): ${why}`);
+  }
+  const agentSandbox = JSON.parse(agentInfo[1]);
+  checkRuns(agentVault, auditedRuns(agentVault), true);
+  const seconds = (since) => ((Date.now() - since) / 1000).toFixed(1);
+  log(`started the agent (pid ${agentPid}) at ${agentSocket} and ran one exec through it in ${seconds(t)} s`);
+
+  // what the client of an exec through the agent loads (strace), next to a direct exec, which must
+  // show all of HEAVY_MODULES: otherwise the method, not the client, is at fault
+  const strace = ensureDebianCommand('strace', 'strace', log);
+  let lean = { reason: strace.reason };
+  if (strace.path !== undefined) {
+    const client = openedFiles(strace.path, {
+      command: process.execPath, args: agentArgs(), env: agentEnv,
+    }, 'agent-client');
+    agentRuns += 1;
+    const direct = openedFiles(strace.path, {
+      command: process.execPath, args: [CLI, 'exec', '--tier', 'lockdown', '--', TRUE],
+      env: { VAULT_DIR: execVault, VAULT_KEY: tokenExec },
+    }, 'direct');
+    // the project's files, by their path in it; the check itself looks at every file opened
+    const ours = (files) => files.filter((file) => file.startsWith(`${ROOT}${path.sep}`))
+      .map((file) => path.relative(ROOT, file)).sort();
+    lean = {
+      client: ours(client), clientHeavy: heavyModulesIn(client),
+      direct: ours(direct), directHeavy: heavyModulesIn(direct),
+    };
+    if (lean.directHeavy.length !== HEAVY_MODULES.length) {
+      lean.reason = `the direct exec's trace shows only ${lean.directHeavy.join(', ') || 'none'} of them`;
+    }
+    log(`the client of an exec through the agent opened ${lean.client.join(', ')}; `
+      + `of ${HEAVY_MODULES.map((h) => h.name).join(', ')}: ${lean.clientHeavy.join(', ') || 'none'}`);
+  }
+  if (lean.reason !== undefined) log(`what the agent's client loads is not known: ${lean.reason}`);
 
   // peers
   const peers = {};
@@ -363,6 +597,22 @@ async function main() {
       `the same as exec, unlocked by VAULT_PASSPHRASE (argon2id, opslimit ${kdf.opslimit}, memlimit ${kdf.memlimit / 2 ** 20} MiB); in 1 round of every ${PASSPHRASE_EVERY}`,
       { every: PASSPHRASE_EVERY }),
     {
+      name: 'agent',
+      what: 'vault exec --tier lockdown -- SCRIPT through the agent (no credential: only the agent can run it); '
+        + `SCRIPT, granted at min tier lockdown, checks that its ${EXEC_SECRETS} secrets arrived; ${masked}; `
+        + 'peak RSS: the client',
+      invocation: () => ({ command: process.execPath, args: agentArgs(), env: agentEnv }),
+      after: () => (agentRuns += 1),
+    },
+    {
+      name: `agent-${AGENT_CLIENTS}`,
+      what: `${AGENT_CLIENTS} clients at once, each the same as agent, through the one agent: `
+        + 'the wall time of each run (median, p25–p75 and p99 over all runs)',
+      clients: AGENT_CLIENTS,
+      invocation: () => ({ command: process.execPath, args: agentArgs(), env: agentEnv }),
+      after: () => (agentRuns += AGENT_CLIENTS),
+    },
+    {
       name: 'helper',
       what: `${path.relative(ROOT, HELPER)} alone, lockdown, ${TRUE} (argv ["true"], no env or files; vault's mount plan: the system read-only, the working directory)`,
       invocation: helperInvocation,
@@ -400,16 +650,28 @@ async function main() {
   }
 
   // measure: WARMUP + RUNS rounds, each row once per round, starting row rotating; a row with
-  // `every: k` runs in the first warm-up round and in every k-th measured round only
+  // `every: k` runs in the first warm-up round and in every k-th measured round only; a row with
+  // `clients: n` runs a burst of n at once, whose runs all count (its sample: their median)
   const runsIn = (row, r) => row.every === undefined || (r < WARMUP ? r === 0 : (r - WARMUP) % row.every === 0);
   const samples = Object.fromEntries(rows.map((row) => [row.name, Array(RUNS).fill(Number.NaN)]));
   const rss = Object.fromEntries(rows.map((row) => [row.name, Array(RUNS).fill(Number.NaN)]));
+  const bursts = Object.fromEntries(rows.filter((row) => row.clients !== undefined)
+    .map((row) => [row.name, { runs: [], ms: Array(RUNS).fill(Number.NaN) }]));
   t = Date.now();
   log(`measuring ${rows.length} rows × ${RUNS} runs (+${WARMUP} warm-up rounds), interleaved; exec-passphrase in 1 round of every ${PASSPHRASE_EVERY}`);
   for (let r = 0; r < WARMUP + RUNS; r += 1) {
     for (let k = 0; k < rows.length; k += 1) {
       const row = rows[(r + k) % rows.length];
       if (!runsIn(row, r)) continue;
+      if (row.clients !== undefined) {
+        const burst = await runBurst(row, r);
+        if (r >= WARMUP) {
+          samples[row.name][r - WARMUP] = quantile(burst.runs, 0.5);
+          bursts[row.name].runs.push(...burst.runs);
+          bursts[row.name].ms[r - WARMUP] = burst.ms;
+        }
+        continue;
+      }
       const sample = runOnce(row, r);
       if (r >= WARMUP) {
         samples[row.name][r - WARMUP] = sample.ms;
@@ -418,16 +680,20 @@ async function main() {
     }
   }
   if (timeBin === undefined) {
-    for (let i = 0; i < 3; i += 1) for (const row of rows) rss[row.name].push(probeRss(row, 10_000 + i));
+    for (let i = 0; i < 3; i += 1) {
+      for (const row of rows) if (row.clients === undefined) rss[row.name].push(probeRss(row, 10_000 + i));
+    }
   }
   log(`measured in ${((Date.now() - t) / 1000).toFixed(1)} s`);
   fs.closeSync(devNull);
 
-  // what the exec rows released: one audit entry per run, each with all EXEC_SECRETS and exit 0
-  for (const dir of [execVault, bigVault, passVault]) {
-    const runs = fs.readFileSync(path.join(dir, 'audit.log'), 'utf8').trim().split('\n').map((line) => JSON.parse(line)).filter((e) => e.event === 'exec');
-    const wrong = runs.find((e) => e.details.secrets.length !== EXEC_SECRETS || e.details.exit !== 0);
-    if (wrong !== undefined) throw new BenchError(`${dir}: an exec released ${wrong.details.secrets.length} secrets (exit ${wrong.details.exit}), expected ${EXEC_SECRETS} (exit 0)`);
+  // what the exec rows released: a release and an exit entry per run, each with all EXEC_SECRETS
+  // and exit 0; in the agent's vault every run the bench made through it, each with its client
+  for (const dir of [execVault, bigVault, passVault]) checkRuns(dir, auditedRuns(dir), false);
+  const agentAudited = auditedRuns(agentVault);
+  checkRuns(agentVault, agentAudited, true);
+  if (agentAudited.length !== agentRuns) {
+    throw new BenchError(`${agentVault}: ${agentAudited.length} runs audited, the bench made ${agentRuns}`);
   }
 
   // ratios, pair by pair within a round (rounds where both rows ran); targets are ≤ or ≥ a bound
@@ -455,8 +721,28 @@ async function main() {
     { row: 'age', num: 'put-empty', den: 'age' },
     { row: 'dotenvx-set', num: 'put-empty', den: 'dotenvx-set' },
     { row: 'dotenvx-run', num: 'dotenvx-run', den: 'exec', op: '≥', target: EXEC_TARGETS.dotenvx },
+    { row: 'agent', num: 'agent', den: 'floor', op: '≤', target: EXEC_TARGETS.agent },
+    { row: 'agent', num: 'dotenvx-run', den: 'agent', op: '≥', target: EXEC_TARGETS.agentDotenvx,
+      peer: 'dotenvx-run' },
+    { row: 'agent', num: 'exec', den: 'agent' },
+    { row: `agent-${AGENT_CLIENTS}`, kind: 'p99', num: `agent-${AGENT_CLIENTS}` },
+    { row: `agent-${AGENT_CLIENTS}`, kind: 'burst', num: `agent-${AGENT_CLIENTS}` },
+    { row: `agent-${AGENT_CLIENTS}`, num: `agent-${AGENT_CLIENTS}`, den: 'agent' },
   ];
   const ratios = ratioSpecs.map((spec) => {
+    // a burst row's p99 over all its runs, and the wall time of a whole burst: no ratio, no target
+    if (spec.kind === 'p99') {
+      const all = bursts[spec.num].runs;
+      const p99 = quantile(all, 0.99);
+      const text = `p99 = ${fmt(p99)} ms of ${all.length} runs`;
+      return { ...spec, name: `p99 of ${spec.num}`, unit: 'ms', p99, text };
+    }
+    if (spec.kind === 'burst') {
+      const { median: m, p25, p75 } = summarize(finite(bursts[spec.num].ms));
+      const rate = (AGENT_CLIENTS * 1000) / m;
+      const text = `burst = ${fmt(m)} ms, ${fmt(rate)} runs/s`;
+      return { ...spec, name: `burst of ${spec.num}`, unit: 'ms', stats: { median: m, p25, p75 }, rate, text };
+    }
     const isRss = spec.kind === 'rss';
     const values = isRss ? finite(rss[spec.num] ?? []).map((kib) => kib / 1024) : [];
     const stats = isRss ? (values.length > 0 ? summarize(values) : undefined) : paired(spec.num, spec.den);
@@ -468,6 +754,7 @@ async function main() {
   const peerReasons = { age: peers.age === undefined ? age.reason ?? ageKeygen.reason : undefined, 'dotenvx-set': peers.dotenvx === undefined ? dotenvx.reason : undefined, 'dotenvx-run': dotenvxRunReason, bwrap: peers.bwrap === undefined ? bwrap.reason : undefined };
   const ratioCells = (ratio) => {
     if (ratio === undefined) return ['', '', ''];
+    if (ratio.text !== undefined) return [ratio.text, '', 'info'];
     const target = ratio.target === undefined ? '' : `${ratio.op} ${ratio.unit === 'MiB' ? `${ratio.target} MiB` : ratio.target.toFixed(2)}`;
     if (ratio.stats === undefined) {
       return ratio.target === undefined ? ['', '', ''] : [`${ratio.name}: n/a${ratio.peer !== undefined ? ' (peer unavailable)' : ''}`, target, 'n/a'];
@@ -480,12 +767,20 @@ async function main() {
   // the table: one line per row, a further line for each further ratio of that row
   const stats = Object.fromEntries(rows.map((row) => [row.name, summarize(finite(samples[row.name]))]));
   const rssStats = Object.fromEntries(rows.map((row) => [row.name, summarize(finite(rss[row.name]))]));
+  // a burst row: over all its runs (not per-round medians), and no RSS
+  for (const row of rows) if (row.clients !== undefined) stats[row.name] = summarize(bursts[row.name].runs);
+  // what the agent's client loads: a line of its own after the agent rows
+  const leanVerdict = lean.reason !== undefined ? 'n/a' : lean.clientHeavy.length === 0 ? 'PASS' : 'FAIL';
+  const heavyNames = HEAVY_MODULES.map((h) => h.name).join(', ');
+  const leanText = `loads ${heavyNames}: ${lean.reason !== undefined ? 'n/a' : lean.clientHeavy.join(', ') || 'none'}`;
   const tableRows = rows.flatMap((row) => {
     const s = stats[row.name];
     const mine = ratios.filter((x) => x.row === row.name);
     return [
-      [row.name, fmt(s.median), `${fmt(s.p25)}–${fmt(s.p75)}`, fmt(rssStats[row.name].median / 1024), ...ratioCells(mine[0])],
+      [row.name, fmt(s.median), `${fmt(s.p25)}–${fmt(s.p75)}`,
+        row.clients !== undefined ? '' : fmt(rssStats[row.name].median / 1024), ...ratioCells(mine[0])],
       ...mine.slice(1).map((ratio) => ['', '', '', '', ...ratioCells(ratio)]),
+      ...(row.name === `agent-${AGENT_CLIENTS}` ? [['agent-client', '', '', '', leanText, 'none', leanVerdict]] : []),
     ];
   });
   for (const [name, reason] of Object.entries(peerReasons)) {
@@ -501,10 +796,22 @@ async function main() {
     `medians of ${RUNS} runs per row (+${WARMUP} warm-up; exec-passphrase ${stats['exec-passphrase'].n} run${stats['exec-passphrase'].n === 1 ? '' : 's'} +1), rows interleaved round-robin; ratios are medians of per-round pairs; ` +
     `peak RSS ${timeBin !== undefined ? 'from /usr/bin/time %M' : 'from a preloaded process.resourceUsage() probe'}\n` +
     `peers: age ${peers.age ?? 'unavailable'}, dotenvx ${peers.dotenvx ?? 'unavailable'}, ${peers.bwrap ?? 'bwrap unavailable'}; ` +
-    `exec: ${EXEC_SECRETS} secrets released per run, sandbox userns ${sandboxInfo.userns} (--info); passphrase slot argon2id opslimit ${kdf.opslimit}, memlimit ${kdf.memlimit / 2 ** 20} MiB\n`;
+    `exec: ${EXEC_SECRETS} secrets released per run, sandbox userns ${sandboxInfo.userns} (--info); passphrase slot argon2id opslimit ${kdf.opslimit}, memlimit ${kdf.memlimit / 2 ** 20} MiB\n` +
+    `agent: pid ${agentStatus.pid}, started with the token, sandbox userns ${agentSandbox.userns} (--info); ` +
+    `agent-${AGENT_CLIENTS}: ${bursts[`agent-${AGENT_CLIENTS}`].runs.length} runs in ${RUNS} bursts; ` +
+    (lean.reason !== undefined ? `agent-client: not measured (${lean.reason})\n`
+      : `agent-client (strace -ff of one client): it opened ${lean.client.join(', ')}; ` +
+        `a direct exec also ${lean.direct.filter((file) => !lean.client.includes(file)).join(', ')}\n`);
   const table = renderTable(['row', 'median ms', 'p25–p75 ms', 'peak RSS MiB', 'ratio: paired median (p25–p75)', 'target', 'result'], tableRows, new Set([1, 2, 3]));
-  process.stdout.write(`${header}\n${table}\n\n`);
-  for (const row of rows) process.stdout.write(`  ${row.name.padEnd(15)} ${row.what}\n`);
+  // every line at most 120 columns, as docs/performance.md quotes it
+  const wrapped = header.trimEnd().split('\n').map((line) => wrapLine(line, 120, '  ')).join('\n');
+  process.stdout.write(`${wrapped}\n\n${table}\n\n`);
+  const what = (name, text) => {
+    process.stdout.write(`${wrapLine(`  ${name.padEnd(15)} ${text}`, 120, ' '.repeat(18))}\n`);
+  };
+  for (const row of rows) what(row.name, row.what);
+  what('agent-client', 'what one client of agent opens (strace -ff -e trace=open,openat,openat2): '
+    + `${heavyNames} by file name or (JavaScript) by code; checked against a direct exec, which loads all three`);
 
   // JSON
   fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
@@ -521,6 +828,19 @@ async function main() {
     exec: { secrets_released: EXEC_SECRETS, sandbox_info: sandboxInfo, passphrase_kdf: { opslimit: kdf.opslimit, memlimit: kdf.memlimit }, passphrase_every: PASSPHRASE_EVERY },
     rows: Object.fromEntries(rows.map((row) => [row.name, { what: row.what, every: row.every ?? 1, ms: stats[row.name], peak_rss_kib: rssStats[row.name], samples_ms: samples[row.name], samples_rss_kib: rss[row.name] }])),
     ratios: ratios.filter((x) => x.stats !== undefined).map((x) => ({ name: x.name, unit: x.unit, median: x.stats.median, p25: x.stats.p25, p75: x.stats.p75, op: x.op ?? null, target: x.target ?? null, verdict: x.verdict ?? null })),
+    agent: {
+      status: agentStatus,
+      sandbox_info: agentSandbox,
+      runs_audited: agentAudited.length,
+      clients: AGENT_CLIENTS,
+      concurrent_ms: { ...stats[`agent-${AGENT_CLIENTS}`], p99: quantile(bursts[`agent-${AGENT_CLIENTS}`].runs, 0.99) },
+      concurrent_runs_ms: bursts[`agent-${AGENT_CLIENTS}`].runs,
+      burst_ms: bursts[`agent-${AGENT_CLIENTS}`].ms,
+      client_loads: lean.reason !== undefined ? { unknown: lean.reason } : {
+        heavy: lean.clientHeavy, opened: lean.client, verdict: leanVerdict,
+        direct_exec_heavy: lean.directHeavy, direct_exec_opened: lean.direct,
+      },
+    },
     elapsed_s: (Date.now() - started) / 1000,
   };
   fs.writeFileSync(RESULTS, `${JSON.stringify(json, null, 2)}\n`);

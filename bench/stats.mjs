@@ -38,3 +38,16 @@ export function renderTable(header, rows, right = new Set()) {
       .trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
+
+/** Breaks `text` at spaces into lines of at most `width` columns, later ones after `indent`. */
+export function wrapLine(text, width = 120, indent = '') {
+  const lines = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line.trim() !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = `${indent}${word}`;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  return [...lines, line].join('\n');
+}

@@ -457,6 +457,20 @@ Napi::Value CloseFd(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
+// dupAbove(fd, lowest): a close-on-exec copy of fd numbered `lowest` or more (fcntl(2), F_DUPFD_CLOEXEC).
+// The agent names a client's directory to a child as /proc/self/fd/N: N must stay clear of the fds
+// the child's stdio is dup2(2)-ed onto before it changes directory.
+Napi::Value DupAbove(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!Args(info, "dupAbove(fd, lowest)", {napi_number, napi_number})) return env.Undefined();
+  int copy = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, info[1].As<Napi::Number>().Int32Value());
+  if (copy < 0) {
+    SystemError(env, "fcntl", errno, "F_DUPFD_CLOEXEC").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, copy);
+}
+
 // detach(keep): a session of its own (setsid(2): the terminal's hangup no longer reaches it) and
 // /dev/null over fds 0, 1 and 2 (dup2(2)), for the agent once it no longer needs the terminal that
 // started it: a daemon must not hold a terminal open, nor write into a closed pipe.
@@ -507,6 +521,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendWithFds", Napi::Function::New(env, SendWithFds));
   exports.Set("recvRequest", Napi::Function::New(env, RecvRequest));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("dupAbove", Napi::Function::New(env, DupAbove));
   exports.Set("detach", Napi::Function::New(env, Detach));
   exports.Set("openAt", Napi::Function::New(env, OpenAt));
   exports.Set("mkdirAt", Napi::Function::New(env, MkdirAt));

@@ -1361,11 +1361,37 @@ static void enter_new_root(int root, const char *cwd)
     die_with_error("pivot_root", "the working directory %s is not in the sandbox", cwd);
 }
 
+/* The working directory inside the new root must be the one the helper was started in, not what its
+ * path names by the time it is bound: a caller of the agent could swap the path for a link. */
+static void check_same_directory(const struct stat *before, const char *cwd)
+{
+  struct stat after;
+  if (stat(".", &after) != 0)
+    die_with_error("setup_mounts", "stat of the working directory %s", cwd);
+  if (after.st_dev != before->st_dev || after.st_ino != before->st_ino)
+    die("setup_mounts", "the working directory %s was replaced while the sandbox was built", cwd);
+}
+
+/* Whether a bind of the host (read-only or read-write) puts `cwd` in the new root: only then is it
+ * the host's directory that the target works in (doctor's probe runs in /, which is the new root's). */
+static bool cwd_is_bound(const struct request *req, const char *cwd)
+{
+  for (size_t i = 0; i < req->mountc; i++) {
+    const struct mount_entry *entry = &req->mounts[i];
+    if ((entry->kind == MOUNT_READ_ONLY || entry->kind == MOUNT_READ_WRITE) && strcmp(entry->path, cwd) == 0)
+      return true;
+  }
+  return false;
+}
+
 static void build_root(struct request *req, const struct sandbox_io *io, bool userns)
 {
   char cwd[PATH_MAX];
   if (getcwd(cwd, sizeof cwd) == NULL)
     die_with_error("setup_mounts", "getcwd");
+  struct stat started_in;
+  if (stat(".", &started_in) != 0)
+    die_with_error("setup_mounts", "stat of the working directory %s", cwd);
   /* Before anything is mounted: a shared / would carry our mounts back to the host (and on the
    * path without a user namespace, nothing else stops that). */
   mount_or_die(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, userns);
@@ -1391,6 +1417,8 @@ static void build_root(struct request *req, const struct sandbox_io *io, bool us
   for (size_t i = 0; i < req->mountc; i++)
     mount_entry(root, &req->mounts[i]);
   enter_new_root(root, cwd);
+  if (cwd_is_bound(req, cwd))
+    check_same_directory(&started_in, cwd);
   close_or_die("setup_mounts", root);
 }
 

@@ -216,6 +216,110 @@ for (const runner of RUNNERS) {
       }
     });
 
+    it.runIf(IS_ROOT)('a socket at the default path answered by another user gets nothing: exec refuses (125)', async () => {
+      // without XDG_RUNTIME_DIR the default is in the temporary directory, where anyone can be first
+      const shared = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-shared-tmp-'));
+      fs.chmodSync(shared, 0o1777);
+      const me = runnerAccount(runner);
+      const squatter = me === undefined ? systemUser('sealvault-other')! : undefined;
+      const uid = me?.uid ?? 0;
+      const taken = path.join(shared, `sealvault-${uid}`);
+      const got = path.join(shared, 'received');
+      const fake = `import os, socket, sys
+os.makedirs(sys.argv[1], mode=0o700)
+s = socket.socket(socket.AF_UNIX)
+s.bind(os.path.join(sys.argv[1], 'agent.sock'))
+os.chmod(os.path.join(sys.argv[1], 'agent.sock'), 0o666)
+os.chmod(sys.argv[1], 0o711)
+s.listen()
+print('ready', flush=True)
+c, _ = s.accept()
+data = b''
+while chunk := c.recv(65536):
+    data += chunk
+open(sys.argv[2], 'w').write(str(len(data)))
+`;
+      const command = ['/usr/bin/python3', '-c', fake, taken, got];
+      const [program, ...rest] = squatter === undefined ? command : asAccount(squatter, command);
+      const listener = spawn(program!, rest, { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise((resolve) => {
+        listener.stdout!.once('data', resolve);
+        listener.once('close', resolve);
+      });
+      expect(listener.exitCode, 'the stranger could not listen').toBeNull();
+      const env = { ...ws.env, XDG_RUNTIME_DIR: undefined, TMPDIR: shared };
+      const result = ws.run(['exec', '--', script], { env: { ...env, VAULT_KEY: 'svt1_not-for-a-stranger' } });
+      await new Promise((resolve) => listener.once('close', resolve));
+      expect(result.status, result.stderr).toBe(EXEC_FAILED);
+      expect(result.stderr).toMatch(/^vault: the process answering at .*agent\.sock runs as uid \d+, not as you[^\n]*nothing was sent to it[^\n]*\n$/);
+      expect(fs.readFileSync(got, 'utf8'), 'bytes the stranger received').toBe('0');
+      fs.rmSync(shared, { recursive: true, force: true });
+    });
+
+    it('the variables that open the vault never reach a target, whatever its grant passes; nor the agent', () => {
+      const refused = ws.run(['allow', 'DB', '--to', script, '--pass-env', 'VAULT_KEY'], { env: { VAULT_PASSPHRASE: PASSPHRASE } });
+      expect(refused.status).toBe(11);
+      expect(refused.stderr).toMatch(/^vault: --pass-env VAULT_KEY: sealvault's own variables \(VAULT_\*, SEALVAULT_\*\) never reach a target/);
+      const shows = path.join(ws.project, 'shows.sh');
+      fs.writeFileSync(shows, '#!/bin/sh\necho "${VAULT_KEY:-none} ${VAULT_PASSPHRASE:-none} ${VAULT_MARK:-none} ${VAULTMARK:-none}"\n', { mode: 0o755 });
+      const owner = runnerAccount(runner);
+      if (IS_ROOT && owner !== undefined) fs.chownSync(shows, owner.uid, owner.gid);
+      const granted = ws.run(['allow', 'DB', '--to', shows, '--pass-env', 'VAULT*'], { env: { VAULT_PASSPHRASE: PASSPHRASE } });
+      expect(granted.status, granted.stderr).toBe(0);
+      // VAULT* takes in VAULTMARK; sealvault's own VAULT_* never pass
+      const leaked = { VAULT_KEY: 'svt1_leak-me', VAULT_PASSPHRASE: 'leak-me-too', VAULT_MARK: 'mine', VAULTMARK: 'passed' };
+      // through the agent, and on its own (no agent at that socket)
+      const through = ws.run(['exec', '--', shows], { env: leaked });
+      expect(through.stdout, through.stderr).toBe('none none none passed\n');
+      const direct = ws.run(['exec', '--', shows], { env: { ...leaked, VAULT_KEY: undefined, VAULT_AGENT_SOCK: '/nonexistent/agent.sock' } });
+      expect(direct.stdout + direct.stderr).not.toContain('leak-me');
+    });
+
+    it('a working directory removed before vault starts: one line, exit 125, nothing runs', () => {
+      const gone = path.join(ws.project, 'gone');
+      const [program, ...rest] = ['sh', '-c', 'mkdir "$0" && cd "$0" && rmdir "$0" && exec "$@"', gone, ...ws.command(['exec', '--', script])];
+      const env = { ...ws.env };
+      delete env.VAULT_PASSPHRASE;
+      const result = spawnSync(program!, rest, { env, cwd: ws.project, encoding: 'utf8', timeout: 30_000 });
+      expect(result.status, result.stderr).toBe(EXEC_FAILED);
+      expect(result.stderr).toMatch(/^vault: the working directory no longer exists \(removed\?\); cd into a directory that does[^\n]*\n$/);
+      expect(result.stdout).toBe('');
+    });
+
+    it('--timeout longer than a timer can wait is refused (2), not taken as "now"', () => {
+      const result = ws.run(['agent', 'start', '--foreground', '--timeout', '30d', '--socket', path.join(ws.root, 'run', 'other.sock')]);
+      expect(result.status).toBe(2);
+      expect(result.stderr).toMatch(/^vault: --timeout 30d is longer than the agent can wait: at most 24d\n$/);
+    });
+
+    it('argv[0] of a granted program is its own path, whatever name the caller ran it by', () => {
+      const source = path.join(ws.root, 'argv0.c');
+      const program = path.join(ws.project, 'argv0');
+      fs.writeFileSync(source, '#include <stdio.h>\nint main(int c, char **v) { (void)c; printf("argv0=%s\\n", v[0]); return 0; }\n');
+      expect(spawnSync('cc', ['-o', program, source]).status).toBe(0);
+      const owner = runnerAccount(runner);
+      if (IS_ROOT && owner !== undefined) fs.chownSync(program, owner.uid, owner.gid);
+      const granted = ws.run(['allow', 'DB', '--to', program], { env: { VAULT_PASSPHRASE: PASSPHRASE } });
+      expect(granted.status, granted.stderr).toBe(0);
+      fs.symlinkSync(program, path.join(ws.project, 'other-name'));
+      const result = withoutPerson(ws, ['exec', '--tier', 'hardened', '--', path.join(ws.project, 'other-name')]);
+      expect(result.stderr).toBe('');
+      expect(result.stdout).toBe(`argv0=${program}\n`);
+    });
+
+    it('idle connections do not make a masked run lose its output or end the agent', async () => {
+      const idle = Array.from({ length: 4 }, () => net.createConnection(socket));
+      try {
+        await Promise.all(idle.map((c) => new Promise((resolve) => c.once('connect', resolve))));
+        const masked = withoutPerson(ws, ['exec', '--mask', '--', script, 'masked']);
+        expect(masked.status, masked.stderr).toBe(0);
+        expect(masked.stdout).toBe(`deploying with ${SECRET.length} bytes; args: masked\n`);
+      } finally {
+        for (const c of idle) c.destroy();
+      }
+      expect(agentPid(ws), 'the agent still answers').toBeDefined();
+    });
+
     it('the agent is not dumpable and its environment is not readable by processes of its own user', () => {
       const pid = agentPid(ws)!;
       const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -228,6 +332,17 @@ for (const runner of RUNNERS) {
     });
   });
 }
+
+describe('opening a program', () => {
+  it('a FIFO swapped in where a program was is refused at once, never waited on', async () => {
+    const { openRegularFile } = await import('../src/vault/binary.js');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-fifo-'));
+    const fifo = path.join(dir, 'program');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    expect(() => openRegularFile(fifo)).toThrow(/is not a regular file/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
 
 describe.skipIf(!IS_ROOT)('an agent that serves another user (--allow-uid)', () => {
   const owner = () => runnerAccount('an unprivileged user' as (typeof RUNNERS)[number])!;
@@ -297,6 +412,24 @@ describe.skipIf(!IS_ROOT)('an agent that serves another user (--allow-uid)', () 
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     expect(result.stdout).toBe(`job done with ${SECRET.length} bytes as ${owner().name}\n`);
+
+    // a copy of the granted job beside a lib.sh of the served user's is not the granted program
+    const copies = path.join(project, 'copies');
+    fs.mkdirSync(copies);
+    fs.copyFileSync(job, path.join(copies, 'job.sh'));
+    fs.chmodSync(path.join(copies, 'job.sh'), 0o755);
+    fs.writeFileSync(path.join(copies, 'lib.sh'), 'echo "STOLEN $DB"\n');
+    fs.chownSync(copies, served.uid, served.gid);
+    const copied = await execAs(served, copies, [path.join(copies, 'job.sh')]);
+    expect(copied.status).toBe(EXEC_FAILED);
+    expect(copied.stderr).toMatch(/^vault: \S+ holds the bytes granted at \S+, but for a client of another user a program runs only at/);
+    expect(copied.stdout).toBe('');
+
+    // a directory of the agent's user that the served user can open is not one to run in
+    fs.chmodSync(ws.project, 0o755);
+    const elsewhere = await execAs(served, ws.project, [job]);
+    expect(elsewhere.status).toBe(EXEC_FAILED);
+    expect(elsewhere.stderr).toMatch(/^vault: a client of another user runs programs in a directory of its own; this one belongs to uid \d+\n$/);
 
     const other = await execAs(refused, project, [job]);
     expect(other.status).toBe(EXEC_FAILED);

@@ -7,13 +7,15 @@
  * How the recipes are found and read:
  * - Markers: the line `<!-- recipe: NAME -->` directly before a fenced block (invisible when
  *   rendered). NAME is `setup` (a ```sh block, run as it is), `github`, `github-key-file`,
- *   `gitlab`, `gitlab-key-file` (```yaml blocks).
+ *   `github-agent`, `gitlab`, `gitlab-key-file` (```yaml blocks).
  * - GitHub: the items under `steps:` (or, in a fragment without `steps:`, the block's top-level list),
  *   in order. A step's commands are its `run:` (inline, or a `|` block), run in a subshell with the
  *   step's `env:` exported, as the runner gives each step its own shell and environment. Expressions
- *   `${{ secrets.VAULT_KEY }}` and `${{ runner.temp }}` are substituted; any other expression, and
- *   any step key the test does not model (`if:`, `shell:`, …), fails the test. `uses:` steps
- *   (checkout, setup-node) run no command here.
+ *   `${{ secrets.VAULT_KEY }}` and `${{ runner.temp }}` are substituted. `NAME=VALUE` lines a step
+ *   appends to `$GITHUB_ENV` are in the environment of every later step. A failed step skips the
+ *   later ones, except those with `if: always()`, and the script exits with the first failure's code.
+ *   Any other expression, `if:` condition or step key (`shell:`, `id:`, …) fails the test. `uses:`
+ *   steps (checkout, setup-node) run no command here.
  * - GitLab: the items of `before_script:` then `script:` (inline, or `- |` blocks), one shell, as
  *   the runner runs them.
  * - Skip rule: a GitHub step with the comment `# ci-recipes: skip` on any of its lines, or a GitLab
@@ -27,6 +29,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeWorkspace, RELEASE_CLI, ROOT, type Workspace } from './helpers/cli.js';
@@ -106,15 +109,17 @@ interface GithubStep {
   run: string | undefined;
   env: Record<string, string>;
   skip: boolean;
+  /** `if: always()`: runs after a failed step too. */
+  always: boolean;
 }
 
-const RUN_STEP_KEYS = new Set(['name', 'run', 'env']);
+const RUN_STEP_KEYS = new Set(['name', 'run', 'env', 'if']);
 const USES_STEP_KEYS = new Set(['name', 'uses', 'with']);
 
 function githubStep(item: string[]): GithubStep {
   const lines = [(item[0] as string).replace('- ', '  '), ...item.slice(1)];
   const keyIndent = indentOf(lines[0] as string);
-  const step: GithubStep = { name: '', run: undefined, env: {}, skip: item.some((l) => l.includes(SKIP)) };
+  const step: GithubStep = { name: '', run: undefined, env: {}, skip: item.some((l) => l.includes(SKIP)), always: false };
   const keys = new Set<string>();
   for (let i = 0; i < lines.length; ) {
     const line = lines[i] as string;
@@ -144,6 +149,10 @@ function githubStep(item: string[]): GithubStep {
     } else {
       if (key === 'run') step.run = `${scalar(value)}\n`;
       if (key === 'name') step.name = scalar(value);
+      if (key === 'if') {
+        if (!/^(?:always\(\)|\$\{\{\s*always\(\)\s*\}\})$/.test(scalar(value))) throw new Error(`step "${step.name}" has if: ${value}, which this test does not model`);
+        step.always = true;
+      }
       i += 1;
     }
   }
@@ -226,17 +235,42 @@ function expand(text: string, expressions: Record<string, string>): string {
 }
 
 const shellQuote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
+const regexQuote = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-/** One script: each step in a subshell with its own environment, so that a failing step stops the script with its code. */
+/**
+ * Before each step: what earlier steps appended to $GITHUB_ENV (when the job has one), as the runner
+ * reads it. Only the `NAME=VALUE` form; the `NAME<<DELIMITER` form fails the run (exit 99).
+ */
+const LOAD_GITHUB_ENV = [
+  'if [ -n "${GITHUB_ENV:-}" ] && [ -f "$GITHUB_ENV" ]; then',
+  '  while IFS= read -r github_line || [ -n "$github_line" ]; do',
+  '    case "$github_line" in',
+  '      [A-Za-z_]*=*) export "${github_line%%=*}=${github_line#*=}" ;;',
+  '      *) echo "ci-recipes: a GITHUB_ENV line this test does not model: $github_line" >&2; exit 99 ;;',
+  '    esac',
+  '  done < "$GITHUB_ENV"',
+  'fi',
+  '',
+].join('\n');
+
+/**
+ * One script: each step in a subshell with its own environment and `set -euo pipefail`, as the runner
+ * gives each step a shell of its own. A failing step skips the later steps but those with `if:
+ * always()`, and the script exits with the first failing step's code.
+ */
 function githubScript(steps: GithubStep[], expressions: Record<string, string>): string {
   const runnable = steps.filter((s) => !s.skip && s.run !== undefined);
   if (runnable.length === 0) throw new Error('the GitHub recipe yields no command to run');
-  return runnable
+  const body = runnable
     .map((step) => {
       const exports = Object.entries(step.env).map(([name, value]) => `export ${name}=${shellQuote(expand(value, expressions))}\n`);
-      return `# step: ${step.name}\n(\n${exports.join('')}${expand(step.run as string, expressions)})\n`;
+      const run = `set +e\n(\nset -euo pipefail\n${exports.join('')}${expand(step.run as string, expressions)})\n` +
+        'github_rc=$?\nset -e\n[ "$github_rc" -eq 0 ] || [ "$github_failed" -ne 0 ] || github_failed=$github_rc\n';
+      const guarded = step.always ? run : `if [ "$github_failed" -eq 0 ]; then\n${run}fi\n`;
+      return `# step: ${step.name}\n${LOAD_GITHUB_ENV}${guarded}`;
     })
     .join('');
+  return `github_failed=0\n${body}exit "$github_failed"\n`;
 }
 
 function gitlabScript(items: GitlabItem[]): string {
@@ -329,7 +363,12 @@ describe('docs/ci.md recipes', () => {
     return { clone, env, runnerTemp };
   }
 
-  const githubEnv = (c: ReturnType<typeof ciCheckout>) => ({ ...c.env, GITHUB_ACTIONS: 'true', RUNNER_TEMP: c.runnerTemp, GITHUB_WORKSPACE: c.clone });
+  /** The runner's variables; GITHUB_ENV a new empty file (the runner's file commands directory). */
+  const githubEnv = (c: ReturnType<typeof ciCheckout>) => {
+    const githubEnvFile = path.join(path.dirname(c.runnerTemp), 'github-env');
+    fs.writeFileSync(githubEnvFile, '');
+    return { ...c.env, GITHUB_ACTIONS: 'true', RUNNER_TEMP: c.runnerTemp, GITHUB_WORKSPACE: c.clone, GITHUB_ENV: githubEnvFile };
+  };
   const gitlabEnv = (c: ReturnType<typeof ciCheckout>) => ({ ...c.env, GITLAB_CI: 'true', CI_PROJECT_DIR: c.clone });
 
   /** `vault` in the clone, as the CI user. */
@@ -454,6 +493,139 @@ describe('docs/ci.md recipes', () => {
     expect(result.stdout).toContain(`deploying with a token of ${Buffer.byteLength(SECRET)} bytes\n`);
     expect((result.stdout + result.stderr).includes(SECRET), 'the raw secret is in the CI output').toBe(false);
     expect(result.stdout).toContain('raw: ***\n');
+  });
+
+  // ---------------------------------------------------------------------------------------------
+  // github-agent: one `vault agent` for the job, the exec steps its clients
+
+  /** Whether `pid` runs (a zombie, which nobody may reap here, does not). */
+  function running(pid: number): boolean {
+    try {
+      return !/^\d+ \(.*\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  }
+
+  /** Waits, bounded, until `pid` no longer runs. */
+  async function ended(pid: number, ms = 10_000): Promise<boolean> {
+    for (const end = Date.now() + ms; running(pid); ) {
+      if (Date.now() > end) return false;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return true;
+  }
+
+  /** The agents this clone's vault has started (their `agent-start` entries), and its whole audit log. */
+  function auditOf(c: ReturnType<typeof ciCheckout>): { entries: AuditEntry[]; agents: number[] } {
+    const audit = vaultIn(c, ['audit', '--json']);
+    expect(audit.status, audit.stderr).toBe(0);
+    const entries = audit.stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as AuditEntry);
+    return { entries, agents: entries.filter((e) => e.event === 'agent-start').map((e) => Number(e.details.pid)) };
+  }
+
+  /** Ends an agent the recipe left running (a failed test): only a `vault … agent start` process, by its pid. */
+  async function endAgent(pid: number): Promise<void> {
+    if (!running(pid) || !fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('\0agent\0start\0')) return;
+    process.kill(pid, 'SIGTERM');
+    if (!(await ended(pid))) process.kill(pid, 'SIGKILL');
+  }
+
+  const agentSteps = () => githubSteps(recipeBlock(doc, 'github-agent', 'yaml'));
+  const isAgentStart = (s: GithubStep) => s.run !== undefined && /\bvault\b[^\n]*\sagent start\s/.test(s.run);
+  const isAgentStop = (s: GithubStep) => s.run !== undefined && /\bvault agent stop\b/.test(s.run);
+
+  it('github-agent: the first step starts one agent with the token, each exec step runs deploy.sh through it without the token, the last stops it', async () => {
+    const steps = agentSteps();
+    const execs = steps.filter((s) => s.run !== undefined && isExec(s.run));
+    expect(steps.filter(isAgentStart)).toEqual([steps[0]]);
+    expect(execs.length).toBeGreaterThanOrEqual(2);
+    expect(steps.filter(isAgentStop)).toEqual([steps.at(-1)]);
+    expect(steps.at(-1)?.always).toBe(true);
+    // the token reaches the start step alone
+    for (const step of steps) expect(step.env).toEqual(step === steps[0] ? { VAULT_KEY: '${{ secrets.VAULT_KEY }}' } : {});
+
+    const c = ciCheckout();
+    const env = githubEnv(c);
+    const expressions = { 'secrets.VAULT_KEY': token, 'runner.temp': c.runnerTemp };
+    const socket = path.join(c.runnerTemp, 'vault-agent', 'agent.sock');
+    // the job as the runner runs it, looked at before its last step (`if: always()`, so run in any case)
+    let agents: number[] = [];
+    let job: ScriptResult | undefined;
+    let stop: ScriptResult;
+    try {
+      job = runScript(githubScript(steps.filter((s) => !s.always), expressions), c.clone, env);
+      agents = auditOf(c).agents;
+      expect(job.status, job.stderr).toBe(0);
+      expect(agents).toHaveLength(1);
+      const pid = agents[0] as number;
+      expect(running(pid)).toBe(true);
+      expect(job.stderr).toContain(`vault: agent started (pid ${pid}) at ${socket}; \`vault agent stop\` ends it\n`);
+      expect(fs.readFileSync(env.GITHUB_ENV, 'utf8')).toBe(`VAULT_AGENT_SOCK=${socket}\n`);
+      // the agent let go of the step's output (else the runner would wait for it) and of its session
+      for (const fd of [0, 1, 2]) expect(fs.readlinkSync(`/proc/${pid}/fd/${fd}`)).toBe('/dev/null');
+      expect(fs.statSync(socket).isSocket()).toBe(true);
+      expect(fs.statSync(socket).mode & 0o777).toBe(0o600);
+      expect(fs.statSync(path.dirname(socket)).mode & 0o777).toBe(0o700);
+    } finally {
+      stop = runScript(githubScript(steps.filter((s) => s.always), expressions), c.clone, env);
+      for (const pid of agents) if (!(await ended(pid))) await endAgent(pid);
+    }
+    expect(stop.status, stop.stderr).toBe(0);
+    expect(stop.stdout).toMatch(new RegExp(`^stopping; agent pid ${agents[0]} at ${regexQuote(socket)}: .*, ${execs.length} request\\(s\\) served since `));
+    expect(fs.existsSync(socket)).toBe(false);
+
+    // each exec step: deploy.sh ran, in lockdown, its output masked, audited with the client that asked
+    const output = (job?.stdout ?? '') + (job?.stderr ?? '');
+    expect(output.split(`deploying with a token of ${Buffer.byteLength(SECRET)} bytes\n`)).toHaveLength(execs.length + 1);
+    expect(output.includes(SECRET), 'the raw secret is in the CI output').toBe(false);
+    expect(output.includes(SECRET_B64), 'the base64 of the secret is in the CI output').toBe(false);
+    expect(job?.stdout.split('raw: ***\n')).toHaveLength(execs.length + 1);
+    const { entries } = auditOf(c);
+    const releases = entries.filter((e) => e.event === 'release');
+    expect(releases).toHaveLength(execs.length);
+    const me = { uid: process.getuid?.(), user: os.userInfo().username };
+    for (const release of releases) {
+      expect(release.details).toMatchObject({ tier: 'lockdown', secrets: ['DEPLOY_TOKEN'], sha256: sha256(path.join(c.clone, 'deploy.sh')), client: me });
+    }
+    expect(entries.filter((e) => e.event === 'exit').map((e) => e.details)).toEqual(releases.map((r) => ({ run: r.details.run, exit: 0 })));
+  });
+
+  it.each([
+    {
+      why: 'a deploy.sh changed since its grant: the first exec step fails (125), the second is skipped, the agent is stopped',
+      prepare: (c: ReturnType<typeof ciCheckout>) => fs.appendFileSync(path.join(c.clone, 'deploy.sh'), '# changed\n'),
+      vaultKey: () => token,
+      status: 125,
+      stderr: /^vault: no secret is granted to [^\n]*deploy\.sh \(sha256 /m,
+      agentStarted: true,
+    },
+    {
+      why: 'no token (a secret GitHub passes as empty): the start step fails (8), the exec steps are skipped, the stop step finds no agent (3)',
+      prepare: () => undefined,
+      vaultKey: () => '',
+      status: 8,
+      stderr: /^vault: cannot unlock the vault: [^\n]*\n[^]*^vault: no agent answers at /m,
+      agentStarted: false,
+    },
+  ])('github-agent: $why', async ({ prepare, vaultKey, status, stderr, agentStarted }) => {
+    const c = ciCheckout();
+    prepare(c);
+    const env = githubEnv(c);
+    let agents: number[] = [];
+    let job: ScriptResult;
+    try {
+      job = runScript(githubScript(agentSteps(), { 'secrets.VAULT_KEY': vaultKey(), 'runner.temp': c.runnerTemp }), c.clone, env);
+      agents = auditOf(c).agents;
+    } finally {
+      for (const pid of agents) if (!(await ended(pid))) await endAgent(pid);
+    }
+    expect(job.status, job.stderr).toBe(status);
+    expect(job.stderr).toMatch(stderr);
+    expect(job.stdout).not.toContain('deploying');
+    expect(agents).toHaveLength(agentStarted ? 1 : 0);
+    if (agentStarted) expect(job.stdout).toMatch(new RegExp(`^stopping; agent pid ${agents[0]} at `, 'm'));
+    expect(fs.existsSync(path.join(c.runnerTemp, 'vault-agent', 'agent.sock'))).toBe(false);
   });
 
   it.each([

@@ -100,6 +100,16 @@ function deleteKeychainItem(account: string): void {
 
 const SECRET_SERVICE_PROBLEM = secretServiceProblem();
 
+/**
+ * Runs the test build's `vault ARGS` with a pty as its terminal (stdin, stderr) and its stdout to a
+ * file: a change unlocked by the keychain needs a terminal, and a token must come out alone.
+ */
+function onTerminal(ws: Workspace, args: string[]): { status: number; stdout: string; output: string } {
+  const out = path.join(ws.root, `stdout-${process.hrtime.bigint()}`);
+  const run = ptyRun(ws, ['/bin/sh', '-c', 'exec "$@" > "$OUT"', 'sh', ...ws.command(args)], [], { OUT: out });
+  return { status: run.status, output: run.output, stdout: fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '' };
+}
+
 describe('the Secret Service for the keychain tests', () => {
   it.runIf(KEYCHAIN_REQUIRED)('answers, since SEALVAULT_TEST_KEYCHAIN=required', () => {
     expect(SECRET_SERVICE_PROBLEM, 'test/run.sh starts gnome-keyring; without it the keychain tests cannot run').toBeUndefined();
@@ -141,9 +151,14 @@ describe.skipIf(SECRET_SERVICE_PROBLEM !== undefined && !KEYCHAIN_REQUIRED)('key
     expect(ws.env.VAULT_PASSPHRASE).toBeUndefined();
     put(ws, 'API_KEY', 'kc-value-1');
     const script = makeScript(ws);
-    // a change made with the keychain says so: any process of the user could have made it
-    const allowed = ok(ws.run(['allow', 'API_KEY', '--to', script]), 'allow');
-    expect(allowed.stderr).toMatch(/^vault: warning: unlocked through the keychain, which any process of yours can use to change this vault/);
+    // without a terminal a change is not made with the keychain: any process of the user could ask for it
+    const policyBefore = fs.readFileSync(path.join(ws.vaultDir, 'policy.json'));
+    fails(ws.run(['allow', 'API_KEY', '--to', script]), 8, /a change is not made with the keychain without a terminal/);
+    expect(fs.readFileSync(path.join(ws.vaultDir, 'policy.json')), 'the refused allow changed no grant').toEqual(policyBefore);
+    // on a terminal it is, and says so
+    const allowed = onTerminal(ws, ['allow', 'API_KEY', '--to', script]);
+    expect(allowed.status, allowed.output).toBe(0);
+    expect(allowed.output).toMatch(/vault: warning: unlocked through the keychain, which any process of yours can use to change/);
     const policy = JSON.parse(ok(ws.run(['policy', '--json']), 'policy').stdout) as { revision: number; grants: { secret: string; path: string }[] };
     expect(policy.revision).toBe(1);
     expect(policy.grants.map((g) => [g.secret, g.path])).toEqual([['API_KEY', script]]);
@@ -183,7 +198,8 @@ describe.skipIf(SECRET_SERVICE_PROBLEM !== undefined && !KEYCHAIN_REQUIRED)('key
     ok(ws.run(['init', '--keychain']), 'init --keychain');
     const keychainSlot = onlySlot(ws, 'keychain');
     put(ws, 'DB_URL', 'postgres://x');
-    const added = ok(ws.run(['key', 'add', '--token']), 'key add --token');
+    const added = onTerminal(ws, ['key', 'add', '--token']);
+    expect(added.status, added.output).toBe(0);
     expect(added.stdout).toMatch(TOKEN_LINE);
     const token = added.stdout.trim();
     expect(keychainItem(keychainSlot.keychain!.account)).toBeDefined();
@@ -201,7 +217,7 @@ describe.skipIf(SECRET_SERVICE_PROBLEM !== undefined && !KEYCHAIN_REQUIRED)('key
 
   it('a vault with a keychain slot and a token slot still unlocks by token without a D-Bus session', async () => {
     ok(ws.run(['init', '--keychain']), 'init --keychain');
-    const token = ok(ws.run(['key', 'add', '--token']), 'key add --token').stdout.trim();
+    const token = onTerminal(ws, ['key', 'add', '--token']).stdout.trim();
     put(ws, 'A', 'a-value');
     delete ws.env.DBUS_SESSION_BUS_ADDRESS;
     expect(ws.env.DISPLAY).toBeUndefined();
@@ -215,8 +231,11 @@ describe.skipIf(SECRET_SERVICE_PROBLEM !== undefined && !KEYCHAIN_REQUIRED)('key
   it('unlock order: VAULT_KEY first, then the keychain, then VAULT_PASSPHRASE; a given credential that fails is an error', () => {
     const cli = TEST_CLI;
     ok(ws.run(['init', '--keychain'], { cli }), 'init --keychain');
-    const token = ok(ws.run(['key', 'add', '--token'], { cli }), 'key add --token').stdout.trim();
-    ok(ws.run(['key', 'add', '--passphrase', '--insecure-test-kdf'], { cli, env: { VAULT_NEW_PASSPHRASE: PASSPHRASE } }), 'key add --passphrase');
+    const token = onTerminal(ws, ['key', 'add', '--token']).stdout.trim();
+    ok(
+      ws.run(['key', 'add', '--passphrase', '--insecure-test-kdf'], { cli, env: { VAULT_NEW_PASSPHRASE: PASSPHRASE, VAULT_KEY: token } }),
+      'key add --passphrase',
+    );
     expect(slotFiles(ws).map((s) => s.kind).sort()).toEqual(['keychain', 'passphrase', 'token']);
     const otherToken = `svt1_${Buffer.alloc(32, 7).toString('base64url')}`;
 

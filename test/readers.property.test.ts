@@ -141,6 +141,16 @@ describe('every reader of a vault file', () => {
         }), { numRuns: 300 });
       }, 120_000);
 
+      it.runIf(name === 'a secret')('a sealed field of random bytes, canonical base64 of any length', async () => {
+        const original = JSON.parse(fs.readFileSync(kind().file, 'utf8')) as Record<string, unknown>;
+        await fc.assert(fc.asyncProperty(fc.uint8Array({ maxLength: 300 }), async (bytes) => {
+          const sealed = Buffer.from(bytes).toString('base64');
+          const outcome = await withFile(kind().file, writeBytes(Buffer.from(`${JSON.stringify({ ...original, sealed })}\n`)));
+          // a box that does not open under this vault's key and this name: never read as a value
+          expect(outcome).toMatchObject({ ok: false });
+        }), { numRuns: 100 });
+      }, 120_000);
+
       it('over its size cap, and far over: refused as unsafe (13) from its size alone', async () => {
         for (const size of [kind().cap + 1, 2 ** 33]) {
           const outcome = await withFile(kind().file, (file) => {
@@ -160,6 +170,11 @@ describe('every reader of a vault file', () => {
         expect(link).toMatchObject({ ok: false, kind: 'unsafeFile' });
         const fifo = await withFile(kind().file, (file) => expect(spawnSync('mkfifo', [file]).status).toBe(0));
         expect(fifo).toMatchObject({ ok: false, kind: 'unsafeFile' });
+        // a hard link: the file's bytes are right, but a write through it would reach `elsewhere`
+        if (kind().kind !== 'known_vaults.json') {
+          const hard = await withFile(kind().file, (file) => fs.linkSync(elsewhere, file));
+          expect(hard).toMatchObject({ ok: false, kind: 'unsafeFile' });
+        }
         fs.rmSync(elsewhere);
       }, 120_000);
     });
@@ -171,7 +186,17 @@ describe('through the real CLI, a sample per file kind', () => {
     const documented = new Set([...Object.values(EXIT_CODES), 0]);
     for (const { file } of kinds) {
       const original = fs.readFileSync(file);
-      await fc.assert(fc.asyncProperty(fc.uint8Array({ maxLength: 512 }), async (bytes) => {
+      // random bytes, and the shapes that broke readers elsewhere: deep nesting, __proto__, huge
+      // numbers, a byte order mark, a long string
+      const hostile = fc.constantFrom(
+        '['.repeat(100_000) + ']'.repeat(100_000),
+        '{"a":'.repeat(50_000) + '1' + '}'.repeat(50_000),
+        '{"__proto__":{"format":"sealvault-vault"},"format":"x"}',
+        '{"format":"sealvault-secret","version":1e400}',
+        '\ufeff{"format":"sealvault-policy","version":1}',
+        JSON.stringify({ format: 'sealvault-secret', version: 1, sealed: 'A'.repeat(400_000) }),
+      ).map((text) => new Uint8Array(Buffer.from(text)));
+      await fc.assert(fc.asyncProperty(fc.oneof(fc.uint8Array({ maxLength: 512 }), hostile), async (bytes) => {
         fs.writeFileSync(file, bytes);
         try {
           for (const args of [['list'], ['policy'], ['audit', '--verify']]) {
@@ -184,7 +209,7 @@ describe('through the real CLI, a sample per file kind', () => {
         } finally {
           fs.writeFileSync(file, original);
         }
-      }), { numRuns: 3 });
+      }), { numRuns: 6 });
     }
   }, 300_000);
 });

@@ -2,7 +2,8 @@
  * Reliability: concurrent writers, writers killed at any point, damaged vault files, wrong keys and
  * bad input. Every case runs the built CLI against a real vault in a temporary directory.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -481,5 +482,37 @@ describe('bad input', () => {
     expect(values.get('TRIMMED')?.toString()).toBe('  lead and\ninner\n\nlines \t ');
     expect(values.get('CRLF')?.toString()).toBe('windows');
     expect(values.get('KEPT')?.toString()).toBe('kept\n');
+  });
+});
+
+describe('long output', () => {
+  let ws: Workspace;
+  beforeEach(() => {
+    ws = makeWorkspace();
+    initWithToken(ws);
+  });
+  afterEach(() => ws.cleanup());
+
+  it('audit --json of a log far over a pipe\'s 64 KiB reaches a slow reader whole', () => {
+    // entries chained on the log as it is: valid, with no key needed
+    const log = path.join(ws.vaultDir, 'audit.log');
+    const lines = fs.readFileSync(log, 'utf8').split('\n').filter((l) => l !== '');
+    const sha = (line: string) => createHash('sha256').update(line).digest('hex');
+    let previous = lines.at(-1)!;
+    let seq = (JSON.parse(previous) as { seq: number }).seq;
+    const added: string[] = [];
+    for (let i = 0; i < 3000; i += 1) {
+      seq += 1;
+      const entry = { seq, time: '2026-11-30T09:00:00.000Z', event: 'put', actor: { uid: 0, user: 'root' }, details: { name: `N${i}` }, prev: sha(previous) };
+      previous = JSON.stringify(entry);
+      added.push(previous);
+    }
+    fs.appendFileSync(log, `${added.join('\n')}\n`);
+    // the reader sleeps first, so the pipe fills and vault must wait for it
+    const [program, ...rest] = ws.command(['audit', '--json']);
+    const quoted = [program!, ...rest].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    const run = spawnSync('sh', ['-c', `${quoted} | (sleep 1; wc -l)`], { env: ws.env, encoding: 'utf8', timeout: 60_000 });
+    expect(run.stderr).toBe('');
+    expect(Number(run.stdout.trim())).toBe(lines.length + added.length);
   });
 });

@@ -6,8 +6,12 @@
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { native } from '../vault/native.js';
-import { type AgentMessage, type AgentStatus, encodeFrame, type ExecRequestMessage, PROTOCOL_VERSION, type RequestMessage } from './protocol.js';
+import { UNLOCK_VARIABLES } from '../vault/unlock-variables.js';
+import {
+  type AgentMessage, agentSocketPath, type AgentStatus, encodeFrame, type ExecRequestMessage, PROTOCOL_VERSION, type RequestMessage,
+} from './protocol.js';
 
 /** Signals a person or a supervisor sends to `vault exec`, passed on to the target (SIGWINCH: the window changed). */
 const PASSED_ON: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
@@ -19,15 +23,51 @@ export const agentState = { tried: false };
 /** What happened: the agent answered (with an exit code), or there is no agent to answer. */
 export type AgentAnswer = { answered: true; code: number } | { answered: false; why: string };
 
-/** Connects to `socket`; undefined when nothing listens there (no file, or a dead agent's file). */
-function connect(socket: string): Promise<net.Socket | undefined> {
+/**
+ * Why the process at the other end of `connection` is not an agent to trust, or undefined when it
+ * is: one running as this user (SO_PEERCRED), or, at a socket named by VAULT_AGENT_SOCK or
+ * --socket, the user who owns the socket and its directory (another user's agent that serves us).
+ * A default path in a shared directory (/tmp when XDG_RUNTIME_DIR is unset) can be taken first by
+ * anyone, and its taker must not get our stdio and environment.
+ */
+function distrust(connection: net.Socket, socketPath: string): string | undefined {
+  const peer = native().peerCredentials(socketFd(connection));
+  const own = process.getuid?.() ?? -1;
+  if (peer.uid === own) return undefined;
+  const named = socketPath !== agentSocketPath(undefined, { ...process.env, VAULT_AGENT_SOCK: undefined });
+  if (named) {
+    const socket = fs.lstatSync(socketPath);
+    const dir = fs.lstatSync(path.dirname(socketPath));
+    if (socket.uid === peer.uid && dir.uid === peer.uid && (dir.mode & 0o022) === 0) return undefined;
+  }
+  return `the process answering at ${socketPath} runs as uid ${peer.uid}, not as you${named ? ' nor as the owner of the socket and its directory' : ''}; ` +
+    'nothing was sent to it. If it is not your agent, someone else made that socket: remove it, or name yours with VAULT_AGENT_SOCK';
+}
+
+type Connection = { socket: net.Socket } | { refused: string } | undefined;
+
+/** Connects to `socketPath`; undefined when nothing listens there (no file, or a dead agent's file). */
+function connect(socketPath: string): Promise<Connection> {
   return new Promise((resolve) => {
-    if (!fs.existsSync(socket)) {
+    if (!fs.existsSync(socketPath)) {
       resolve(undefined);
       return;
     }
-    const connection = net.createConnection(socket);
-    connection.once('connect', () => resolve(connection));
+    const connection = net.createConnection(socketPath);
+    connection.once('connect', () => {
+      let refused: string | undefined;
+      try {
+        refused = distrust(connection, socketPath);
+      } catch (error) {
+        refused = `cannot check who answers at ${socketPath}: ${error instanceof Error ? error.message : String(error)}`;
+      }
+      if (refused === undefined) {
+        resolve({ socket: connection });
+        return;
+      }
+      connection.destroy();
+      resolve({ refused });
+    });
     connection.once('error', () => resolve(undefined));
   });
 }
@@ -39,9 +79,19 @@ function socketFd(socket: net.Socket): number {
   return fd;
 }
 
-/** Sends `request` with `fds` attached and calls `onMessage` for every line of the answer. */
-function converse(socket: net.Socket, request: RequestMessage, fds: number[], onMessage: (message: AgentMessage) => boolean): Promise<boolean> {
-  native().sendWithFds(socketFd(socket), encodeFrame(request), fds, SEND_TIMEOUT_MS);
+/**
+ * Sends `request` with `fds` attached and calls `onMessage` for every line of the answer. A send
+ * the agent cut short (EPIPE, ECONNRESET: it refused us and closed) still reads what it said first.
+ */
+function converse(
+  socket: net.Socket, request: RequestMessage, fds: number[], onMessage: (message: AgentMessage) => boolean,
+): Promise<boolean> {
+  try {
+    native().sendWithFds(socketFd(socket), encodeFrame(request), fds, SEND_TIMEOUT_MS);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EPIPE' && code !== 'ECONNRESET') throw error;
+  }
   return new Promise((resolve) => {
     let pending = '';
     let finished = false;
@@ -80,11 +130,17 @@ export async function execThroughAgent(
   socketPath: string, request: Omit<ExecRequestMessage, 'v' | 'op' | 'env'>,
 ): Promise<AgentAnswer> {
   agentState.tried = true;
-  const socket = await connect(socketPath);
-  if (socket === undefined) return { answered: false, why: `no agent answers at ${socketPath}` };
+  const connection = await connect(socketPath);
+  if (connection === undefined) return { answered: false, why: `no agent answers at ${socketPath}` };
+  if ('refused' in connection) {
+    process.stderr.write(`vault: ${connection.refused}\n`);
+    return { answered: true, code: 125 };
+  }
+  const { socket } = connection;
   const cwd = fs.openSync('.', fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  // the grant decides what the target gets of it (environment.ts); what opens the vault never leaves
   const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(process.env)) if (value !== undefined) env[name] = value;
+  for (const [name, value] of Object.entries(process.env)) if (value !== undefined && !UNLOCK_VARIABLES.has(name)) env[name] = value;
   let code = 125;
   let sawAnswer = false;
   let otherVault = false;
@@ -126,8 +182,10 @@ export async function execThroughAgent(
 
 /** A control request (status, lock, stop): the agent's status, or undefined when no agent answers. */
 export async function controlAgent(socketPath: string, op: 'status' | 'lock' | 'stop'): Promise<{ status?: AgentStatus; error?: { message: string; code: number } } | undefined> {
-  const socket = await connect(socketPath);
-  if (socket === undefined) return undefined;
+  const connection = await connect(socketPath);
+  if (connection === undefined) return undefined;
+  if ('refused' in connection) return { error: { message: connection.refused, code: 125 } };
+  const { socket } = connection;
   let status: AgentStatus | undefined;
   let error: { message: string; code: number } | undefined;
   await converse(socket, { v: PROTOCOL_VERSION, op }, [], (message) => {

@@ -62,19 +62,51 @@ interface Peer {
 
 /** Members of `group` (uids) and its gid, from the group database (getent(1), so NSS sources count). */
 function groupMembers(group: string): { gid: number; uids: number[] } {
-  const entry = spawnSync('getent', ['group', group], { encoding: 'utf8' });
+  const entry = lookUp('/usr/bin/getent', ['group', group]);
   const fields = entry.status === 0 ? entry.stdout.trim().split(':') : [];
   if (fields.length < 4) throw new VaultError('usage', `--allow-group ${group}: no such group`);
   const uids = (fields[3] ?? '').split(',').filter((n) => n !== '').flatMap((name) => {
-    const id = spawnSync('id', ['-u', name], { encoding: 'utf8' });
+    const id = lookUp('/usr/bin/id', ['-u', name]);
     return id.status === 0 ? [Number(id.stdout.trim())] : [];
   });
   return { gid: Number(fields[2]), uids };
 }
 
+/**
+ * The path of the directory a client sent as `fd`: names resolve against it, and it must still be
+ * that directory (same device and inode), not a link or a directory swapped in since.
+ */
+function directoryOf(fd: number, peer: Peer): string {
+  const opened = fs.fstatSync(fd);
+  if (!opened.isDirectory()) throw new VaultError('usage', 'the working directory passed is not a directory');
+  // the target runs as the agent's user, and in lockdown may write its working directory: a client
+  // of another user must not point it at a directory of ours that it could open but not write
+  const own = process.getuid?.() ?? -1;
+  if (peer.uid !== own && opened.uid !== peer.uid) {
+    throw new VaultError('refused', `a client of another user runs programs in a directory of its own; this one belongs to uid ${opened.uid}`);
+  }
+  let cwd: string;
+  let named: fs.Stats;
+  try {
+    cwd = fs.realpathSync(`/proc/self/fd/${fd}`);
+    named = fs.statSync(cwd);
+  } catch (error) {
+    throw new VaultError('usage', 'the working directory passed has no path any more (removed?)', { cause: error });
+  }
+  if (named.dev !== opened.dev || named.ino !== opened.ino) {
+    throw new VaultError('usage', `the working directory passed is no longer at ${cwd}`);
+  }
+  return cwd;
+}
+
+/** getent(1) and id(1) by absolute path, with no environment: the agent's own may hold VAULT_KEY. */
+function lookUp(command: '/usr/bin/getent' | '/usr/bin/id', args: string[]) {
+  return spawnSync(command, args, { encoding: 'utf8', env: {} });
+}
+
 /** The user name of `uid`, for the audit log; the number when it has none. */
 function userName(uid: number): string {
-  const entry = spawnSync('getent', ['passwd', String(uid)], { encoding: 'utf8' });
+  const entry = lookUp('/usr/bin/getent', ['passwd', String(uid)]);
   return entry.status === 0 ? (entry.stdout.split(':')[0] ?? String(uid)) : String(uid);
 }
 
@@ -123,6 +155,9 @@ function socketFd(socket: net.Socket): number {
   if (typeof fd !== 'number' || fd < 0) throw new VaultError('internal', 'an agent connection has no fd');
   return fd;
 }
+
+/** Above every fd a spawned helper's stdio takes (0 to 9): libuv dup2s those before it changes directory. */
+const FIRST_FREE_FD = 64;
 
 /** What a request's exec failure exits with at the client: vault exec's own code (125). */
 const EXEC_FAILED = 125;
@@ -289,9 +324,11 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
     // a client that goes away hangs up its run, as a closed terminal would
     socket.on('close', () => child?.kill('SIGHUP'));
     socket.resume();
+    // the helper starts in /proc/self/fd/N: an N above the fds its stdio is dup2-ed onto first
+    let startFd: number | undefined;
     try {
-      if (!fs.fstatSync(cwdFd).isDirectory()) throw new VaultError('usage', 'the working directory passed is not a directory');
-      const cwd = fs.readlinkSync(`/proc/self/fd/${cwdFd}`);
+      const cwd = directoryOf(cwdFd, peer);
+      startFd = native().dupAbove(cwdFd, FIRST_FREE_FD);
       request.only?.forEach(checkSecretName);
       request.files.forEach(checkSecretName);
       const result = await execGranted(
@@ -305,7 +342,7 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
           onSpawn: (spawned) => (child = spawned),
         },
         {
-          cwd, pathList: request.env.PATH ?? '', env: request.env, wipeKeyBeforeRun: false,
+          cwd, startIn: `/proc/self/fd/${startFd}`, grantedPathOnly: peer.uid !== (process.getuid?.() ?? -1), pathList: request.env.PATH ?? '', env: request.env, wipeKeyBeforeRun: false,
           client: { uid: peer.uid, pid: peer.pid, user: userName(peer.uid) },
         },
       );
@@ -314,6 +351,7 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
       const message = error instanceof VaultError ? error.message : `internal error: ${error instanceof Error ? error.message : String(error)}`;
       send(socket, { event: 'error', message, code: EXEC_FAILED });
     } finally {
+      if (startFd !== undefined) native().closeFd(startFd);
       finish(socket);
     }
   }

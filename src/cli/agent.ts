@@ -11,6 +11,7 @@ import { serveAgent } from '../agent/server.js';
 import { VaultError } from '../vault/errors.js';
 import { native } from '../vault/native.js';
 import { holdTrustStateInMemory } from '../vault/pins.js';
+import { UNLOCK_VARIABLES } from '../vault/unlock-variables.js';
 import type { UnlockedVault, Vault } from '../vault/vault.js';
 import { parseDuration } from './exec-args.js';
 
@@ -30,6 +31,9 @@ export interface AgentCli {
   unlock: (vault: Vault) => Promise<UnlockedVault>;
 }
 
+/** 24 days: under 2^31-1 ms, the longest delay of a Node timer (setTimeout). */
+const MAX_TIMEOUT_MS = 24 * 24 * 60 * 60 * 1000;
+
 function uids(values: string[]): number[] {
   return values.map((value) => {
     if (!/^\d+$/.test(value)) throw new VaultError('usage', `--allow-uid takes a numeric uid, not "${value}"`);
@@ -41,6 +45,10 @@ function uids(values: string[]): number[] {
 export async function startAgent(flags: AgentStartFlags, cli: AgentCli): Promise<void> {
   const socket = agentSocketPath(flags.socket);
   const timeoutMs = flags.timeout === undefined ? undefined : parseDuration('--timeout', flags.timeout);
+  // Node's timers hold at most 2^31-1 ms; a longer one would fire at once
+  if (timeoutMs !== undefined && timeoutMs > MAX_TIMEOUT_MS) {
+    throw new VaultError('usage', `--timeout ${flags.timeout} is longer than the agent can wait: at most 24d`);
+  }
   const allowUids = uids(flags.allowUid ?? []);
   if (flags.foreground !== true) {
     await startDaemon(socket, cli);
@@ -50,6 +58,8 @@ export async function startAgent(flags: AgentStartFlags, cli: AgentCli): Promise
   holdTrustStateInMemory();
   const unlocked = await cli.unlock(cli.openVault());
   unlocked.policy(); // verified as an unlock does: a damaged or rolled-back policy stops the start
+  // the key is held now: nothing the agent starts later needs what opened it
+  for (const name of UNLOCK_VARIABLES) delete process.env[name];
   const notify = flags.notifyFd === undefined ? undefined : Number(flags.notifyFd);
   await serveAgent(unlocked, {
     socket, allowUids, allowGroups: flags.allowGroup ?? [], ...(timeoutMs !== undefined ? { timeoutMs } : {}),

@@ -51,11 +51,22 @@ async function leanExec(): Promise<number | undefined> {
   return answer.answered ? answer.code : undefined;
 }
 
+/** One line when the working directory was removed: every relative name would fail later, with a trace. */
+function lostDirectory(): string | undefined {
+  try {
+    process.cwd();
+    return undefined;
+  } catch {
+    return 'the working directory no longer exists (removed?); cd into a directory that does and run it again';
+  }
+}
+
 native().hardenProcess();
-const injected = injectedCode();
-if (injected !== undefined) {
-  process.stderr.write(`vault: ${injected}\n`);
-  process.exitCode = 2;
+const refusal = injectedCode() ?? lostDirectory();
+if (refusal !== undefined) {
+  process.stderr.write(`vault: ${refusal}\n`);
+  // `vault exec` keeps its own failures at 125, apart from the target's codes
+  process.exitCode = refusal.startsWith('the working') && parseLeanExec(process.argv.slice(2)) !== undefined ? 125 : 2;
 } else {
   const code = await leanExec();
   if (code !== undefined) process.exitCode = code;

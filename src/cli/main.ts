@@ -56,15 +56,32 @@ function vaultDir(): string {
   return resolveVaultDirectory(program.opts<{ vault?: string }>().vault);
 }
 
-async function unlocked(vault: Vault): Promise<UnlockedVault> {
-  return vault.unlock(hasTerminal() ? { askPassphrase: (attempt) => askHidden(attempt === 1 ? 'Vault passphrase: ' : 'Wrong passphrase, try again: ') } : {});
+/**
+ * Unlocks for a command; for one that changes the vault (`changes`), the keychain counts only with a
+ * terminal: without one, nothing shows that a person asked, and any process of the user can read
+ * the keychain item (issue 12). With a terminal it is used, with a warning saying the same.
+ */
+async function unlocked(vault: Vault, changes = false): Promise<UnlockedVault> {
+  const terminal = hasTerminal();
+  return vault.unlock({
+    ...(terminal ? { askPassphrase: (attempt: number) => askHidden(attempt === 1 ? 'Vault passphrase: ' : 'Wrong passphrase, try again: ') } : {}),
+    ...(changes && !terminal
+      ? { keychainRefused: 'a change is not made with the keychain without a terminal (any process of yours can use the keychain)' }
+      : {}),
+  });
 }
 
 /** Runs `work` with the vault unlocked, and wipes the private key however it ends. */
-async function withUnlocked<T>(work: (vault: UnlockedVault) => T | Promise<T>, options: { checkPin?: boolean; changes?: boolean } = {}): Promise<T> {
-  const open = await unlocked(Vault.open(vaultDir(), options));
+async function withUnlocked<T>(
+  work: (vault: UnlockedVault) => T | Promise<T>, options: { checkPin?: boolean; changes?: boolean } = {},
+): Promise<T> {
+  const open = await unlocked(Vault.open(vaultDir(), options), options.changes === true);
   if (options.changes === true && open.openedWith.kind === 'keychain') {
-    say('vault: warning: unlocked through the keychain, which any process of yours can use to change this vault as you just did; for a vault only you can change, give it a passphrase slot, remove the keychain slot and run `vault agent` (docs/agents.md)');
+    say(
+      'vault: warning: unlocked through the keychain, which any process of yours can use to change this vault as ' +
+        'you just did; for a vault only you can change, give it a passphrase slot, remove the keychain slot and ' +
+        'run `vault agent` (docs/agents.md)',
+    );
   }
   try {
     return await work(open);
@@ -334,7 +351,15 @@ program
   .description('print the audit log; --verify checks its hash chain')
   .option('--json', 'print JSON lines')
   .option('--verify', 'check the chain and report the first broken entry')
-  .action((flags: { json?: boolean; verify?: boolean }) => {
+  .option('--accept', 'after you looked at a log that lost what you saw: keep it aside and start a new one (needs an unlock)')
+  .action(async (flags: { json?: boolean; verify?: boolean; accept?: boolean }) => {
+    if (flags.accept === true) {
+      await withUnlocked((vault) => {
+        const { set_aside: aside } = vault.vault.acceptAudit();
+        say(aside === undefined ? 'started a new audit log' : `kept the old audit log as ${aside}; a new one starts with an accept entry naming it`);
+      }, { changes: true });
+      return;
+    }
     const vault = Vault.open(vaultDir());
     // entry by entry as the chain is checked: a log of any size is shown in bounded memory
     const show = flags.verify ? undefined : (entry: AuditEntry) => print(flags.json ? `${printableJson(entry)}\n` : renderAuditEntry(entry));
@@ -507,12 +532,15 @@ async function main(): Promise<void> {
   try {
     await program.parseAsync(process.argv);
   } catch (error) {
-    if (error instanceof CommanderError) {
-      process.exitCode = error.exitCode === 0 ? 0 : 2;
-      return;
-    }
-    fail(error);
+    if (error instanceof CommanderError) process.exitCode = error.exitCode === 0 ? 0 : 2;
+    else fail(error);
   }
+  // done: a library's thread still waiting (keytar on a D-Bus that never answers) must not keep
+  // vault alive. Warnings are emitted on the next tick, and a pipe that was full holds the rest of
+  // stdout in Node's queue: let both out first (a write's callback runs once all before it went).
+  await new Promise((resolve) => setImmediate(resolve));
+  for (const stream of [process.stdout, process.stderr]) await new Promise((resolve) => stream.write('', resolve));
+  process.exit();
 }
 
 process.on('uncaughtException', (error) => {

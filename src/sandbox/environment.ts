@@ -52,6 +52,9 @@ export interface GrantedEnvironment {
 
 const matches = (name: string, pattern: string) => (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern);
 
+/** sealvault's own variables (SECURITY.md, "Reserved names"): VAULT_KEY and the others that open a vault among them. */
+const OWN_VARIABLES = /^(?:SEALVAULT|VAULT)_/;
+
 /** Whether the caller's value of `name` reaches the target without a grant saying so. */
 export function passedByDefault(name: string): boolean {
   return CALLER_VARIABLES.includes(name) || CALLER_PREFIXES.some((p) => name.startsWith(p)) || CI_VARIABLES.includes(name);
@@ -62,10 +65,16 @@ export function passedByDefault(name: string): boolean {
  * let a variable that chooses code through. Throws 'refused' (exit 11) naming the way to pin one.
  */
 export function checkPassEnv(pattern: string): string {
-  if (!/^[A-Za-z_][A-Za-z0-9_]*\*?$/.test(pattern) || pattern === '*') {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*\*?$/.test(pattern) || pattern === '*' || pattern === '__proto__') {
     throw new VaultError('usage', `--pass-env ${JSON.stringify(pattern)}: give a variable name, or a prefix ending in * such as DEPLOY_*`);
   }
   const prefix = pattern.endsWith('*') ? pattern.slice(0, -1) : undefined;
+  if (OWN_VARIABLES.test(pattern)) {
+    throw new VaultError(
+      'refused',
+      `--pass-env ${pattern}: sealvault's own variables (VAULT_*, SEALVAULT_*) never reach a target; VAULT_KEY and its like open the vault`,
+    );
+  }
   if (prefix === undefined ? choosesCode(pattern) : prefixReachesCode(prefix)) {
     throw new VaultError(
       'refused',
@@ -79,7 +88,10 @@ export function checkPassEnv(pattern: string): string {
 export function parsePinnedEnv(assignment: string): [string, string] {
   const at = assignment.indexOf('=');
   const name = at > 0 ? assignment.slice(0, at) : '';
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new VaultError('usage', `--env takes NAME=VALUE, not ${JSON.stringify(assignment)}`);
+  // __proto__ would become an object's prototype, not a member, and the grant's MAC would then fail
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || name === '__proto__') {
+    throw new VaultError('usage', `--env takes NAME=VALUE, not ${JSON.stringify(assignment)}`);
+  }
   const value = assignment.slice(at + 1);
   if (value.includes('\0')) throw new VaultError('usage', `--env ${name}: the value holds a zero byte`);
   return [name, value];
@@ -105,7 +117,8 @@ function identity(): Record<string, string> {
 export function targetEnvironment(callerEnv: NodeJS.ProcessEnv, secrets: Map<string, Uint8Array>, tier: Tier, granted: GrantedEnvironment): Uint8Array[] {
   const chosen = new Map<string, string>();
   for (const [name, value] of Object.entries(callerEnv)) {
-    if (value === undefined) continue;
+    // sealvault's own never pass, whatever a grant's pattern takes in (`--pass-env V*`)
+    if (value === undefined || OWN_VARIABLES.test(name)) continue;
     const passed = passedByDefault(name) || (granted.passEnv.some((p) => matches(name, p)) && !choosesCode(name));
     if (passed) chosen.set(name, value);
   }

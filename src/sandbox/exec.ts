@@ -54,6 +54,12 @@ export interface ExecCaller extends Caller {
    * use for it after that. The agent keeps it for its next client.
    */
   wipeKeyBeforeRun: boolean;
+  /**
+   * Where the helper starts, when not at `cwd`: the agent gives `/proc/self/fd/N` of the directory
+   * its client sent, so that the helper starts in that very directory whatever its path names by
+   * then (the helper then checks that lockdown's working directory is the same one).
+   */
+  startIn?: string;
 }
 
 /** `vault exec` run directly: vault's own working directory, PATH and environment. */
@@ -77,7 +83,7 @@ export async function execGranted(
   const policy = vault.policy();
   const run = planRun(policy, request.argv, request.tier, caller);
   try {
-    return await releaseInto(vault, policy, run, request, { ...options, cwd: caller.cwd }, caller);
+    return await releaseInto(vault, policy, run, request, { ...options, cwd: caller.startIn ?? caller.cwd }, caller);
   } finally {
     closeRun(run);
   }

@@ -6,7 +6,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { closePinned, type PinnedFile, pinCopy, pinInPlace, readShebang, resolveCommand, writableByOthers } from '../vault/binary.js';
+import {
+  closePinned, openRegularFile, type PinnedFile, pinCopy, pinInPlace, readShebang, resolveCommand, writableByOthers,
+} from '../vault/binary.js';
 import { VaultError } from '../vault/errors.js';
 import type { Grant } from '../vault/format.js';
 import { changedSince, isInterpreter, type Policy, type RunTarget, shellQuote } from '../vault/policy.js';
@@ -32,7 +34,7 @@ export function scriptPathFor(tier: Tier, script: PinnedFile): string {
 }
 
 function hasShebang(file: string): boolean {
-  const fd = fs.openSync(file, fs.constants.O_RDONLY);
+  const fd = openRegularFile(file);
   try {
     return readShebang(fd) !== undefined;
   } finally {
@@ -73,6 +75,21 @@ function interpretedRun(policy: Policy, script: PinnedFile, tier: Tier, rest: st
  * interpreters.
  */
 export function planRun(policy: Policy, argv: string[], tier: Tier, caller: Caller = ownCaller()): ProgramRun {
+  const run = planAnyRun(policy, argv, tier, caller);
+  if (caller.grantedPathOnly !== true) return run;
+  const elsewhere = policy.grants.filter((g) => g.sha256 === run.target.sha256 && g.path !== run.target.path);
+  if (elsewhere.length > 0 && !policy.grants.some((g) => g.sha256 === run.target.sha256 && g.path === run.target.path)) {
+    closeRun(run);
+    throw new VaultError(
+      'refused',
+      `${run.target.path} holds the bytes granted at ${elsewhere[0]!.path}, but for a client of another user a program runs only at ` +
+        'the path it was granted at: a copy elsewhere would load the files beside it',
+    );
+  }
+  return run;
+}
+
+function planAnyRun(policy: Policy, argv: string[], tier: Tier, caller: Caller): ProgramRun {
   const command = argv[0] ?? '';
   const scriptArg = argv[1];
   const given = scriptArg === undefined ? undefined : path.resolve(caller.cwd, scriptArg);
@@ -105,7 +122,12 @@ export function planRun(policy: Policy, argv: string[], tier: Tier, caller: Call
     return { target: { path: program.path, sha256: program.sha256 }, executable: program, argv, args: argv.slice(1), allowHint: hint };
   }
   const pinned = isInterpreter(first) ? argv.slice(1).map((a) => ` --arg ${shellQuote(a)}`).join('') : '';
-  return { target: { path: program.path, sha256: program.sha256 }, executable: program, argv, args: argv.slice(1), allowHint: `vault allow NAME --to ${quoted}${pinned}` };
+  // argv[0] is the program's own path, not a name the caller chose: a multi-call program (git,
+  // busybox) picks what it does by that name, which would get round pinned arguments
+  return {
+    target: { path: program.path, sha256: program.sha256 }, executable: program, argv: [program.path, ...argv.slice(1)], args: argv.slice(1),
+    allowHint: `vault allow NAME --to ${quoted}${pinned}`,
+  };
 }
 
 /** Whether `typed` (python3) names the grant's interpreter (/usr/bin/python3.11). */
@@ -140,6 +162,13 @@ function scriptByName(policy: Policy, typed: string, given: string, rest: string
 export interface Caller {
   cwd: string;
   pathList: string;
+  /**
+   * Grants match only at their own path, not wherever their bytes are: the agent's clients of another
+   * uid, who may place a copy of a granted script beside a `lib.sh` of theirs. Otherwise bytes match
+   * anywhere, so that a vault cloned to another path (CI) still runs; a process of the same uid can
+   * read a running target's environment anyway (SECURITY.md).
+   */
+  grantedPathOnly?: boolean;
 }
 
 /** vault's own working directory and PATH: `vault exec` run directly. */

@@ -95,7 +95,14 @@ function passMasked(from: Readable, to: Writable, plan: MaskPlan): Promise<void>
   return new Promise((resolve) => {
     masker.on('close', () => {
       to.off('error', stop);
-      resolve();
+      if (to === process.stdout || to === process.stderr) {
+        resolve();
+        return;
+      }
+      // a client's fd (the agent): its writes run on libuv's thread pool, and the fd may be closed
+      // only after the last one ended, or a write lands on a closed (or reused) fd number
+      to.on('error', () => resolve());
+      to.end(() => resolve());
     });
   });
 }

@@ -5,11 +5,13 @@
  * by line. An append writes the whole line or leaves the log as it was. Callers of appendAudit and
  * prepareAppend hold the vault lock.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { sha256Hex } from './crypto.js';
 import { VaultError } from './errors.js';
 import { type AuditEntry, auditEntrySchema, jsonOrUndefined } from './format.js';
+import { native } from './native.js';
 import { O_APPEND, O_CREAT, O_RDONLY, O_WRONLY, SIZE_CAPS, unsafeFile, type VaultDir } from './vault-dir.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -19,7 +21,7 @@ const LINE_CAP = SIZE_CAPS.auditLine;
 
 export type AuditEvent =
   | 'init' | 'put' | 'replace' | 'rm' | 'key-add' | 'key-rm' | 'allow' | 'revoke' | 'trust' | 'release' | 'exit' | 'torn'
-  | 'agent-start' | 'agent-refused';
+  | 'agent-start' | 'agent-refused' | 'accept';
 
 /** An entry as the user last saw it: its number, the SHA-256 of its line, and where the line starts. */
 export interface AuditHead {
@@ -55,13 +57,13 @@ interface Tail {
   terminated: boolean;
 }
 
-/** The last line of the log, read from its end: never more than LINE_CAP bytes of it. */
-function readTail(dir: VaultDir): Tail {
+/** The last line of the log (or of its first `end` bytes), read from its end: never more than LINE_CAP bytes of it. */
+function readTail(dir: VaultDir, end?: number): Tail {
   const opened = dir.openFile(AUDIT_FILE, O_RDONLY);
   if (opened === undefined) return { line: undefined, start: 0, size: 0, terminated: true };
   const { fd } = opened;
   try {
-    const size = opened.stat.size;
+    const size = end === undefined ? opened.stat.size : Math.min(end, opened.stat.size);
     if (size === 0) return { line: undefined, start: 0, size, terminated: true };
     // the longest line with its newline, and the newline before it
     const window = Math.min(size, LINE_CAP + 1);
@@ -80,9 +82,14 @@ function readTail(dir: VaultDir): Tail {
   }
 }
 
+/**
+ * An entry as its line says it. `details` is the parsed object itself, not the schema's copy, which
+ * would turn a member named __proto__ into a prototype and show a line other than the one hashed.
+ */
 function parseEntry(line: Buffer): AuditEntry | undefined {
-  const parsed = auditEntrySchema.safeParse(jsonOrUndefined(line));
-  return parsed.success ? parsed.data : undefined;
+  const raw = jsonOrUndefined(line);
+  const parsed = auditEntrySchema.safeParse(raw);
+  return parsed.success ? { ...parsed.data, details: (raw as { details: AuditEntry['details'] }).details } : undefined;
 }
 
 /**
@@ -90,7 +97,9 @@ function parseEntry(line: Buffer): AuditEntry | undefined {
  * memory stays bounded by the line cap, whatever the log's size. Entries before `offset` are taken
  * on trust from `start` (the entry at `offset` must be `start.seq`, its line hashing to `start.hash`).
  */
-function walk(dir: VaultDir, witness: AuditHead | undefined, onEntry: ((entry: AuditEntry) => void) | undefined, start?: AuditHead & { offset: number }): AuditReading {
+function walk(
+  dir: VaultDir, witness: AuditHead | undefined, onEntry: ((entry: AuditEntry) => void) | undefined, start?: AuditHead & { offset: number }, end?: number,
+): AuditReading {
   const opened = dir.openFile(AUDIT_FILE, O_RDONLY);
   let count = 0;
   let head: AuditHead | undefined;
@@ -130,7 +139,8 @@ function walk(dir: VaultDir, witness: AuditHead | undefined, onEntry: ((entry: A
     };
     let pendingStart = position;
     for (;;) {
-      const n = fs.readSync(fd, chunk, 0, chunk.length, position);
+      const want = end === undefined ? chunk.length : Math.min(chunk.length, end - position);
+      const n = want <= 0 ? 0 : fs.readSync(fd, chunk, 0, want, position);
       if (n === 0) break;
       position += n;
       let data = Buffer.concat([pending, chunk.subarray(0, n)]);
@@ -168,11 +178,15 @@ export function readAudit(dir: VaultDir, witness: AuditHead | undefined, onEntry
 }
 
 function tampered(dir: VaultDir, reason: string): VaultError {
-  return new VaultError('tampered', `${dir.at(AUDIT_FILE)}: ${reason}; nothing was changed. Run \`vault audit --verify\`, and restore the log from version control or a backup`);
+  return new VaultError(
+    'tampered',
+    `${dir.at(AUDIT_FILE)}: ${reason}; nothing was changed. Run \`vault audit --verify\`, and restore the log from version control or a backup; ` +
+      'if it cannot be restored, `vault audit --accept` keeps it aside and starts a new one',
+  );
 }
 
-/** Checks the log against the user's witness, reading only what was added since it was seen. */
-function checkWitness(dir: VaultDir, witness: AuditHead | undefined, last: AuditEntry, lastLine: Buffer): void {
+/** Checks the log (up to `end`) against the user's witness, reading only what was added since it was seen. */
+function checkWitness(dir: VaultDir, witness: AuditHead | undefined, last: AuditEntry, lastLine: Buffer, end?: number): void {
   if (witness === undefined) return;
   if (witness.seq > last.seq) throw tampered(dir, `it ends at entry ${last.seq} but you saw entry ${witness.seq} (entries at the end were removed)`);
   if (witness.seq === last.seq) {
@@ -180,7 +194,7 @@ function checkWitness(dir: VaultDir, witness: AuditHead | undefined, last: Audit
     return;
   }
   const from = witness.offset === undefined ? undefined : { ...witness, offset: witness.offset };
-  const reading = walk(dir, witness, undefined, from);
+  const reading = walk(dir, witness, undefined, from, end);
   if (reading.broken !== undefined) throw tampered(dir, `line ${reading.broken.line}: ${reading.broken.reason}`);
 }
 
@@ -202,10 +216,21 @@ export function prepareAppend(dir: VaultDir, tmp: VaultDir, witness: AuditHead |
     checkWitness(dir, witness, last, tail.line);
     return { seq: last.seq + 1, prev: sha256Hex(tail.line) };
   }
-  if (tail.terminated || (witness?.offset !== undefined && witness.offset === tail.start)) {
+  // a torn line is a prefix of a line and its newline, so shorter than the cap
+  if (tail.terminated || tail.line.length >= LINE_CAP || (witness?.offset !== undefined && witness.offset === tail.start)) {
     throw tampered(dir, 'its last line is damaged, so nothing more can be chained to it');
   }
-  // torn: set it aside, then chain on the line before it
+  // torn: the lines before it must pass the witness check first, or the set-aside would change a
+  // log that is then refused
+  const before = readTail(dir, tail.start);
+  if (before.line === undefined) {
+    if (witness !== undefined) throw tampered(dir, `it holds no whole entry but you saw entry ${witness.seq}`);
+  } else {
+    const previous = parseEntry(before.line);
+    if (previous === undefined) throw tampered(dir, 'the line before its torn last line is damaged');
+    checkWitness(dir, witness, previous, before.line, tail.start);
+  }
+  // then set it aside, and chain on the line before it
   const saved = `${AUDIT_FILE}.torn-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   dir.writeAtomic(tmp, saved, tail.line);
   const opened = dir.openFile(AUDIT_FILE, O_WRONLY);
@@ -227,6 +252,32 @@ export function fitsAuditLine(details: Record<string, unknown>): boolean {
 }
 
 /**
+ * Sets the log aside as `audit.log.before-TIME` (kept, for people to read) and returns what a new
+ * chain's first entry records of it: its name, size and SHA-256. For `vault audit --accept`, after a
+ * person has looked at a log that no longer holds what they saw. Callers hold the vault lock.
+ */
+export function setLogAside(dir: VaultDir): { set_aside: string; bytes: number; sha256: string } | undefined {
+  const opened = dir.openFile(AUDIT_FILE, O_RDONLY);
+  if (opened === undefined) return undefined;
+  const hash = createHash('sha256');
+  const chunk = Buffer.alloc(1 << 20);
+  try {
+    for (let position = 0; ; ) {
+      const n = fs.readSync(opened.fd, chunk, 0, chunk.length, position);
+      if (n === 0) break;
+      hash.update(chunk.subarray(0, n));
+      position += n;
+    }
+  } finally {
+    fs.closeSync(opened.fd);
+  }
+  const name = `${AUDIT_FILE}.before-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  native().renameAt(dir.fd, AUDIT_FILE, dir.fd, name);
+  fs.fsyncSync(dir.fd);
+  return { set_aside: name, bytes: opened.stat.size, sha256: hash.digest('hex') };
+}
+
+/**
  * Appends one entry at `link` (from prepareAppend, under the same lock): the whole line, fsynced,
  * or nothing: a short write is completed, and a write that fails (ENOSPC, EIO, a read-only file
  * system) cuts the log back to where it was and throws.
@@ -242,7 +293,7 @@ export function appendAudit(dir: VaultDir, link: AuditLink, event: AuditEvent, d
   const { fd } = opened;
   const before = opened.stat.size;
   try {
-    if (before === 0) dir.adopt(fd);
+    if (opened.created) dir.adopt(fd);
     let written = 0;
     try {
       while (written < bytes.length) written += fs.writeSync(fd, bytes, written, bytes.length - written);

@@ -85,8 +85,22 @@ export interface PinnedFile extends HashedFile {
 }
 
 /** A sealed memfd copy of the file at `realPath` and the SHA-256 of that copy. */
+/**
+ * Opens `realPath` for reading without following a last symlink or waiting on a FIFO (O_NONBLOCK),
+ * and checks on the fd that it is a regular file: a caller can swap a FIFO in after the name was
+ * resolved, and a blocking open would stall the process (the agent: every client) for ever.
+ */
+export function openRegularFile(realPath: string): number {
+  const fd = fs.openSync(realPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  if (!fs.fstatSync(fd).isFile()) {
+    fs.closeSync(fd);
+    throw new VaultError('refused', `${realPath} is not a regular file (it changed while it was being opened?)`);
+  }
+  return fd;
+}
+
 export function pinCopy(realPath: string): PinnedFile {
-  const source = fs.openSync(realPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  const source = openRegularFile(realPath);
   let copy: number;
   try {
     copy = native().sealedCopy(source, `sealvault:${path.basename(realPath)}`);
@@ -103,7 +117,7 @@ export function pinCopy(realPath: string): PinnedFile {
 
 /** The file at `realPath`, opened once and hashed from that fd (for a root-owned interpreter). */
 export function pinInPlace(realPath: string): PinnedFile {
-  const fd = fs.openSync(realPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  const fd = openRegularFile(realPath);
   try {
     return { path: realPath, sha256: sha256OfFd(fd), fd };
   } catch (error) {

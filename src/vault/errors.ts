@@ -36,8 +36,8 @@ export type FailureKind = keyof typeof EXIT_CODES;
 export class VaultError extends Error {
   readonly kind: FailureKind;
 
-  constructor(kind: FailureKind, message: string) {
-    super(message);
+  constructor(kind: FailureKind, message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = 'VaultError';
     this.kind = kind;
   }

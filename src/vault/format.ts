@@ -117,12 +117,27 @@ export const policyFileSchema = z.strictObject({
 });
 export type PolicyFile = z.infer<typeof policyFileSchema>;
 
+/** How deep an audit entry's details may nest (docs/FORMAT.md, "audit.log"): deeper would overflow the stack of who prints it. */
+export const MAX_DETAILS_DEPTH = 16;
+
+/** Whether `value` nests arrays and objects no deeper than `limit`; iterative, so any input is safe. */
+function nestsAtMost(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (typeof item !== 'object' || item === null) continue;
+    if (depth >= limit) return false;
+    for (const child of Object.values(item)) stack.push([child, depth + 1]);
+  }
+  return true;
+}
+
 export const auditEntrySchema = z.strictObject({
   seq: z.int().check(z.gte(1)),
   time,
   event: z.string().check(z.regex(/^[a-z-]{1,32}$/)),
   actor: z.strictObject({ uid: z.int(), user: z.string() }),
-  details: z.record(z.string(), z.unknown()),
+  details: z.record(z.string(), z.unknown()).check(z.refine((d) => nestsAtMost(d, MAX_DETAILS_DEPTH), `must nest at most ${MAX_DETAILS_DEPTH} deep`)),
   prev: hex64,
 });
 export type AuditEntry = z.infer<typeof auditEntrySchema>;

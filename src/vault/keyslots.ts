@@ -128,6 +128,30 @@ export function orderSlots(slots: SlotFile[], lastOpened: string | undefined): S
   return [...slots].sort((a, b) => Number(b.id === lastOpened) - Number(a.id === lastOpened) || cost(a) - cost(b));
 }
 
+/**
+ * What one unlock may spend on passphrase slots together, in argon2id passes × bytes: twice the cap.
+ * Each slot is capped (KDF_CAP), but a writer of the vault can plant many; past the budget the rest
+ * are not tried, with a notice, so that no number of planted slots makes an unlock take minutes.
+ */
+export const KDF_BUDGET = 2 * KDF_CAP.opslimit * KDF_CAP.memlimit;
+
+/** The slots, in order, that one unlock tries: every non-passphrase slot, passphrase slots while the budget lasts. */
+export function withinUnlockBudget(ordered: SlotFile[]): { tried: SlotFile[]; skipped: SlotFile[] } {
+  let spent = 0;
+  const tried: SlotFile[] = [];
+  const skipped: SlotFile[] = [];
+  for (const slot of ordered) {
+    const cost = slot.kind === 'passphrase' ? slot.kdf.opslimit * slot.kdf.memlimit : 0;
+    if (spent + cost > KDF_BUDGET) {
+      skipped.push(slot);
+      continue;
+    }
+    spent += cost;
+    tried.push(slot);
+  }
+  return { tried, skipped };
+}
+
 /** A slot of a kind this version does not know (from a newer one): kept, skipped, shown as unknown. */
 export interface UnknownSlot {
   id: string;

@@ -23,6 +23,8 @@ export interface NativeAddon {
   setTerminalModes(fd: number, modes: Buffer): void;
   /** getsockopt(SO_PEERCRED) of a connected unix socket (unix(7)). */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  /** A close-on-exec copy of `fd` numbered `lowest` or more (fcntl(2) F_DUPFD_CLOEXEC). */
+  dupAbove(fd: number, lowest: number): number;
   /** sendmsg(2): all of `data` with `fds` attached to its first byte (SCM_RIGHTS); waits up to timeoutMs while the socket is full. */
   sendWithFds(fd: number, data: Buffer, fds: number[], timeoutMs: number): void;
   /** One frame (4-byte big-endian length, then that many bytes) and the fds that came with it, on a worker thread. */

@@ -139,6 +139,14 @@ export function recordAuditWitness(vaultId: string, head: AuditHead): void {
   });
 }
 
+/** Sets the witness to `head`, also backwards: only for `vault audit --accept`, which starts a new chain. */
+export function replaceAuditWitness(vaultId: string, head: AuditHead): void {
+  updateState((state) => {
+    const pin = state.vaults[vaultId];
+    if (pin !== undefined) pin.audit = head;
+  });
+}
+
 export function policyRevisionSeen(vaultId: string): number {
   return readState().vaults[vaultId]?.policy_revision ?? 0;
 }

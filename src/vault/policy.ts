@@ -109,7 +109,7 @@ export interface RunTarget {
   interpreter?: { path: string; sha256: string };
 }
 
-/** Whether grant `g` is for exactly this program, or this script run by this interpreter. */
+/** Whether grant `g` is for exactly this program, or this script run by this interpreter (by their bytes). */
 function sameProgram(g: Grant, target: RunTarget): boolean {
   if (g.sha256 !== target.sha256) return false;
   if (target.interpreter === undefined) return g.interpreter === undefined;

@@ -13,6 +13,11 @@ import { givenToken } from './token-source.js';
 export interface UnlockOptions {
   /** Asks for the passphrase at the terminal; absent when there is no terminal. */
   askPassphrase?: (attempt: number) => Promise<Uint8Array>;
+  /**
+   * Why keychain slots are not to be tried, when they are not: a change made without a terminal.
+   * The keychain hands its item to any process of the user, so it proves no person is there.
+   */
+  keychainRefused?: string;
 }
 
 export interface UnlockedKey {
@@ -64,7 +69,8 @@ async function findOpeningSlot(vaultId: Uint8Array, slots: SlotFile[], options: 
   }
   tried.push('neither VAULT_KEY nor VAULT_KEY_FILE is set');
 
-  const keychainSlots = ofKind('keychain');
+  const keychainSlots = options.keychainRefused === undefined ? ofKind('keychain') : [];
+  if (options.keychainRefused !== undefined && ofKind('keychain').length > 0) tried.push(options.keychainRefused);
   for (const slot of keychainSlots) {
     const read = await keychainRead(slot.keychain.account);
     if (!read.found) {
@@ -77,7 +83,7 @@ async function findOpeningSlot(vaultId: Uint8Array, slots: SlotFile[], options: 
     if (secretKey !== undefined) return { secretKey, slot };
     tried.push(`keychain slot ${slot.id}: the keychain's key does not open it`);
   }
-  if (keychainSlots.length === 0) tried.push('no keychain slot');
+  if (ofKind('keychain').length === 0) tried.push('no keychain slot');
 
   const passphraseSlots = ofKind('passphrase');
   const fromEnv = process.env.VAULT_PASSPHRASE;

@@ -71,6 +71,13 @@ interface Owner {
   gid: number;
 }
 
+export interface OpenedFile {
+  fd: number;
+  stat: fs.Stats;
+  /** This call made the file (O_CREAT | O_EXCL succeeded). */
+  created: boolean;
+}
+
 export class VaultDir {
   private constructor(
     readonly fd: number,
@@ -133,10 +140,18 @@ export class VaultDir {
    * Opens `name` with O_NOFOLLOW | O_NONBLOCK and `flags`; fstat must show a regular file. Returns
    * undefined when it does not exist (and `flags` does not create it).
    */
-  openFile(name: string, flags: number, mode = 0o600): { fd: number; stat: fs.Stats } | undefined {
+  openFile(name: string, flags: number, mode = 0o600): OpenedFile | undefined {
     let fd: number;
+    // with O_CREAT, first as a new file (O_EXCL): only a file this process made may take the vault owner's ids
+    let created = (flags & O_CREAT) !== 0;
     try {
-      fd = native().openAt(this.fd, name, flags | O_NOFOLLOW | O_NONBLOCK, mode);
+      try {
+        fd = native().openAt(this.fd, name, flags | (created ? O_EXCL : 0) | O_NOFOLLOW | O_NONBLOCK, mode);
+      } catch (error) {
+        if (!created || (flags & O_EXCL) !== 0 || systemCode(error) !== 'EEXIST') throw error;
+        created = false;
+        fd = native().openAt(this.fd, name, (flags & ~O_CREAT) | O_NOFOLLOW | O_NONBLOCK, mode);
+      }
     } catch (error) {
       const code = systemCode(error);
       if (code === 'ENOENT') return undefined;
@@ -150,7 +165,12 @@ export class VaultDir {
       fs.closeSync(fd);
       throw unsafeFile(this.at(name), kindOf(stat));
     }
-    return { fd, stat };
+    // a hard link would make a write, a truncation or root's chown land on a file outside the vault
+    if (stat.nlink !== 1) {
+      fs.closeSync(fd);
+      throw unsafeFile(this.at(name), `a hard link (${stat.nlink} names for one file)`);
+    }
+    return { fd, stat, created };
   }
 
   /** The bytes of `name` (at most its kind's cap), or undefined when it does not exist. */
@@ -249,7 +269,7 @@ export class VaultDir {
     const opened = this.openFile(name, O_RDWR | O_CREAT);
     if (opened === undefined) throw new VaultError('internal', `cannot open ${this.at(name)}`);
     try {
-      if (opened.stat.size === 0) this.adopt(opened.fd);
+      if (opened.created) this.adopt(opened.fd);
       acquire(opened.fd, this.at(name));
       return work();
     } finally {

@@ -6,7 +6,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Tier } from '../sandbox/tiers.js';
-import { AUDIT_FILE, type AuditEvent, type AuditHead, type AuditReading, appendAudit, fitsAuditLine, prepareAppend, readAudit } from './audit.js';
+import {
+  AUDIT_FILE, type AuditEvent, type AuditHead, type AuditReading, appendAudit, fitsAuditLine, prepareAppend, readAudit, setLogAside,
+} from './audit.js';
 import { grantTarget, type ProgramTarget, readShebang, resolveCommand, scriptTarget, sha256OfFd } from './binary.js';
 import {
   fingerprint, fromBase64, generateKeyPair, type KeyPair, loadCrypto, openSecret, randomBytes, SEAL_OVERHEAD, sealSecret, toBase64, wipe,
@@ -16,12 +18,19 @@ import {
   type AuditEntry, FORMAT_VERSION, type Grant, jsonOrUndefined, parseVaultFile, secretFileSchema, serialize, type SlotFile, type VaultFile, vaultFileSchema,
 } from './format.js';
 import { printable } from './printable.js';
+import { native } from './native.js';
 import { SIZE_CAPS, VaultDir } from './vault-dir.js';
+
+/** unlinkat(2)'s flag for a directory (fcntl.h). */
+const AT_REMOVEDIR = 0x200;
 import { keychainDelete } from './keychain.js';
-import { checkSlotId, createSlot, type NewSlot, orderSlots, overKdfCap, readSlots, type SlotReading, type SlotRequest } from './keyslots.js';
+import {
+  checkSlotId, createSlot, type NewSlot, orderSlots, overKdfCap, readSlots, type SlotReading, type SlotRequest, withinUnlockBudget,
+} from './keyslots.js';
 import { checkSecretName } from './names.js';
 import {
   auditWitness, checkPin, lastOpenedSlot, pinVault, policyRevisionSeen, recordAuditWitness, recordOpenedSlot, recordPolicyRevision,
+  replaceAuditWitness,
 } from './pins.js';
 import { isInterpreter, type Policy, readsOptionsAfterScript, sameGrantTarget, sealPolicy, verifyPolicy } from './policy.js';
 import { type UnlockOptions, unlockPrivateKey } from './unlock.js';
@@ -139,9 +148,15 @@ export class Vault {
       });
     } catch (error) {
       // leave the directory as it was found (absent or empty), so that init can simply be run again
+      undoInit(root, made?.slot.id);
       root.close();
-      if (!existed) fs.rmSync(dir, { recursive: true, force: true });
-      else for (const entry of fs.existsSync(dir) ? fs.readdirSync(dir) : []) fs.rmSync(path.join(dir, entry), { recursive: true, force: true });
+      if (!existed) {
+        try {
+          fs.rmdirSync(dir); // only when empty: what someone else put there stays
+        } catch {
+          // not empty, or gone
+        }
+      }
       if (made?.slot.kind === 'keychain') await keychainDelete(made.slot.keychain.account);
       throw error;
     } finally {
@@ -251,7 +266,13 @@ export class Vault {
       } catch (error) {
         // --force mends a damaged secret file, whatever is in the way of a regular one
         if (!(options.replace && error instanceof VaultError && error.kind === 'unsafeFile')) throw error;
-        secrets.remove(fileName);
+        try {
+          secrets.remove(fileName);
+        } catch (removal) {
+          // a directory there is not mended by unlinking; someone must remove it
+          if ((removal as NodeJS.ErrnoException).code === 'EISDIR') throw error;
+          throw removal;
+        }
         previous = Buffer.alloc(0);
       }
       if (previous !== undefined && !options.replace) throw existsError(name);
@@ -314,24 +335,49 @@ export class Vault {
     recordAuditWitness(this.file.vault_id, head);
   }
 
+  /**
+   * `vault audit --accept`: the log is set aside whole (audit.log.before-TIME) and a new chain starts
+   * with an `accept` entry naming it, its SHA-256 and the entry the user had last seen; that entry is
+   * the user's new witness. The way out of a log that was lost or rewritten and cannot be restored.
+   * The CLI asks for an unlock first, as for any change a person makes.
+   */
+  acceptAudit(): { set_aside?: string } {
+    const witness = auditWitness(this.file.vault_id);
+    let head: AuditHead | undefined;
+    let aside: ReturnType<typeof setLogAside>;
+    this.write((tmp) => {
+      aside = setLogAside(this.root);
+      const details = { ...(aside ?? { set_aside: null }), witness_was: witness ?? null };
+      head = appendAudit(this.root, prepareAppend(this.root, tmp, undefined), 'accept', details);
+    });
+    if (head !== undefined) replaceAuditWitness(this.file.vault_id, head);
+    return aside === undefined ? {} : { set_aside: aside.set_aside };
+  }
+
   async unlock(options: UnlockOptions = {}): Promise<UnlockedVault> {
     const { slots: all, unknown } = this.slots();
-    for (const slot of unknown) {
-      process.emitWarning(`slot ${slot.id} is of a kind this sealvault does not know (${slot.kind}), from a newer version; it is skipped`);
+    if (unknown.length > 0) {
+      const listed = unknown.slice(0, 5).map((slot) => `${slot.id} (${slot.kind})`).join(', ') + (unknown.length > 5 ? `, and ${unknown.length - 5} more` : '');
+      process.emitWarning(`${unknown.length} slot(s) of a kind this sealvault does not know, from a newer version, are skipped: ${listed}`);
     }
-    const slots = all.filter((slot) => {
+    const capped = all.filter((slot) => {
       const over = overKdfCap(slot);
       if (over !== undefined) process.emitWarning(`passphrase slot ${slot.id} is skipped: ${over}`);
       return over === undefined;
     });
+    const { tried: slots, skipped } = withinUnlockBudget(orderSlots(capped, lastOpenedSlot(this.file.vault_id)));
+    if (skipped.length > 0) {
+      process.emitWarning(
+        `passphrase slot(s) ${skipped.map((s) => s.id).join(', ')} are not tried: together with the slots before them they cost more than one unlock may spend (docs/FORMAT.md, "Unlock order"); remove slots you do not know (\`vault key list\`)`,
+      );
+    }
     if (slots.length === 0) {
       throw new VaultError('noUnlock', `${this.at('slots')} holds no key slot this sealvault can use, so nothing can unlock this vault; restore the slots from version control or a backup`);
     }
     await loadCrypto();
-    const ordered = orderSlots(slots, lastOpenedSlot(this.file.vault_id));
-    const { secretKey, slot } = await unlockPrivateKey(this.vaultId(), this.publicKey(), ordered, options);
+    const { secretKey, slot } = await unlockPrivateKey(this.vaultId(), this.publicKey(), slots, options);
     // remembered only when another was tried first: a routine unlock changes no file
-    if (slot.id !== ordered[0]?.id) recordOpenedSlot(this.file.vault_id, slot.id);
+    if (slot.id !== slots[0]?.id) recordOpenedSlot(this.file.vault_id, slot.id);
     return new UnlockedVault(this, { publicKey: this.publicKey(), secretKey }, slot);
   }
 
@@ -356,6 +402,39 @@ export class Vault {
       throw new VaultError('tampered', `the vault's fingerprint is ${this.fingerprint}, not ${expected}; nothing was pinned`);
     }
     this.change(() => this.pin(), () => ['trust', { fingerprint: this.fingerprint, by: 'fingerprint' }]);
+  }
+}
+
+/** The entries of the layout that `vault init` makes, files of the root and its directories. */
+const INIT_FILES = ['vault.json', 'policy.json', AUDIT_FILE, '.gitignore', '.lock'];
+const INIT_DIRECTORIES = ['slots', 'secrets', '.tmp'] as const;
+
+/**
+ * Removes what a failed `vault init` made, and only that, through the directory's fd: unlinkat(2)
+ * of the names it wrote, never a walk of what is there. A writer of the directory can swap an entry
+ * for a symlink at any moment; a removal by path would then follow it out of the vault.
+ */
+export function undoInit(root: VaultDir, slotId: string | undefined): void {
+  const quietly = (work: () => void) => {
+    try {
+      work();
+    } catch {
+      // gone already, or not ours to remove
+    }
+  };
+  for (const name of INIT_FILES) quietly(() => native().unlinkAt(root.fd, name, 0));
+  for (const name of INIT_DIRECTORIES) {
+    quietly(() => {
+      const dir = root.child(name);
+      if (dir === undefined) return;
+      try {
+        if (name === 'slots' && slotId !== undefined) quietly(() => native().unlinkAt(dir.fd, `${slotId}.json`, 0));
+        if (name === '.tmp') dir.sweep();
+      } finally {
+        dir.close();
+      }
+      native().unlinkAt(root.fd, name, AT_REMOVEDIR);
+    });
   }
 }
 
