@@ -342,7 +342,8 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
           onSpawn: (spawned) => (child = spawned),
         },
         {
-          cwd, startIn: `/proc/self/fd/${startFd}`, grantedPathOnly: peer.uid !== (process.getuid?.() ?? -1), pathList: request.env.PATH ?? '', env: request.env, wipeKeyBeforeRun: false,
+          cwd, startIn: `/proc/self/fd/${startFd}`, grantedPathOnly: peer.uid !== (process.getuid?.() ?? -1),
+          pathList: request.env.PATH ?? '', env: request.env, wipeKeyBeforeRun: false,
           client: { uid: peer.uid, pid: peer.pid, user: userName(peer.uid) },
         },
       );
