@@ -32,6 +32,7 @@ import { undoInit } from '../src/vault/vault.js';
 import {
   initWithToken, makeWorkspace, put, RELEASE_CLI, type RunResult, TEST_CLI, type Workspace,
 } from './helpers/cli.js';
+import { BOUND, expectBounded, giveTo, grantedVault, HOSTILE_SECRET } from './helpers/hostile.js';
 import { expectOneLine, runUnchanged, snapshot } from './helpers/disk.js';
 import { IS_ROOT, RUNNERS, runnerAccount } from './helpers/users.js';
 
@@ -43,19 +44,14 @@ const TAMPERED = 9;
 const BAD_SECRET = 12;
 const UNSAFE = 13;
 const EXEC_FAILED = 125;
-const SECRET = 'hostile-writer-secret-0099';
+const SECRET = HOSTILE_SECRET;
 const NEW_VALUE = 'new-value-0123456789';
-/** Long enough for a run that hangs (or runs argon2id once per planted slot) to show as killed. */
-const BOUND = { timeout: 20_000 };
 /** One audit line with its newline (docs/FORMAT.md, "audit.log"). */
 const LINE_CAP = SIZE_CAPS.auditLine;
 const RLO = '\u202e';
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
-function expectBounded(result: RunResult): void {
-  expect(result.signal, 'the run was killed at the time bound: it hung').toBeNull();
-}
 
 /** `levels` objects nested in each other, as JSON text: `{"a":{"a":…1…}}`. */
 const nested = (levels: number) => `${'{"a":'.repeat(levels - 1)}{"a":1}${'}'.repeat(levels - 1)}`;
@@ -67,10 +63,7 @@ for (const runner of RUNNERS) {
     let marker: string;
     const account = () => runnerAccount(runner);
     /** Gives what the test made to the vault's owner, as a writer of the vault would have it. */
-    const own = (file: string) => {
-      const owner = account();
-      if (IS_ROOT && owner !== undefined) fs.lchownSync(file, owner.uid, owner.gid);
-    };
+    const own = (file: string) => giveTo(account(), file);
     const at = (...parts: string[]) => path.join(ws.vaultDir, ...parts);
     const auditText = () => fs.readFileSync(at('audit.log'), 'utf8');
     const auditLines = () => auditText().split('\n').filter((l) => l !== '');
@@ -94,16 +87,7 @@ for (const runner of RUNNERS) {
     };
 
     beforeEach(() => {
-      ws = makeWorkspace({ account: account() });
-      initWithToken(ws);
-      put(ws, 'DB', SECRET);
-      marker = path.join(ws.project, 'target-ran');
-      script = path.join(ws.project, 'deploy.sh');
-      fs.writeFileSync(script, `#!/bin/sh\ntouch ${marker}\necho "db=\${#DB}"\n`, { mode: 0o755 });
-      own(script);
-      expect(ws.run(['allow', 'DB', '--to', script]).status).toBe(0);
-      expect(exec().stdout).toBe(`db=${SECRET.length}\n`);
-      fs.rmSync(marker);
+      ({ ws, script, marker } = grantedVault(account()));
     });
     afterEach(() => ws.cleanup());
 

@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { initWithToken, makeWorkspace, put, RELEASE_CLI, type RunResult, TEST_CLI, type Workspace } from './helpers/cli.js';
+import { BOUND, expectBounded, giveTo, grantedVault, HOSTILE_SECRET } from './helpers/hostile.js';
 import { expectOneLine, runUnchanged } from './helpers/disk.js';
 import { asAccount, IS_ROOT, RUNNERS, runnerAccount } from './helpers/users.js';
 
@@ -21,15 +22,10 @@ const EXEC_FAILED = 125;
 const TAMPERED = 9;
 const NO_UNLOCK = 8;
 const CORRUPT = 4;
-const SECRET = 'hostile-writer-secret-0099';
-/** Long enough for a run that hangs or goes quadratic to show as killed, short enough for the suite. */
-const BOUND = { timeout: 20_000 };
+const SECRET = HOSTILE_SECRET;
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
-function expectBounded(result: RunResult): void {
-  expect(result.signal, 'the run was killed at the time bound: it hung').toBeNull();
-}
 
 for (const runner of RUNNERS) {
   describe(`a hostile writer of the vault directory, the vault owned by ${runner}`, () => {
@@ -38,10 +34,7 @@ for (const runner of RUNNERS) {
     let marker: string;
     const account = () => runnerAccount(runner);
     /** Gives what the test made to the vault's owner, as a writer of the vault would have it. */
-    const own = (file: string) => {
-      const owner = account();
-      if (IS_ROOT && owner !== undefined) fs.lchownSync(file, owner.uid, owner.gid);
-    };
+    const own = (file: string) => giveTo(account(), file);
     const at = (...parts: string[]) => path.join(ws.vaultDir, ...parts);
     /** Replaces `rel` in the vault with what `make` puts there. */
     const plant = (rel: string, make: (full: string) => void) => {
@@ -62,16 +55,7 @@ for (const runner of RUNNERS) {
     const auditLines = () => fs.readFileSync(at('audit.log'), 'utf8').split('\n').filter((l) => l !== '');
 
     beforeEach(() => {
-      ws = makeWorkspace({ account: account() });
-      initWithToken(ws);
-      put(ws, 'DB', SECRET);
-      marker = path.join(ws.project, 'target-ran');
-      script = path.join(ws.project, 'deploy.sh');
-      fs.writeFileSync(script, `#!/bin/sh\ntouch ${marker}\necho "db=\${#DB}"\n`, { mode: 0o755 });
-      own(script);
-      expect(ws.run(['allow', 'DB', '--to', script]).status).toBe(0);
-      expect(exec().stdout).toBe(`db=${SECRET.length}\n`);
-      fs.rmSync(marker);
+      ({ ws, script, marker } = grantedVault(account()));
     });
     afterEach(() => ws.cleanup());
 
