@@ -62,11 +62,15 @@ function lostDirectory(): string | undefined {
 }
 
 native().hardenProcess();
-const refusal = injectedCode() ?? lostDirectory();
-if (refusal !== undefined) {
-  process.stderr.write(`vault: ${refusal}\n`);
+const injected = injectedCode();
+const lost = injected === undefined ? lostDirectory() : undefined;
+if (injected !== undefined) {
+  process.stderr.write(`vault: ${injected}\n`);
+  process.exitCode = 2;
+} else if (lost !== undefined) {
+  process.stderr.write(`vault: ${lost}\n`);
   // `vault exec` keeps its own failures at 125, apart from the target's codes
-  process.exitCode = refusal.startsWith('the working') && parseLeanExec(process.argv.slice(2)) !== undefined ? 125 : 2;
+  process.exitCode = parseLeanExec(process.argv.slice(2)) !== undefined ? 125 : 2;
 } else {
   const code = await leanExec();
   if (code !== undefined) process.exitCode = code;

@@ -84,7 +84,6 @@ export interface PinnedFile extends HashedFile {
   fd: number;
 }
 
-/** A sealed memfd copy of the file at `realPath` and the SHA-256 of that copy. */
 /**
  * Opens `realPath` for reading without following a last symlink or waiting on a FIFO (O_NONBLOCK),
  * and checks on the fd that it is a regular file: a caller can swap a FIFO in after the name was
@@ -99,6 +98,7 @@ export function openRegularFile(realPath: string): number {
   return fd;
 }
 
+/** A sealed memfd copy of the file at `realPath` and the SHA-256 of that copy. */
 export function pinCopy(realPath: string): PinnedFile {
   const source = openRegularFile(realPath);
   let copy: number;
