@@ -196,6 +196,21 @@ for (const runner of RUNNERS) {
       expect(expired.stderr).toMatch(/is locked/);
     });
 
+    it('the audit witness of its runs reaches known_vaults.json behind them, and whole when it stops', () => {
+      for (let i = 0; i < 3; i += 1) expect(withoutPerson(ws, ['exec', '--', script]).status).toBe(0);
+      // a change made directly meanwhile chains on the agent's entries; the agent's next run on it
+      put(ws, 'LATER', 'later-value-0000');
+      expect(withoutPerson(ws, ['exec', '--', script]).status).toBe(0);
+      expect(ws.run(['agent', 'stop']).status).toBe(0);
+      for (let i = 0; i < 50 && agentPid(ws) !== undefined; i += 1) spawnSync('sleep', ['0.1']);
+      const lines = fs.readFileSync(path.join(ws.vaultDir, 'audit.log'), 'utf8').trimEnd().split('\n');
+      const state = JSON.parse(fs.readFileSync(path.join(ws.env.XDG_STATE_HOME!, 'sealvault', 'known_vaults.json'), 'utf8')) as {
+        vaults: Record<string, { audit: { seq: number } }>;
+      };
+      expect(Object.values(state.vaults)[0]?.audit.seq, 'the witness names the last entry').toBe(lines.length);
+      expect(ws.run(['audit', '--verify']).status).toBe(0);
+    });
+
     it('kill -9 leaves no key on disk and no socket that answers; exec then unlocks by itself', async () => {
       const pid = agentPid(ws);
       expect(pid).toBeDefined();

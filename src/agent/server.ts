@@ -19,6 +19,7 @@ import { TIERS, type Tier } from '../sandbox/tiers.js';
 import { VaultError } from '../vault/errors.js';
 import { checkSecretName } from '../vault/names.js';
 import { native } from '../vault/native.js';
+import { writeHeldTrustState } from '../vault/pins.js';
 import type { UnlockedVault } from '../vault/vault.js';
 import { type AgentMessage, type AgentStatus, MAX_REQUEST_BYTES, MAX_REQUEST_FDS, PROTOCOL_VERSION, REQUEST_TIMEOUT_MS } from './protocol.js';
 
@@ -104,10 +105,18 @@ function lookUp(command: '/usr/bin/getent' | '/usr/bin/id', args: string[]) {
   return spawnSync(command, args, { encoding: 'utf8', env: {} });
 }
 
+/** User names by uid, looked up once per uid for the agent's life (a getent(1) per request costs ~5 ms). */
+const userNames = new Map<number, string>();
+
 /** The user name of `uid`, for the audit log; the number when it has none. */
 function userName(uid: number): string {
-  const entry = lookUp('/usr/bin/getent', ['passwd', String(uid)]);
-  return entry.status === 0 ? (entry.stdout.split(':')[0] ?? String(uid)) : String(uid);
+  let name = userNames.get(uid);
+  if (name === undefined) {
+    const entry = lookUp('/usr/bin/getent', ['passwd', String(uid)]);
+    name = entry.status === 0 ? (entry.stdout.split(':')[0] ?? String(uid)) : String(uid);
+    userNames.set(uid, name);
+  }
+  return name;
 }
 
 /** Step 1: the socket's directory is ours and closed to others, and no live agent holds the socket. */
@@ -156,6 +165,9 @@ function socketFd(socket: net.Socket): number {
   return fd;
 }
 
+/** How often the agent writes its audit witness through to known_vaults.json. */
+const WITNESS_WRITE_MS = 2_000;
+
 /** Above every fd a spawned helper's stdio takes (0 to 9): libuv dup2s those before it changes directory. */
 const FIRST_FREE_FD = 64;
 
@@ -180,6 +192,16 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
   let refusalsThisMinute = 0;
   const minuteTimer = setInterval(() => (refusalsThisMinute = 0), 60_000);
   minuteTimer.unref();
+  // the witness of the runs' audit entries reaches known_vaults.json a little behind (pins.ts)
+  const writeWitness = () => {
+    try {
+      writeHeldTrustState();
+    } catch {
+      // the next tick tries again; the witness in memory is the one the agent checks against
+    }
+  };
+  const witnessTimer = setInterval(writeWitness, WITNESS_WRITE_MS);
+  witnessTimer.unref();
 
   const lock = () => {
     key?.close();
@@ -204,6 +226,7 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
   const stopped = new Promise<void>((resolve) => (stopping = resolve));
   const stop = () => {
     lock();
+    writeWitness(); // before the socket goes: once nothing answers, the witness on disk is whole
     server.close();
     try {
       fs.unlinkSync(options.socket);
@@ -379,4 +402,6 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
   options.onReady();
   await stopped;
   clearInterval(minuteTimer);
+  clearInterval(witnessTimer);
+  writeWitness();
 }

@@ -7,7 +7,7 @@
  */
 import { execThroughAgent } from '../agent/client.js';
 import { agentSocketPath } from '../agent/protocol.js';
-import { resolveCommand } from '../vault/binary.js';
+import { resolveCommand } from '../vault/command-path.js';
 import { VaultError } from '../vault/errors.js';
 import { native } from '../vault/native.js';
 import { resolveVaultDirectory } from '../vault/paths.js';

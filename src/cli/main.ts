@@ -6,9 +6,11 @@
 import { Command, CommanderError, Option } from 'commander';
 import * as fs from 'node:fs';
 import { execGranted } from '../sandbox/exec.js';
-import { grantTarget, hashScript, type ProgramTarget, realPathOf, resolveCommand, scriptTarget, staleGrants } from '../vault/binary.js';
+import { grantTarget, hashScript, type ProgramTarget, scriptTarget, staleGrants } from '../vault/binary.js';
+import { realPathOf, resolveCommand } from '../vault/command-path.js';
 import { checkPassEnv, parsePinnedEnv, SAFE_PATH } from '../sandbox/environment.js';
 import { VaultError } from '../vault/errors.js';
+import { holdTrustStateInMemory, writeHeldTrustState } from '../vault/pins.js';
 import { keychainUnavailableReason } from '../vault/keychain.js';
 import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
 import type { MaskStyle } from '../sandbox/masking.js';
@@ -445,6 +447,8 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
     });
     if (answer.answered) return answer.code;
   }
+  // the witness of the release and exit entries is written once, after the run (pins.ts)
+  holdTrustStateInMemory();
   try {
     const result = await withUnlocked((vault) =>
       execGranted(vault, {
@@ -457,6 +461,12 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
   } catch (error) {
     fail(error);
     return 125;
+  } finally {
+    try {
+      writeHeldTrustState();
+    } catch (error) {
+      say(`vault: warning: the audit witness could not be saved (${error instanceof Error ? error.message : String(error)})`);
+    }
   }
 }
 

@@ -7,8 +7,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  closePinned, openRegularFile, type PinnedFile, pinCopy, pinInPlace, readShebang, resolveCommand, writableByOthers,
+  closePinned, openRegularFile, type PinnedFile, pinCopy, pinInPlace, readShebang, writableByOthers,
 } from '../vault/binary.js';
+import { resolveCommand } from '../vault/command-path.js';
 import { VaultError } from '../vault/errors.js';
 import type { Grant } from '../vault/format.js';
 import { changedSince, isInterpreter, type Policy, type RunTarget, shellQuote } from '../vault/policy.js';

@@ -12,53 +12,7 @@ import * as path from 'node:path';
 import { isElf, type LoaderFacts, loaderFacts } from './elf.js';
 import { VaultError } from './errors.js';
 import { native } from './native.js';
-
-/** Resolves `command` as a shell would (`pathList` for bare names, only absolute entries), then symlinks. */
-export function resolveCommand(command: string, pathList = process.env.PATH ?? '', cwd = process.cwd()): string {
-  if (command === '') throw new VaultError('usage', 'the command is empty');
-  let candidate: string | undefined;
-  if (command.includes('/')) {
-    candidate = path.resolve(cwd, command);
-  } else {
-    for (const dir of pathList.split(':')) {
-      if (!path.isAbsolute(dir)) continue;
-      const full = path.join(dir, command);
-      if (isExecutableFile(full)) {
-        candidate = full;
-        break;
-      }
-    }
-    if (candidate === undefined) throw new VaultError('notFound', `${command}: not found in PATH; give its path`);
-  }
-  let real: string;
-  try {
-    real = fs.realpathSync(candidate);
-  } catch {
-    throw new VaultError('notFound', `${candidate}: no such file`);
-  }
-  if (!fs.statSync(real).isFile()) throw new VaultError('usage', `${real} is not a regular file`);
-  if (!isExecutableFile(real)) throw new VaultError('usage', `${real} is not executable; \`chmod +x\` it first`);
-  return real;
-}
-
-/** The real path of an existing file or directory named by the user for `flag`; symlinks resolved. */
-export function realPathOf(given: string, flag: string): string {
-  if (given === '') throw new VaultError('usage', `${flag} needs a path`);
-  try {
-    return fs.realpathSync(path.resolve(given));
-  } catch {
-    throw new VaultError('notFound', `${flag} ${given}: no such file or directory`);
-  }
-}
-
-function isExecutableFile(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return fs.statSync(file).isFile();
-  } catch {
-    return false;
-  }
-}
+import { realPathOf, resolveCommand } from './command-path.js';
 
 export function sha256OfFd(fd: number): string {
   const hash = createHash('sha256');

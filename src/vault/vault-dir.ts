@@ -165,8 +165,9 @@ export class VaultDir {
       fs.closeSync(fd);
       throw unsafeFile(this.at(name), kindOf(stat));
     }
-    // a hard link would make a write, a truncation or root's chown land on a file outside the vault
-    if (stat.nlink !== 1) {
+    // a hard link would make a write, a truncation or root's chown land on a file outside the vault;
+    // 0 is a file a concurrent writer just renamed a new one over (atomic replace): this fd's old copy
+    if (stat.nlink > 1) {
       fs.closeSync(fd);
       throw unsafeFile(this.at(name), `a hard link (${stat.nlink} names for one file)`);
     }
