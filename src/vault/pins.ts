@@ -51,9 +51,10 @@ function parseState(dir: VaultDir | undefined): State {
 }
 
 /**
- * The agent's copy of the state, read once at its start: from then on its pins, policy revision
- * and audit witness are what it saw and wrote itself, whatever a process of the same user writes
- * into known_vaults.json later (that file is only written through, for the commands run directly).
+ * A copy of the state read once, held by the agent (from its start) and by `vault exec` (for its
+ * run): from then on its pins, policy revision and audit witness are what it saw and wrote itself,
+ * whatever a process of the same user writes into known_vaults.json later; the file is written
+ * through for the other commands and for later runs.
  */
 let held: State | undefined;
 /**
