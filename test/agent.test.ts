@@ -196,20 +196,31 @@ for (const runner of RUNNERS) {
       expect(expired.stderr).toMatch(/is locked/);
     });
 
-    it('the audit witness of its runs reaches known_vaults.json behind them, and whole when it stops', () => {
-      for (let i = 0; i < 3; i += 1) expect(withoutPerson(ws, ['exec', '--', script]).status).toBe(0);
-      // a change made directly meanwhile chains on the agent's entries; the agent's next run on it
-      put(ws, 'LATER', 'later-value-0000');
-      expect(withoutPerson(ws, ['exec', '--', script]).status).toBe(0);
-      expect(ws.run(['agent', 'stop']).status).toBe(0);
-      for (let i = 0; i < 50 && agentPid(ws) !== undefined; i += 1) spawnSync('sleep', ['0.1']);
-      const lines = fs.readFileSync(path.join(ws.vaultDir, 'audit.log'), 'utf8').trimEnd().split('\n');
-      const state = JSON.parse(fs.readFileSync(path.join(ws.env.XDG_STATE_HOME!, 'sealvault', 'known_vaults.json'), 'utf8')) as {
-        vaults: Record<string, { audit: { seq: number } }>;
-      };
-      expect(Object.values(state.vaults)[0]?.audit.seq, 'the witness names the last entry').toBe(lines.length);
-      expect(ws.run(['audit', '--verify']).status).toBe(0);
-    });
+    // through the agent, and by vault exec on its own (no agent at the socket it is given)
+    for (const how of ['agent', 'direct'] as const) {
+      it(`${how}: the witness names a run's release before its program starts; a log cut back is refused`, async () => {
+        const slow = path.join(ws.project, 'slow.sh');
+        fs.writeFileSync(slow, '#!/bin/sh\nsleep 2\n', { mode: 0o755 });
+        const owner = runnerAccount(runner);
+        if (IS_ROOT && owner !== undefined) fs.chownSync(slow, owner.uid, owner.gid);
+        expect(ws.run(['allow', 'DB', '--to', slow], { env: { VAULT_PASSPHRASE: PASSPHRASE } }).status).toBe(0);
+        const log = path.join(ws.vaultDir, 'audit.log');
+        const before = fs.readFileSync(log);
+        const [program, ...rest] = ['setsid', '-w', ...ws.command(['exec', '--', slow])];
+        const env: NodeJS.ProcessEnv = { ...ws.env };
+        if (how === 'agent') delete env.VAULT_PASSPHRASE;
+        else Object.assign(env, { VAULT_PASSPHRASE: PASSPHRASE, VAULT_AGENT_SOCK: '/nonexistent/agent.sock' });
+        const running = spawn(program!, rest, { env, cwd: ws.project, stdio: 'ignore' });
+        const ended = new Promise<void>((resolve) => running.once('close', () => resolve()));
+        for (let i = 0; i < 50 && fs.statSync(log).size === before.length; i += 1) spawnSync('sleep', ['0.1']);
+        expect(fs.statSync(log).size, 'the release was appended').toBeGreaterThan(before.length);
+        // a writer of the vault takes the release out while the program runs
+        fs.writeFileSync(log, before);
+        const put = ws.run(['put', 'LATER'], { input: 'later-value-0000' });
+        expect(put.status, put.stderr).toBe(9);
+        await ended;
+      });
+    }
 
     it('kill -9 leaves no key on disk and no socket that answers; exec then unlocks by itself', async () => {
       const pid = agentPid(ws);

@@ -19,7 +19,6 @@ import { TIERS, type Tier } from '../sandbox/tiers.js';
 import { VaultError } from '../vault/errors.js';
 import { checkSecretName } from '../vault/names.js';
 import { native } from '../vault/native.js';
-import { writeHeldTrustState } from '../vault/pins.js';
 import type { UnlockedVault } from '../vault/vault.js';
 import { type AgentMessage, type AgentStatus, MAX_REQUEST_BYTES, MAX_REQUEST_FDS, PROTOCOL_VERSION, REQUEST_TIMEOUT_MS } from './protocol.js';
 
@@ -165,9 +164,6 @@ function socketFd(socket: net.Socket): number {
   return fd;
 }
 
-/** How often the agent writes its audit witness through to known_vaults.json. */
-const WITNESS_WRITE_MS = 2_000;
-
 /** Above every fd a spawned helper's stdio takes (0 to 9): libuv dup2s those before it changes directory. */
 const FIRST_FREE_FD = 64;
 
@@ -192,16 +188,6 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
   let refusalsThisMinute = 0;
   const minuteTimer = setInterval(() => (refusalsThisMinute = 0), 60_000);
   minuteTimer.unref();
-  // the witness of the runs' audit entries reaches known_vaults.json a little behind (pins.ts)
-  const writeWitness = () => {
-    try {
-      writeHeldTrustState();
-    } catch {
-      // the next tick tries again; the witness in memory is the one the agent checks against
-    }
-  };
-  const witnessTimer = setInterval(writeWitness, WITNESS_WRITE_MS);
-  witnessTimer.unref();
 
   const lock = () => {
     key?.close();
@@ -226,7 +212,6 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
   const stopped = new Promise<void>((resolve) => (stopping = resolve));
   const stop = () => {
     lock();
-    writeWitness(); // before the socket goes: once nothing answers, the witness on disk is whole
     server.close();
     try {
       fs.unlinkSync(options.socket);
@@ -402,6 +387,4 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
   options.onReady();
   await stopped;
   clearInterval(minuteTimer);
-  clearInterval(witnessTimer);
-  writeWitness();
 }

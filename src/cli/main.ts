@@ -10,7 +10,6 @@ import { grantTarget, hashScript, type ProgramTarget, scriptTarget, staleGrants 
 import { realPathOf, resolveCommand } from '../vault/command-path.js';
 import { checkPassEnv, parsePinnedEnv, SAFE_PATH } from '../sandbox/environment.js';
 import { VaultError } from '../vault/errors.js';
-import { holdTrustStateInMemory, writeHeldTrustState } from '../vault/pins.js';
 import { keychainUnavailableReason } from '../vault/keychain.js';
 import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
 import type { MaskStyle } from '../sandbox/masking.js';
@@ -447,8 +446,6 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
     });
     if (answer.answered) return answer.code;
   }
-  // the witness of the release and exit entries is written once, after the run (pins.ts)
-  holdTrustStateInMemory();
   try {
     const result = await withUnlocked((vault) =>
       execGranted(vault, {
@@ -461,12 +458,6 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
   } catch (error) {
     fail(error);
     return 125;
-  } finally {
-    try {
-      writeHeldTrustState();
-    } catch (error) {
-      say(`vault: warning: the audit witness could not be saved (${error instanceof Error ? error.message : String(error)})`);
-    }
   }
 }
 

@@ -51,18 +51,11 @@ function parseState(dir: VaultDir | undefined): State {
 }
 
 /**
- * A copy of the state read once, held by the agent (from its start) and by `vault exec` (for its
- * run): from then on its pins, policy revision and audit witness are what it saw and wrote itself,
- * whatever a process of the same user writes into known_vaults.json later; the file is written
- * through for the other commands and for later runs.
+ * The agent's copy of the state, read once at its start: from then on its pins, policy revision
+ * and audit witness are what it saw and wrote itself, whatever a process of the same user writes
+ * into known_vaults.json later (that file is only written through, for the commands run directly).
  */
 let held: State | undefined;
-/**
- * Changes made to `held` and not yet written through (writeHeldTrustState): the agent writes its
- * audit witness behind, not on each of the two appends of every run (a locked, fsynced rewrite
- * each); a witness on disk that lags only makes the next check read a few more lines.
- */
-const unwritten: ((state: State) => void)[] = [];
 
 /** Keeps the trust state in this process's memory from now on (the agent; see `held`). */
 export function holdTrustStateInMemory(): void {
@@ -73,32 +66,18 @@ function readState(): State {
   return held ?? withStateDirectory(parseState);
 }
 
-function writeThrough(changes: ((state: State) => void)[]): void {
+function updateState(change: (state: State) => void): void {
+  if (held !== undefined) change(held);
   withStateDirectory((dir) => {
     if (dir === undefined) throw new VaultError('internal', `cannot create ${stateDirectory()}`);
     dir.withLock('known_vaults.lock', () => {
       const state = parseState(dir);
       const before = JSON.stringify(state);
-      for (const change of changes) change(state);
+      change(state);
       // the temporary file beside the state: this directory is the user's, never swept
       if (JSON.stringify(state) !== before) dir.writeAtomic(dir, STATE_FILE, `${JSON.stringify(state, null, 2)}\n`);
     });
   }, true);
-}
-
-/** `change` now, or for a held state in memory now and on disk at the next writeHeldTrustState (`behind`). */
-function updateState(change: (state: State) => void, behind = false): void {
-  if (held !== undefined) change(held);
-  if (held !== undefined && behind) {
-    unwritten.push(change);
-    return;
-  }
-  writeThrough([...unwritten.splice(0), change]);
-}
-
-/** Writes through what the held state changed behind (the agent: every few seconds, and when it stops). */
-export function writeHeldTrustState(): void {
-  if (unwritten.length > 0) writeThrough(unwritten.splice(0));
 }
 
 export interface PinCheck {
@@ -152,12 +131,12 @@ export function auditWitness(vaultId: string): AuditHead | undefined {
   return readState().vaults[vaultId]?.audit ?? undefined;
 }
 
-/** Moves the witness forward, never back: concurrent writers may report out of order. Written behind when held. */
+/** Moves the witness forward, never back: concurrent writers may report out of order. */
 export function recordAuditWitness(vaultId: string, head: AuditHead): void {
   updateState((state) => {
     const pin = state.vaults[vaultId];
     if (pin !== undefined && (pin.audit === null || head.seq > pin.audit.seq)) pin.audit = head;
-  }, true);
+  });
 }
 
 /** Sets the witness to `head`, also backwards: only for `vault audit --accept`, which starts a new chain. */
