@@ -42,6 +42,8 @@ const PASSPHRASE_EVERY = option('--passphrase-every', 5); // the argon2id row ru
 // through the agent, the same 20 secrets (to a script); agentDotenvx: dotenvx run / that exec
 const EXEC_TARGETS = {
   lockdown: 3.5, agent: 1.6, other: 1.5, dotenvx: 6, agentDotenvx: 20, helper: 1.0, big: 1.1, rssMiB: 60,
+  // an egress allow-list (slirp4netns attached, nftables loaded) against lockdown's loopback-only run
+  egress: 1.3,
 };
 // clients that run one `vault exec` each at the same time through the one agent, once per round
 const AGENT_CLIENTS = 16;
@@ -79,6 +81,9 @@ const baseEnv = isolatedEnv(home);
 const emptyVault = path.join(tmp, 'vault-empty');
 const bigVault = path.join(tmp, 'vault-10k');
 const execVault = path.join(tmp, 'vault-exec'); // EXEC_SECRETS secrets, granted to /bin/true and BIG_PROGRAM
+// the same secrets granted to /bin/true with an egress allow-list (one destination, never contacted)
+const egressVault = path.join(tmp, 'vault-egress');
+const EGRESS_LIST = '127.0.0.1:9,10.231.99.2:443';
 const BIG_PROGRAM = path.join(tmp, 'true-100mib');
 const passVault = path.join(tmp, 'vault-passphrase'); // the same, plus a passphrase slot
 // the agent rows: EXEC_SECRETS secrets granted to AGENT_SCRIPT (min tier lockdown) in a vault of
@@ -339,6 +344,7 @@ async function main() {
   const tokenEmpty = vault(['init', '--token'], { dir: emptyVault }).trim();
   const tokenBig = vault(['init', '--token'], { dir: bigVault }).trim();
   const tokenExec = vault(['init', '--token'], { dir: execVault }).trim();
+  const tokenEgress = vault(['init', '--token'], { dir: egressVault }).trim();
   const tokenPass = vault(['init', '--token'], { dir: passVault }).trim();
   const tokenAgent = vault(['init', '--token'], { dir: agentVault }).trim();
   // the big vault holds SECRETS in all: generated ones, and the EXEC_SECRETS that exec-10k releases
@@ -369,10 +375,10 @@ async function main() {
     'done',
     '',
   ].join('\n'), { mode: 0o755 });
-  const grantAll = async (dir, token, programs = [TRUE], minTier = 'none') => {
+  const grantAll = async (dir, token, programs = [TRUE], minTier = 'none', more = []) => {
     for (const [i, name] of execNames.entries()) await vaultAsync(['put', name], { dir, input: execValues[i] });
     for (const program of programs) {
-      await vaultAsync(['allow', ...execNames, '--to', program, '--min-tier', minTier], {
+      await vaultAsync(['allow', ...execNames, '--to', program, '--min-tier', minTier, ...more], {
         dir, env: { VAULT_KEY: token },
       });
     }
@@ -383,6 +389,7 @@ async function main() {
     grantAll(passVault, tokenPass).then(() =>
       vaultAsync(['key', 'add', '--passphrase'], { dir: passVault, env: { VAULT_KEY: tokenPass, VAULT_NEW_PASSPHRASE: passphrase } })),
     grantAll(agentVault, tokenAgent, [AGENT_SCRIPT], 'lockdown'),
+    grantAll(egressVault, tokenEgress, [TRUE], 'lockdown', ['--net', EGRESS_LIST]),
   ]);
   const passSlot = fs.readdirSync(path.join(passVault, 'slots')).map((f) => JSON.parse(fs.readFileSync(path.join(passVault, 'slots', f), 'utf8'))).find((s) => s.kind === 'passphrase');
   if (passSlot === undefined) throw new BenchError('vault key add --passphrase left no passphrase slot');
@@ -589,6 +596,11 @@ async function main() {
   const masked = 'output masked (not a terminal)';
   rows.push(
     execRow('exec', 'lockdown', execVault, { VAULT_KEY: tokenExec }, `vault exec --tier lockdown -- ${TRUE}, ${EXEC_SECRETS} secrets released, VAULT_KEY token, ${masked}`),
+    {
+      name: 'exec-egress',
+      what: `vault exec -- ${TRUE} granted --net ${EGRESS_LIST} (lockdown, from the grant): slirp4netns attached, nftables loaded; else as exec`,
+      invocation: () => ({ command: process.execPath, args: [CLI, 'exec', '--', TRUE], env: { VAULT_DIR: egressVault, VAULT_KEY: tokenEgress } }),
+    },
     execRow('exec-hardened', 'hardened', execVault, { VAULT_KEY: tokenExec }, 'the same, --tier hardened'),
     execRow('exec-none', 'none', execVault, { VAULT_KEY: tokenExec }, 'the same, --tier none'),
     execRow('exec-10k', 'lockdown', bigVault, { VAULT_KEY: tokenBig }, `the same as exec in the vault of ${SECRETS} secrets (${EXEC_SECRETS} released)`),
@@ -689,7 +701,7 @@ async function main() {
 
   // what the exec rows released: a release and an exit entry per run, each with all EXEC_SECRETS
   // and exit 0; in the agent's vault every run the bench made through it, each with its client
-  for (const dir of [execVault, bigVault, passVault]) checkRuns(dir, auditedRuns(dir), false);
+  for (const dir of [execVault, bigVault, passVault, egressVault]) checkRuns(dir, auditedRuns(dir), false);
   const agentAudited = auditedRuns(agentVault);
   checkRuns(agentVault, agentAudited, true);
   if (agentAudited.length !== agentRuns) {
@@ -712,6 +724,7 @@ async function main() {
     { row: 'exec', num: 'exec', den: 'floor', op: '≤', target: EXEC_TARGETS.lockdown },
     { row: 'exec', num: 'exec', den: 'unlock' },
     { row: 'exec', kind: 'rss', num: 'exec', op: '≤', target: EXEC_TARGETS.rssMiB },
+    { row: 'exec-egress', num: 'exec-egress', den: 'exec', op: '≤', target: EXEC_TARGETS.egress },
     { row: 'exec-hardened', num: 'exec-hardened', den: 'floor', op: '≤', target: EXEC_TARGETS.other },
     { row: 'exec-none', num: 'exec-none', den: 'floor', op: '≤', target: EXEC_TARGETS.other },
     { row: 'exec-10k', num: 'exec-10k', den: 'exec', op: '≤', target: EXEC_TARGETS.big },

@@ -53,7 +53,7 @@
 #include <unistd.h>
 
 enum { EXIT_TIMED_OUT = 124, EXIT_SETUP_FAILED = 125, EXIT_CANNOT_EXECUTE = 126, EXIT_NOT_FOUND = 127 };
-enum { FD_REQUEST = 3, FD_EXECUTABLE = 4, FD_INFO = 5, FD_SCRIPT = 6 };
+enum { FD_REQUEST = 3, FD_EXECUTABLE = 4, FD_INFO = 5, FD_SCRIPT = 6, FD_SYNC = 7 };
 enum tier { TIER_NONE, TIER_HARDENED, TIER_LOCKDOWN };
 
 /* The header flags of docs/helper-protocol.md. */
@@ -63,7 +63,9 @@ enum tier { TIER_NONE, TIER_HARDENED, TIER_LOCKDOWN };
 #define FLAG_RELAY_STDOUT 8u   /* the target's stdout is a pipe the helper copies to its own fd 1 */
 #define FLAG_RELAY_STDERR 16u  /* the same for stderr and fd 2 */
 #define FLAG_CALLER_RESTORES_TERMINAL 32u  /* vault still writes masked output: it restores the modes */
-#define KNOWN_FLAGS 63u
+#define FLAG_NET_HOST 64u      /* lockdown keeps the host's network namespace */
+#define FLAG_NET_EGRESS 128u   /* lockdown's own network, with the request's nftables ruleset and a user-mode stack */
+#define KNOWN_FLAGS 255u
 
 /* The kinds of a lockdown mount entry. */
 enum mount_kind {
@@ -72,7 +74,8 @@ enum mount_kind {
   MOUNT_EMPTY_DIR = 3,   /* an empty private directory (a tmpfs, 0700) */
   MOUNT_SYMLINK = 4,     /* a symbolic link to `target` */
   MOUNT_SCRIPT_COPY = 5, /* the script's path: a read-only copy of fd 6 (hardened and lockdown) */
-  MOUNT_HIDDEN = 6,      /* internal: a path of the hide list (empty tmpfs or /dev/null) */
+  MOUNT_CONTENT = 6,     /* a read-only file holding `target` (the sandbox's /etc/hosts) */
+  MOUNT_HIDDEN = 100,    /* internal: a path of the hide list (empty tmpfs or /dev/null) */
 };
 
 /* The limits of docs/helper-protocol.md. */
@@ -85,6 +88,8 @@ enum mount_kind {
 #define MAX_MOUNTS 64u
 #define MAX_FILE_VALUE_BYTES (1u << 20)
 #define MAX_FILE_NAME_BYTES 128u
+#define MAX_CONTENT_BYTES (64u << 10)
+#define MAX_RULESET_BYTES (64u << 10)
 
 #define SECRETS_DIR "/tmp/.vault-secrets"
 /* Where lockdown's new root is assembled before pivot_root: a tmpfs over /tmp of the sandbox's own
@@ -100,6 +105,7 @@ static const char *const tier_names[] = { "none", "hardened", "lockdown" };
 
 struct secret_file {
   char *name;
+  char *path;  /* lockdown: where the grant put it; "" for SECRETS_DIR/name */
   unsigned char *value;
   size_t length;
 };
@@ -107,7 +113,7 @@ struct secret_file {
 struct mount_entry {
   enum mount_kind kind;
   char *path;
-  char *target;  /* MOUNT_SYMLINK only */
+  char *target;  /* MOUNT_SYMLINK: the link's target; MOUNT_CONTENT: the file's bytes */
   int tree;      /* a detached clone of the source (open_tree), or -1 */
 };
 
@@ -116,6 +122,8 @@ struct request {
   uint32_t flags;
   uint32_t timeout_ms;     /* 0: none */
   uint32_t kill_after_ms;  /* SIGKILL this long after the timeout's SIGTERM */
+  char *ruleset;   /* FLAG_NET_EGRESS: nft -f input */
+  char *nft_path;  /* FLAG_NET_EGRESS: the nft(8) that loads it */
   char **argv;  /* NULL-terminated */
   char **envp;  /* NULL-terminated, with room for one NAME_FILE=PATH per file */
   size_t envc;
@@ -497,13 +505,12 @@ static char *take_string(struct cursor *cursor, uint32_t limit, const char *what
 
 /* An absolute path without empty, "." or ".." components and without a trailing slash: the
  * helper builds mount points from it component by component. */
-static char *take_path(struct cursor *cursor, const char *what)
+static void check_path(const char *path, const char *what)
 {
-  char *path = take_string(cursor, PATH_MAX, what);
   if (path[0] != '/')
     die("read_request", "%s \"%s\" is not an absolute path", what, path);
   if (strcmp(path, "/") == 0)
-    return path;
+    return;
   for (const char *c = path + 1;; ) {
     const char *slash = strchr(c, '/');
     size_t n = slash == NULL ? strlen(c) : (size_t)(slash - c);
@@ -513,6 +520,12 @@ static char *take_path(struct cursor *cursor, const char *what)
       break;
     c = slash + 1;
   }
+}
+
+static char *take_path(struct cursor *cursor, const char *what)
+{
+  char *path = take_string(cursor, PATH_MAX, what);
+  check_path(path, what);
   return path;
 }
 
@@ -538,8 +551,8 @@ static void read_request_header(struct request *req)
 {
   unsigned char header[HEADER_BYTES];
   size_t length = read_up_to(header, sizeof header);
-  if (length < 4 || memcmp(header, "SVH2", 4) != 0)
-    die("read_request", "the request does not start with SVH2 (a vault and a helper of different versions?)");
+  if (length < 4 || memcmp(header, "SVH3", 4) != 0)
+    die("read_request", "the request does not start with SVH3 (a vault and a helper of different versions?)");
   struct cursor cursor = { header + 4, length - 4 };
   uint32_t tier = take_u32(&cursor);
   if (tier > TIER_LOCKDOWN)
@@ -554,6 +567,10 @@ static void read_request_header(struct request *req)
     die("read_request", "stdout cannot be both the pty and a relayed pipe");
   if ((req->flags & FLAG_PTY_STDERR) && (req->flags & FLAG_RELAY_STDERR))
     die("read_request", "stderr cannot be both the pty and a relayed pipe");
+  if ((req->flags & (FLAG_NET_HOST | FLAG_NET_EGRESS)) != 0 && req->tier != TIER_LOCKDOWN)
+    die("read_request", "a network mode was asked for in tier %s: only lockdown has a network of its own", tier_names[req->tier]);
+  if ((req->flags & FLAG_NET_HOST) && (req->flags & FLAG_NET_EGRESS))
+    die("read_request", "the network cannot be both the host's and an egress allow-list");
   req->timeout_ms = take_u32(&cursor);
   req->kill_after_ms = take_u32(&cursor);
 }
@@ -564,7 +581,7 @@ static void parse_mounts(struct cursor *in, struct request *req)
   for (uint32_t i = 0; i < count; i++) {
     struct mount_entry *entry = &req->mounts[req->mountc++];
     uint32_t kind = take_u32(in);
-    if (kind < MOUNT_READ_ONLY || kind > MOUNT_SCRIPT_COPY)
+    if (kind < MOUNT_READ_ONLY || kind > MOUNT_CONTENT)
       die("read_request", "unknown mount kind %u", kind);
     if (req->tier == TIER_NONE || (req->tier == TIER_HARDENED && kind != MOUNT_SCRIPT_COPY))
       die("read_request", "tier %s takes no mount entry of kind %u", tier_names[req->tier], kind);
@@ -572,11 +589,11 @@ static void parse_mounts(struct cursor *in, struct request *req)
       die("read_request", "a script copy was asked for, but fd %d (the script) is not open", FD_SCRIPT);
     entry->kind = (enum mount_kind)kind;
     entry->path = take_path(in, "a mount path");
-    entry->target = take_string(in, PATH_MAX, "a symlink target");
+    entry->target = take_string(in, kind == MOUNT_CONTENT ? MAX_CONTENT_BYTES : PATH_MAX, "a symlink target or a content");
     entry->tree = -1;
     if (strcmp(entry->path, "/") == 0)
       die("read_request", "a mount entry cannot replace /");
-    if ((entry->kind == MOUNT_SYMLINK) != (entry->target[0] != '\0'))
+    if (entry->kind != MOUNT_CONTENT && (entry->kind == MOUNT_SYMLINK) != (entry->target[0] != '\0'))
       die("read_request", "%s: only a symlink entry has a target", entry->path);
   }
 }
@@ -604,6 +621,11 @@ static void parse_request(struct cursor *in, struct request *req)
     if (file->name[0] == '\0' || strchr(file->name, '/') != NULL || strcmp(file->name, ".") == 0
         || strcmp(file->name, "..") == 0)
       die("read_request", "file name \"%s\" is empty, \".\", \"..\" or contains '/'", file->name);
+    file->path = take_string(in, PATH_MAX, "a file path");
+    if (file->path[0] != '\0')
+      check_path(file->path, "a file path");
+    if (file->path[0] != '\0' && req->tier != TIER_LOCKDOWN)
+      die("read_request", "%s: a file at a path of its own needs lockdown's own root", file->path);
     file->value = (unsigned char *)take_bytes(in, &file->length, MAX_FILE_VALUE_BYTES, "a file value");
   }
 
@@ -725,12 +747,13 @@ static void setup_userns(uid_t uid, gid_t gid)
 /* Returns whether the sandbox has its own user namespace. Without one (user namespaces disabled,
  * but the helper holds CAP_SYS_ADMIN, e.g. run by root) the other namespaces are made all the
  * same, and the target loses its capabilities before it runs. */
-static bool setup_namespaces(enum tier tier)
+static bool setup_namespaces(enum tier tier, uint32_t request_flags)
 {
-  /* hardened has a mount namespace only to show the script's sealed copy at its own path */
-  int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNS;
+  /* hardened has a mount namespace only to show the script's sealed copy at its own path. The PID
+   * namespace comes later (enter_pid_namespace): nft, run before it, must not become its PID 1. */
+  int flags = CLONE_NEWUSER | CLONE_NEWIPC | CLONE_NEWNS;
   if (tier == TIER_LOCKDOWN)
-    flags |= CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWCGROUP;
+    flags |= CLONE_NEWUTS | CLONE_NEWCGROUP | ((request_flags & FLAG_NET_HOST) ? 0 : CLONE_NEWNET);
   /* Read before unshare: afterwards, until the maps are written, they read as the overflow ids. */
   uid_t uid = geteuid();
   gid_t gid = getegid();
@@ -747,6 +770,128 @@ static bool setup_namespaces(enum tier tier)
   if (unshare(flags & ~CLONE_NEWUSER) != 0)
     die_with_error("setup_namespaces", "unshare without a user namespace (after: %s)", strerror(err));
   return false;
+}
+
+/* ---- step 2b (lockdown with an egress allow-list): the network's rules, then its stack ------- */
+
+/* A length-prefixed string of the network section, which follows the header (docs/helper-protocol.md). */
+static char *read_network_string(uint32_t limit, const char *what)
+{
+  unsigned char prefix[4];
+  if (read_up_to(prefix, sizeof prefix) != sizeof prefix)
+    die("read_request", "the request ends early");
+  uint32_t n = (uint32_t)prefix[0] | (uint32_t)prefix[1] << 8 | (uint32_t)prefix[2] << 16 | (uint32_t)prefix[3] << 24;
+  if (n > limit)
+    die("read_request", "%s is longer than %u bytes", what, limit);
+  char *text = allocate((size_t)n + 1);
+  if (read_up_to((unsigned char *)text, n) != n)
+    die("read_request", "the request ends early");
+  text[n] = '\0';
+  if (memchr(text, '\0', n) != NULL)
+    die("read_request", "%s contains a NUL byte", what);
+  return text;
+}
+
+static void read_network(struct request *req)
+{
+  req->ruleset = read_network_string(MAX_RULESET_BYTES, "the ruleset");
+  req->nft_path = read_network_string(PATH_MAX, "nft's path");
+  if (req->nft_path[0] != '/')
+    die("read_request", "nft's path \"%s\" is not absolute", req->nft_path);
+}
+
+/* The ruleset sends a listed 127.0.0.1:PORT to the stack's gateway; such a packet may leave lo only
+ * with route_localnet (Documentation/networking/ip-sysctl.rst). /proc/sys/net is the writer's own
+ * network namespace, the sandbox's since unshare. */
+static void allow_route_localnet(void)
+{
+  if (write_proc_file("/proc/sys/net/ipv4/conf/all/route_localnet", "1\n") != 0)
+    die_with_error("setup_network", "writing /proc/sys/net/ipv4/conf/all/route_localnet");
+}
+
+/* In the child that runs nft: CAP_NET_ADMIN alone, raised as an ambient capability so that it
+ * survives execve for a uid other than 0 (capabilities(7), "Ambient capability set"). */
+static void keep_only_net_admin(void)
+{
+  struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+  struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+  memset(data, 0, sizeof data);
+  data[CAP_TO_INDEX(CAP_NET_ADMIN)].permitted = CAP_TO_MASK(CAP_NET_ADMIN);
+  data[CAP_TO_INDEX(CAP_NET_ADMIN)].effective = CAP_TO_MASK(CAP_NET_ADMIN);
+  data[CAP_TO_INDEX(CAP_NET_ADMIN)].inheritable = CAP_TO_MASK(CAP_NET_ADMIN);
+  if (syscall(SYS_capset, &header, data) != 0)
+    die_with_error("setup_network", "capset CAP_NET_ADMIN");
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_ADMIN, 0, 0) != 0)
+    die_with_error("setup_network", "prctl(PR_CAP_AMBIENT_RAISE, CAP_NET_ADMIN)");
+}
+
+/* nft(8) loads the ruleset into the sandbox's network namespace, reading it on its stdin, before
+ * there is any route out: the rules hold from the first packet. */
+static void load_ruleset(const struct request *req)
+{
+  int in[2];
+  if (pipe2(in, O_CLOEXEC) != 0)
+    die_with_error("setup_network", "pipe");
+  pid_t pid = fork();
+  if (pid < 0)
+    die_with_error("setup_network", "fork");
+  if (pid == 0) {
+    if (dup2(in[0], STDIN_FILENO) != STDIN_FILENO)
+      die_with_error("setup_network", "dup2 of the ruleset pipe");
+    keep_only_net_admin();
+    char *const argv[] = { "nft", "-f", "/dev/stdin", NULL };
+    char *const envp[] = { NULL };
+    execve(req->nft_path, argv, envp);
+    die_with_error("setup_network", "executing %s", req->nft_path);
+  }
+  close_or_die("setup_network", in[0]);
+  write_all("setup_network", in[1], req->ruleset, strlen(req->ruleset), "the ruleset");
+  close_or_die("setup_network", in[1]);
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR)
+      die_with_error("setup_network", "waitpid for nft");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    die("setup_network", "%s could not load the egress ruleset (status %d); nothing ran", req->nft_path, status);
+}
+
+/* vault attaches the user-mode stack (slirp4netns) to this namespace from outside, while the
+ * helper is still dumpable and its /proc/PID/ns files can be opened: "R" on fd 7 says the
+ * namespace and its rules are ready, "G" comes back once the stack is up. Anything else, or vault
+ * going away, ends the run before a secret is read. */
+static void wait_for_stack(void)
+{
+  write_all("setup_network", FD_SYNC, "R", 1, "the sync socket");
+  char answer = 0;
+  ssize_t n;
+  do
+    n = read(FD_SYNC, &answer, 1);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    die_with_error("setup_network", "reading the sync socket (fd %d)", FD_SYNC);
+  if (n == 0 || answer != 'G')
+    die("setup_network", "the user-mode network stack did not start, so nothing ran");
+  close_or_die("setup_network", FD_SYNC);
+}
+
+/* The first child forked after this is PID 1 of a new PID namespace: PID 1 of start_pid1. */
+static void enter_pid_namespace(void)
+{
+  if (unshare(CLONE_NEWPID) != 0)
+    die_with_error("setup_namespaces", "unshare(CLONE_NEWPID)");
+}
+
+static void setup_network(struct request *req)
+{
+  if ((req->flags & FLAG_NET_EGRESS) == 0) {
+    if (fcntl(FD_SYNC, F_GETFD) >= 0)
+      close_or_die("setup_network", FD_SYNC);
+    return;
+  }
+  read_network(req);
+  allow_route_localnet();
+  load_ruleset(req);
+  wait_for_stack();
 }
 
 /* ---- step 3: what every process of the sandbox inherits ------------------------------------ */
@@ -1159,19 +1304,41 @@ static void copy_script(int out)
  * own path, so that $0, __FILE__ and its siblings are what the program expects: a copy made in
  * `dir` (a directory of a tmpfs of the sandbox's own), bound read-only over `target`, and its name
  * in `dir` removed again. A bind cannot take a memfd itself (it is not in this mount namespace). */
+static const char copy_name[] = ".sealvault-copy";
+
+static int create_copy(const char *step, int dir, const char *path, mode_t mode)
+{
+  int out = openat(dir, copy_name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (out < 0)
+    die_with_error(step, "creating the copy of %s", path);
+  return out;
+}
+
+/* Binds what create_copy made in `dir` read-only over `target`, and removes its name again. */
+static void bind_copy(const char *step, int dir, int target, const char *path)
+{
+  int tree = open_tree_clone(step, dir, copy_name, 0);
+  set_mount_attributes(step, tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, path);
+  attach(step, tree, target, path);
+  if (unlinkat(dir, copy_name, 0) != 0)
+    die_with_error(step, "removing the name of the copy of %s", path);
+}
+
 static void bind_script_copy(int dir, int target, const char *path)
 {
-  static const char name[] = ".sealvault-script";
-  int out = openat(dir, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0555);
-  if (out < 0)
-    die_with_error("bind_script", "creating the copy of %s", path);
+  int out = create_copy("bind_script", dir, path, 0555);
   copy_script(out);
   close_or_die("bind_script", out);
-  int tree = open_tree_clone("bind_script", dir, name, 0);
-  set_mount_attributes("bind_script", tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, path);
-  attach("bind_script", tree, target, path);
-  if (unlinkat(dir, name, 0) != 0)
-    die_with_error("bind_script", "removing the name of the copy of %s", path);
+  bind_copy("bind_script", dir, target, path);
+}
+
+/* A file of the request's own making (the sandbox's /etc/hosts), read-only over `target`. */
+static void bind_content(int dir, int target, const char *path, const char *content)
+{
+  int out = create_copy("setup_mounts", dir, path, 0444);
+  write_all("setup_mounts", out, content, strlen(content), path);
+  close_or_die("setup_mounts", out);
+  bind_copy("setup_mounts", dir, target, path);
 }
 
 /* hardened: the host's files as they are, but for the script's path. A tmpfs over the script's
@@ -1229,6 +1396,14 @@ static void mount_entry(int root, struct mount_entry *entry)
     int fs = new_tmpfs("setup_mounts", "0700", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
     remember_own_filesystem("setup_mounts", fs);
     attach("setup_mounts", fs, at, entry->path);
+    close_or_die("setup_mounts", at);
+    return;
+  }
+  case MOUNT_CONTENT: {
+    int at = mount_point(root, entry->path, MAKE_FILE);
+    if (at < 0)
+      die("setup_mounts", "%s: its directory is not in the new root", entry->path);
+    bind_content(root, at, entry->path, entry->target);
     close_or_die("setup_mounts", at);
     return;
   }
@@ -1457,7 +1632,48 @@ static void announce_file(struct request *req, const char *name, const char *pat
   req->envp[req->envc++] = entry;
 }
 
-/* lockdown: plain files on the sandbox's own /tmp, which no one outside it can see. */
+/* A new file, 0400, holding the value: `dir` must be one of the sandbox's own filesystems, never a
+ * directory of the host, where the plaintext would reach a disk. */
+static void write_secret_file(struct request *req, const struct secret_file *file, int dir, const char *name,
+                              const char *path)
+{
+  if (!on_own_filesystem(dir))
+    die("deliver_files", "%s: a secret file can only be made in the sandbox's own directories, not in one of the "
+        "host's", path);
+  int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+  if (fd < 0)
+    die_with_error("deliver_files", "creating %s", path);
+  /* The caller's umask must not make the file unreadable to the target. */
+  if (fchmod(fd, 0400) != 0)
+    die_with_error("deliver_files", "chmod %s", path);
+  write_all("deliver_files", fd, file->value, file->length, path);
+  if (close(fd) != 0)
+    die_with_error("deliver_files", "closing %s", path);
+  announce_file(req, file->name, path);
+}
+
+/* A file at the path its grant chose: its missing directories made, on the sandbox's own root. */
+static void deliver_file_at(struct request *req, const struct secret_file *file)
+{
+  int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0)
+    die_with_error("deliver_files", "open /");
+  char parent[PATH_MAX];
+  const char *slash = strrchr(file->path, '/');
+  size_t n = (size_t)(slash - file->path);
+  memcpy(parent, file->path, n);
+  parent[n] = '\0';
+  int dir = n == 0 ? fcntl(root, F_DUPFD_CLOEXEC, 3) : mount_point(root, parent, MAKE_DIRECTORY);
+  if (dir < 0)
+    die("deliver_files", "%s: its directory cannot be made in the sandbox (it lies in a directory of the host)",
+        file->path);
+  write_secret_file(req, file, dir, slash + 1, file->path);
+  close_or_die("deliver_files", dir);
+  close_or_die("deliver_files", root);
+}
+
+/* lockdown: plain files on the sandbox's own /tmp, or where the grant put them, which no one
+ * outside the sandbox can see. */
 static void deliver_files_to_tmp(struct request *req)
 {
   if (mkdir(SECRETS_DIR, 0700) != 0)
@@ -1465,20 +1681,20 @@ static void deliver_files_to_tmp(struct request *req)
   /* The caller's umask must not make the directory or the files unreadable to the target. */
   if (chmod(SECRETS_DIR, 0700) != 0)
     die_with_error("deliver_files", "chmod %s", SECRETS_DIR);
+  int dir = open(SECRETS_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dir < 0)
+    die_with_error("deliver_files", "open %s", SECRETS_DIR);
   for (size_t i = 0; i < req->filec; i++) {
     const struct secret_file *file = &req->files[i];
+    if (file->path[0] != '\0') {
+      deliver_file_at(req, file);
+      continue;
+    }
     char path[sizeof SECRETS_DIR + MAX_FILE_NAME_BYTES + 1];
     snprintf(path, sizeof path, "%s/%s", SECRETS_DIR, file->name);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
-    if (fd < 0)
-      die_with_error("deliver_files", "creating %s", path);
-    if (fchmod(fd, 0400) != 0)
-      die_with_error("deliver_files", "chmod %s", path);
-    write_all("deliver_files", fd, file->value, file->length, path);
-    if (close(fd) != 0)
-      die_with_error("deliver_files", "closing %s", path);
-    announce_file(req, file->name, path);
+    write_secret_file(req, file, dir, file->name, path);
   }
+  close_or_die("deliver_files", dir);
 }
 
 /* Other tiers share the host's /tmp, so a file there would be visible to others: a sealed memfd
@@ -1992,7 +2208,8 @@ static noreturn void run_pid1(struct request *req, const struct sandbox_io *io, 
   if (req->tier == TIER_LOCKDOWN) {
     set_hostname();
     build_root(req, io, userns);
-    bring_up_loopback();
+    if ((req->flags & FLAG_NET_HOST) == 0)
+      bring_up_loopback();
   } else {
     bind_script_over_host(req, userns);
   }
@@ -2240,7 +2457,7 @@ static int relay_until_exit(const struct request *req, const struct sandbox_io *
 
 int main(void)
 {
-  static const int protocol_fds[] = { FD_REQUEST, FD_EXECUTABLE, FD_INFO, FD_SCRIPT };
+  static const int protocol_fds[] = { FD_REQUEST, FD_EXECUTABLE, FD_INFO, FD_SCRIPT, FD_SYNC };
   static struct request req;
   static struct sandbox_io io;
   bool userns = false;
@@ -2254,7 +2471,10 @@ int main(void)
   /* Namespaces before any secret is read: writing uid_map needs a dumpable process. */
   read_request_header(&req);
   if (req.tier != TIER_NONE)
-    userns = setup_namespaces(req.tier);
+    userns = setup_namespaces(req.tier, req.flags);
+  setup_network(&req);
+  if (req.tier != TIER_NONE)
+    enter_pid_namespace();
   protect_memory();
   read_request(&req);
   forbid_core_dumps();

@@ -9,8 +9,11 @@ cd "$(dirname "$0")/.."
 # gnome-keyring, dbus, dbus-x11: a real Secret Service for the keychain and its tests;
 # libsecret-tools (secret-tool): tests check the keychain with a client other than keytar;
 # util-linux (script, setpriv, unshare): terminal tests and tests as an unprivileged user;
-# passwd (useradd): tests as an unprivileged user; keyutils (keyctl): the keyring test.
-packages=(build-essential python3 libsecret-1-dev libseccomp-dev libsecret-tools gnome-keyring dbus dbus-x11 util-linux passwd git keyutils)
+# passwd (useradd): tests as an unprivileged user; keyutils (keyctl): the keyring test;
+# slirp4netns, nftables: lockdown's egress allow-lists (a grant's --net HOST:PORT);
+# iproute2 (ip): the network tests' own namespace.
+packages=(build-essential python3 libsecret-1-dev libseccomp-dev libsecret-tools gnome-keyring dbus dbus-x11 util-linux passwd git keyutils
+  slirp4netns nftables iproute2)
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 20 ]; then
@@ -33,3 +36,10 @@ fi
 # npm ci runs our own install script (node-gyp) and prepare (the bundle); package.json's
 # allowScripts lets keytar build from source under npm 11.
 npm ci --no-audit --no-fund
+
+# slirp4netns makes the sandbox's tap device through /dev/net/tun, which udev leaves open to every
+# user (0666); some machines and containers do not. Said, not changed: it is the machine's setting.
+if ! { : <>/dev/net/tun; } 2>/dev/null; then
+  echo "note: /dev/net/tun cannot be opened by $(id -un), so grants with --net HOST:PORT will refuse to run;" \
+    "a machine without udev needs: mkdir -p /dev/net && mknod -m 0666 /dev/net/tun c 10 200 (as root)" >&2
+fi

@@ -26,13 +26,15 @@
  * The developer set-up stores the token with `gh secret set` / `glab variable set`; both are fakes
  * here that check their arguments and record stdin, and the recorded token is what the CI runs get.
  */
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeWorkspace, RELEASE_CLI, ROOT, type Workspace } from './helpers/cli.js';
+import { greeter, makeNetns, type TestNetns, withHostsFile } from './helpers/netns.js';
+import { IS_ROOT } from './helpers/users.js';
 
 const CI_DOC = path.join(ROOT, 'docs', 'ci.md');
 const SKIP = '# ci-recipes: skip';
@@ -40,9 +42,12 @@ const SKIP = '# ci-recipes: skip';
 const SECRET = 'deploy-token-5c1e9a7f3b2';
 if (Buffer.byteLength(SECRET) % 3 !== 0) throw new Error('SECRET must be a multiple of 3 bytes long');
 const SECRET_B64 = Buffer.from(SECRET).toString('base64');
+/** What the set-up recipe's grant lets deploy.sh reach (`--net deploy.example.com:443`): here a server of the test's own. */
+const ENDPOINT_REPLY = 'deploy-endpoint-here';
 const DEPLOY_SH = [
-  '#!/bin/sh',
+  '#!/bin/bash',
   'echo "deploying with a token of ${#DEPLOY_TOKEN} bytes"',
+  'exec 3<>/dev/tcp/deploy.example.com/443 && read -r reply <&3 && echo "the deploy endpoint says: $reply"',
   'echo "raw: $DEPLOY_TOKEN"',
   'echo "base64: $(printf %s "$DEPLOY_TOKEN" | base64)"',
   'exit 0',
@@ -292,9 +297,33 @@ interface ScriptResult {
 }
 
 /** `bash -euo pipefail` on `script`, with no TTY anywhere: stdin is /dev/null, stdout and stderr are pipes. */
+/**
+ * The recipes' deploy endpoint, deploy.example.com:443: a greeter in a network namespace of the
+ * test's own, and a mount namespace's /etc/hosts that names it (never an outside address). Both
+ * need root, which CI is; as another user the recipes are not run.
+ */
+let endpoint: { netns: TestNetns; server: ChildProcess; hosts: string } | undefined;
+
+beforeAll(async () => {
+  if (!IS_ROOT) return;
+  const netns = makeNetns('c', 8);
+  const server = (await greeter('0.0.0.0', ENDPOINT_REPLY, { netns: netns.name, port: 443 })).child;
+  const hosts = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-hosts-')), 'hosts');
+  fs.writeFileSync(hosts, `${fs.readFileSync('/etc/hosts', 'utf8')}\n${netns.listed} deploy.example.com\n`, { mode: 0o644 });
+  endpoint = { netns, server, hosts };
+}, 30_000);
+
+afterAll(() => {
+  endpoint?.server.kill('SIGKILL');
+  endpoint?.netns.remove();
+  if (endpoint !== undefined) fs.rmSync(path.dirname(endpoint.hosts), { recursive: true, force: true });
+});
+
 function runScript(script: string, cwd: string, env: NodeJS.ProcessEnv): ScriptResult {
   const started = Date.now();
-  const result = spawnSync('bash', ['--noprofile', '--norc', '-euo', 'pipefail', '-c', script], {
+  if (endpoint === undefined) throw new Error('the recipes need their deploy endpoint, which needs root');
+  const [program, ...args] = withHostsFile(endpoint.hosts, ['bash', '--noprofile', '--norc', '-euo', 'pipefail', '-c', script]);
+  const result = spawnSync(program!, args, {
     cwd,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -318,7 +347,7 @@ interface Grant {
   min_tier: string;
 }
 
-describe('docs/ci.md recipes', () => {
+describe.skipIf(!IS_ROOT)('docs/ci.md recipes', () => {
   const doc = fs.readFileSync(CI_DOC, 'utf8');
   let ws: Workspace;
   let bin: string;
@@ -439,7 +468,9 @@ describe('docs/ci.md recipes', () => {
     const result = runScript(commands, c.clone, env(c));
     expect(result.status, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^tier lockdown: available/m);
+    expect(result.stdout).toMatch(/^lockdown network --net HOST:PORT\S*: available$/m);
     expect(result.stdout).toContain(`deploying with a token of ${Buffer.byteLength(SECRET)} bytes\n`);
+    expect(result.stdout).toContain(`the deploy endpoint says: ${ENDPOINT_REPLY}\n`);
 
     // the grant was made for the developer's path; the clone's deploy.sh matches it by hash
     const deploy = path.join(c.clone, 'deploy.sh');

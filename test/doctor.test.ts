@@ -162,6 +162,16 @@ describe('vault doctor on this host', () => {
     expect(text).toContain(`user.max_user_namespaces: ${report.user_namespaces.max_user_namespaces.value}`);
   });
 
+  it('reports lockdown\'s network modes by running each: the stack found, loopback only, the host\'s, an egress allow-list', () => {
+    expect(report.network.slirp4netns).toBe(fs.realpathSync('/usr/bin/slirp4netns'));
+    expect(report.network.nft).toBe(fs.realpathSync('/usr/sbin/nft'));
+    expect(report.network.egress_blocked_by).toBeNull();
+    for (const mode of ['none', 'host', 'egress'] as const) expect(report.network.modes[mode], mode).toMatchObject({ available: true, reason: null });
+    const text = renderDoctor(report);
+    expect(text).toContain('network stack: slirp4netns /usr/bin/slirp4netns, nft /usr/sbin/nft\n');
+    expect(text).toMatch(/^lockdown network --net HOST:PORT\S*: available\n  gives: a network namespace of its own behind a user-mode stack/m);
+  });
+
   it('reports Yama\'s ptrace_scope as /proc says, and what it means for processes of the same user', () => {
     const file = '/proc/sys/kernel/yama/ptrace_scope';
     if (fs.existsSync(file)) {

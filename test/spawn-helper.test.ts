@@ -794,27 +794,34 @@ describe('requests the helper refuses, and programs it cannot run', () => {
     return b;
   };
   const str = (s: string | Buffer) => Buffer.concat([u32(Buffer.byteLength(s)), Buffer.from(s)]);
-  /** "SVH2", tier, flags, timeout, kill-after */
-  const header = (tier: number, flags = 0) => Buffer.concat([Buffer.from('SVH2'), u32(tier), u32(flags), u32(0), u32(0)]);
+  /** "SVH3", tier, flags, timeout, kill-after */
+  const header = (tier: number, flags = 0) => Buffer.concat([Buffer.from('SVH3'), u32(tier), u32(flags), u32(0), u32(0)]);
   /** argv ["true"], no env or files; `rest` goes on with the hidden paths */
   const body = (...rest: Buffer[]) => Buffer.concat([u32(1), str('true'), u32(0), u32(0), ...rest]);
 
   it.each([
-    ['a wrong magic', Buffer.from('SVH1\0\0\0\0'), /SVH2/],
-    ['an empty request', Buffer.alloc(0), /SVH2/],
+    ['a wrong magic', Buffer.from('SVH2\0\0\0\0'), /SVH3/],
+    ['an empty request', Buffer.alloc(0), /SVH3/],
     ['an unknown tier', header(3), /unknown tier 3/],
-    ['unknown flags', header(0, 64), /unknown flags 0x40/],
+    ['unknown flags', header(0, 256), /unknown flags 0x100/],
+    ['a network mode outside lockdown', header(1, HELPER_FLAGS.netHost), /a network mode was asked for in tier hardened/],
+    ['both network modes', header(2, HELPER_FLAGS.netHost | HELPER_FLAGS.netEgress), /both the host's and an egress allow-list/],
+    ['an egress request without its network section', header(2, HELPER_FLAGS.netEgress), /ends early/],
+    ['a ruleset over 64 KiB', Buffer.concat([header(2, HELPER_FLAGS.netEgress), u32(64 * 1024 + 1)]), /the ruleset is longer than 65536/],
+    ['a relative nft path', Buffer.concat([header(2, HELPER_FLAGS.netEgress), str('table inet x {}'), str('nft')]), /nft's path "nft" is not absolute/],
+    ['a file at a path outside lockdown', Buffer.concat([header(1), u32(1), str('true'), u32(0), u32(1), str('DB'), str('/run/db'), str('v')]), /needs lockdown's own root/],
+    ['a file path with ".."', Buffer.concat([header(2), u32(1), str('true'), u32(0), u32(1), str('DB'), str('/run/../db'), str('v')]), /"\.\." component/],
     ['a stream on a pty without a pty', header(0, HELPER_FLAGS.ptyStdout), /without a pty/],
     ['stdout both the pty and a relay', header(0, HELPER_FLAGS.pty | HELPER_FLAGS.ptyStdout | HELPER_FLAGS.relayStdout), /both the pty and a relayed pipe/],
-    ['a header that ends early', Buffer.concat([Buffer.from('SVH2'), u32(1), u32(0)]), /ends early/],
+    ['a header that ends early', Buffer.concat([Buffer.from('SVH3'), u32(1), u32(0)]), /ends early/],
     ['a request that ends early', Buffer.concat([header(1), u32(2), str('a')]), /ends early/],
     ['a NUL in an argument', Buffer.concat([header(0), u32(1), str('tr\0ue'), u32(0), u32(0), u32(0), u32(0), str('')]), /NUL/],
     ['a NUL in an environment string', Buffer.concat([header(0), u32(1), str('true'), u32(1), str('A=\0'), u32(0), u32(0), u32(0), str('')]), /NUL/],
     ['an empty argv', Buffer.concat([header(0), u32(0), u32(0), u32(0), u32(0), u32(0), str('')]), /argv/],
     ['4097 arguments', Buffer.concat([header(0), u32(4097)]), /4097 arguments/],
     ['257 files', Buffer.concat([header(0), u32(1), str('true'), u32(0), u32(257)]), /257 files/],
-    ['a file name with a slash', Buffer.concat([header(2), u32(1), str('true'), u32(0), u32(1), str('../x'), str('v'), u32(0)]), /'\/'/],
-    ['a file value over 1 MiB', Buffer.concat([header(0), u32(1), str('true'), u32(0), u32(1), str('BIG'), u32((1 << 20) + 1)]), /longer than 1048576/],
+    ['a file name with a slash', Buffer.concat([header(2), u32(1), str('true'), u32(0), u32(1), str('../x'), str(''), str('v'), u32(0)]), /'\/'/],
+    ['a file value over 1 MiB', Buffer.concat([header(0), u32(1), str('true'), u32(0), u32(1), str('BIG'), str(''), u32((1 << 20) + 1)]), /longer than 1048576/],
     ['17 hidden directories', Buffer.concat([header(2), u32(1), str('true'), u32(0), u32(0), u32(17)]), /17 hidden/],
     ['a relative hidden directory', Buffer.concat([header(2), body(u32(1), str('tmp'))]), /absolute/],
     ['a hidden path with ".."', Buffer.concat([header(2), body(u32(1), str('/tmp/../etc'))]), /"\.\." component/],
@@ -833,7 +840,7 @@ describe('requests the helper refuses, and programs it cannot run', () => {
 
   it('refuses a request over 64 MiB', async () => {
     const payload = Buffer.alloc(64 * 1024 * 1024 + 1);
-    Buffer.from('SVH2').copy(payload);
+    Buffer.from('SVH3').copy(payload);
     const result = await run(rootLauncher, { ...valid(), payload });
     expectOneLineError(result, 125, 'read_request');
     expect(result.stderr).toMatch(/larger than 67108864/);

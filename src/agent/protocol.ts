@@ -27,7 +27,10 @@ export interface ExecRequestMessage {
   argv: string[];
   /** The client's environment: PATH to find the command by name, and what its grant may pass on. */
   env: Record<string, string>;
-  tier: string;
+  /** Absent: what the grants ask for (exec.ts). */
+  tier?: string;
+  /** `--net` as the client wrote it; the agent parses it (network.ts). */
+  net?: string;
   only?: string[];
   files: string[];
   /** 'stars', 'name', or null for no masking. */

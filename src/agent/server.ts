@@ -19,6 +19,7 @@ import { TIERS, type Tier } from '../sandbox/tiers.js';
 import { VaultError } from '../vault/errors.js';
 import { checkSecretName } from '../vault/names.js';
 import { native } from '../vault/native.js';
+import { parseNetwork } from '../sandbox/network.js';
 import type { UnlockedVault } from '../vault/vault.js';
 import { type AgentMessage, type AgentStatus, MAX_REQUEST_BYTES, MAX_REQUEST_FDS, PROTOCOL_VERSION, REQUEST_TIMEOUT_MS } from './protocol.js';
 
@@ -44,7 +45,8 @@ const execSchema = z.strictObject({
   vault: z.string(),
   argv: z.array(z.string().check(z.refine((s) => !s.includes('\0')))).check(z.minLength(1)),
   env: z.record(z.string(), z.string()),
-  tier: z.enum(TIERS),
+  tier: z.optional(z.enum(TIERS)),
+  net: z.optional(z.string().check(z.maxLength(20_000))),
   only: z.optional(z.array(z.string())),
   files: z.array(z.string()),
   mask: z.nullable(z.enum(['stars', 'name'])),
@@ -342,7 +344,7 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
       const result = await execGranted(
         holder,
         {
-          tier: request.tier as Tier, argv: request.argv, only: request.only, files: request.files, mask: request.mask ?? undefined,
+          tier: request.tier as Tier | undefined, net: request.net !== undefined ? parseNetwork('--net', request.net) : undefined, argv: request.argv, only: request.only, files: request.files, mask: request.mask ?? undefined,
           timeoutMs: request.timeoutMs, killAfterMs: request.killAfterMs, warn: (message) => send(socket, { event: 'warning', message }),
         },
         {

@@ -9,6 +9,7 @@ import { execThroughAgent } from '../agent/client.js';
 import { agentSocketPath } from '../agent/protocol.js';
 import { resolveCommand } from '../vault/command-path.js';
 import { VaultError } from '../vault/errors.js';
+import { parseNetwork } from '../sandbox/network.js';
 import { native } from '../vault/native.js';
 import { resolveVaultDirectory } from '../vault/paths.js';
 import { maskStyle, parseDuration, parseLeanExec } from './exec-args.js';
@@ -37,8 +38,10 @@ async function leanExec(): Promise<number | undefined> {
     resolveCommand(lean.command); // not found (127) or not executable (126): the full CLI says which
     const mask = maskStyle(lean.flags.mask);
     const timeoutMs = lean.flags.timeout === undefined ? undefined : parseDuration('--timeout', lean.flags.timeout);
+    if (lean.flags.net !== undefined) parseNetwork('--net', lean.flags.net);
     request = {
-      vault: resolveVaultDirectory(lean.vault), argv: [lean.command, ...lean.args], tier: lean.flags.tier,
+      vault: resolveVaultDirectory(lean.vault), argv: [lean.command, ...lean.args], ...(lean.flags.tier !== undefined ? { tier: lean.flags.tier } : {}),
+      ...(lean.flags.net !== undefined ? { net: lean.flags.net } : {}),
       ...(lean.flags.only !== undefined ? { only: lean.flags.only } : {}), files: lean.flags.file ?? [], mask: mask ?? null,
       ...(timeoutMs !== undefined ? { timeoutMs } : {}), killAfterMs: parseDuration('--kill-after', lean.flags.killAfter),
       ...(lean.flags.info === true ? { info: true } : {}),

@@ -39,7 +39,8 @@ export function maskStyle(flag: boolean | string | undefined): MaskStyle | undef
 }
 
 export interface ExecFlags {
-  tier: string;
+  tier?: string;
+  net?: string;
   only?: string[];
   file?: string[];
   info?: boolean;
@@ -69,8 +70,8 @@ export function parseLeanExec(argv: string[]): LeanExec | undefined {
   }
   if (argv[i] !== 'exec') return undefined;
   i += 1;
-  const flags: ExecFlags = { tier: 'hardened', killAfter: '10s' };
-  const valued = new Set(['--tier', '--only', '--file', '--timeout', '--kill-after']);
+  const flags: ExecFlags = { killAfter: '10s' };
+  const valued = new Set(['--tier', '--net', '--only', '--file', '--timeout', '--kill-after']);
   while (i < argv.length) {
     const word = argv[i]!;
     if (word === '--') {
@@ -88,6 +89,7 @@ export function parseLeanExec(argv: string[]): LeanExec | undefined {
     }
     i += 1;
     if (name === '--tier' && value !== undefined && TIER_NAMES.includes(value)) flags.tier = value;
+    else if (name === '--net' && value !== undefined) flags.net = value;
     else if (name === '--only' && value !== undefined) flags.only = value.split(',').filter((n) => n !== '');
     else if (name === '--file' && value !== undefined) flags.file = [...(flags.file ?? []), value];
     else if (name === '--timeout' && value !== undefined) flags.timeout = value;
@@ -99,5 +101,7 @@ export function parseLeanExec(argv: string[]): LeanExec | undefined {
   }
   const command = argv[i];
   if (command === undefined) return undefined;
+  // the full CLI says what is wrong with it (exit 2)
+  if (flags.net !== undefined && flags.tier !== undefined && flags.tier !== 'lockdown') return undefined;
   return { ...(vault !== undefined ? { vault } : {}), command, args: argv.slice(i + 1), flags };
 }

@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import * as fs from 'node:fs';
-import { execGranted } from '../sandbox/exec.js';
+import { execGranted, netOutsideLockdown } from '../sandbox/exec.js';
 import { grantTarget, hashScript, type ProgramTarget, scriptTarget, staleGrants } from '../vault/binary.js';
 import { realPathOf, resolveCommand } from '../vault/command-path.js';
 import { checkPassEnv, parsePinnedEnv, SAFE_PATH } from '../sandbox/environment.js';
@@ -14,6 +14,7 @@ import { keychainUnavailableReason } from '../vault/keychain.js';
 import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
 import type { MaskStyle } from '../sandbox/masking.js';
 import { TIERS, type Tier } from '../sandbox/tiers.js';
+import { type Network, networkText, parseNetwork } from '../sandbox/network.js';
 import type { SlotRequest } from '../vault/keyslots.js';
 import { native } from '../vault/native.js';
 import { resolveVaultDirectory } from '../vault/paths.js';
@@ -253,7 +254,9 @@ program
   .option('--to <path>', 'the program that may receive them: an ELF program, or a #! script (its interpreter is pinned with it)')
   .option('--run <interpreter-and-script...>', 'a script run by an interpreter, both pinned: --run python3 app.py')
   .option('--renew <path>', 'after you changed a granted program: grant its secrets again to what it is now, with the same settings')
-  .addOption(new Option('--min-tier <tier>', 'the weakest sandbox tier it may run in').choices(TIERS).default('hardened'))
+  .addOption(new Option('--min-tier <tier>', 'the weakest sandbox tier it may run in (default: hardened; lockdown with --net or --file NAME=PATH)').choices(TIERS))
+  .option('--net <none|host|HOST:PORT,...>', 'lockdown\'s network: loopback only (default), the host\'s, or only these TCP destinations')
+  .option('--file <NAME[=PATH]>', 'deliver NAME as a file (its path in NAME_FILE), in lockdown at PATH if given (repeat it)', collect)
   .option('--arg <arg>', 'pin an exact argument, in order (repeat it); for a program that runs what its arguments say', collect)
   .option('--any-args', 'allow an interpreter with any arguments, knowing it then runs any code')
   .option('--ro <path>', 'lockdown: also show this host path, read-only (repeat it)', collect)
@@ -276,15 +279,23 @@ program
     const binary = grantTargetOf(flags, env.PATH ?? SAFE_PATH);
     const ro = flags.ro?.map((p) => realPathOf(p, '--ro'));
     const rw = flags.rw?.map((p) => realPathOf(p, '--rw'));
+    const net = flags.net !== undefined ? parseNetwork('--net', flags.net) : undefined;
+    const files = new Map((flags.file ?? []).map((word) => {
+      const at = word.indexOf('=');
+      return [checkSecretName(at === -1 ? word : word.slice(0, at)), at === -1 ? undefined : word.slice(at + 1)] as const;
+    }));
+    const minTier = flags.minTier ?? (net !== undefined || [...files.values()].some((p) => p !== undefined) ? 'lockdown' : 'hardened');
     await withUnlocked((vault) => {
-      vault.allow({ names, binary, calledAs: flags.to, minTier: flags.minTier, args: flags.arg ?? null, anyArgs: flags.anyArgs === true, ro, rw, env, passEnv });
-      say(`granted ${names.join(', ')} to ${binary.path} (sha256 ${binary.sha256.slice(0, 16)}…) at tier ${flags.minTier} or stronger` +
+      vault.allow({ names, binary, calledAs: flags.to, minTier, args: flags.arg ?? null, anyArgs: flags.anyArgs === true, ro, rw, env, passEnv, net, files });
+      say(`granted ${names.join(', ')} to ${binary.path} (sha256 ${binary.sha256.slice(0, 16)}…) at tier ${minTier} or stronger` +
         (binary.interpreter !== undefined ? `, run by ${binary.interpreter.path} (sha256 ${binary.interpreter.sha256.slice(0, 16)}…)` : '') +
         (flags.arg !== undefined ? ` with arguments ${JSON.stringify(flags.arg)}` : '') +
         (ro !== undefined ? `; read-only in lockdown: ${ro.join(', ')}` : '') +
         (rw !== undefined ? `; read-write in lockdown: ${rw.join(', ')}` : '') +
         (Object.keys(env).length > 0 ? `; environment: ${Object.keys(env).join(', ')}` : '') +
-        (passEnv.length > 0 ? `; passed from the caller: ${passEnv.join(', ')}` : ''));
+        (passEnv.length > 0 ? `; passed from the caller: ${passEnv.join(', ')}` : '') +
+        (net !== undefined ? `; network in lockdown: ${networkText(net)}` : '') +
+        (files.size > 0 ? `; as files: ${[...files].map(([n, p]) => (p !== undefined ? `${n} at ${p}` : n)).join(', ')}` : ''));
     }, { changes: true });
   });
 
@@ -292,7 +303,9 @@ interface AllowFlags {
   to?: string;
   run?: string[];
   renew?: string;
-  minTier: Tier;
+  minTier?: Tier;
+  net?: string;
+  file?: string[];
   arg?: string[];
   anyArgs?: boolean;
   ro?: string[];
@@ -410,7 +423,8 @@ program
 program
   .command('exec')
   .description('run a program in a sandbox with the secrets granted to it (needs an unlock)')
-  .addOption(new Option('--tier <tier>', 'isolation: none, hardened (own user/PID/IPC namespaces), lockdown (also mount and network)').choices(TIERS).default('hardened'))
+  .addOption(new Option('--tier <tier>', 'isolation: none, hardened, lockdown; default: what the grants ask for, at least hardened; only stronger').choices(TIERS))
+  .option('--net <none|host|HOST:PORT,...>', 'lockdown\'s network, within what the grants allow (implies --tier lockdown)')
   .option('--only <names>', 'release only these secrets (comma-separated)', (list: string) => list.split(',').filter((n) => n !== ''))
   .option('--file <NAME>', 'deliver NAME as a file, its path in NAME_FILE (repeat it)', (name: string, all: string[] = []) => [...all, name])
   .option('--info', "print the child's namespace inode numbers on stderr")
@@ -431,6 +445,8 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
   const mask = maskStyle(flags.mask);
   const timeoutMs = flags.timeout === undefined ? undefined : parseDuration('--timeout', flags.timeout);
   const killAfterMs = parseDuration('--kill-after', flags.killAfter);
+  const net: Network | undefined = flags.net !== undefined ? parseNetwork('--net', flags.net) : undefined;
+  if (net !== undefined && flags.tier !== undefined && flags.tier !== 'lockdown') throw netOutsideLockdown(flags.tier);
   try {
     (flags.only ?? []).forEach(checkSecretName);
     (flags.file ?? []).forEach(checkSecretName);
@@ -441,7 +457,8 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
   }
   if (!agentState.tried) {
     const answer = await execThroughAgent(agentSocketPath(), {
-      vault: vaultDir(), argv: [command, ...args], tier: flags.tier, ...(flags.only !== undefined ? { only: flags.only } : {}), files: flags.file ?? [],
+      vault: vaultDir(), argv: [command, ...args], ...(flags.tier !== undefined ? { tier: flags.tier } : {}),
+      ...(flags.net !== undefined ? { net: flags.net } : {}), ...(flags.only !== undefined ? { only: flags.only } : {}), files: flags.file ?? [],
       mask: mask ?? null, ...(timeoutMs !== undefined ? { timeoutMs } : {}), killAfterMs, ...(flags.info === true ? { info: true } : {}),
     });
     if (answer.answered) return answer.code;
@@ -449,7 +466,7 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
   try {
     const result = await withUnlocked((vault) =>
       execGranted(vault, {
-        tier: flags.tier as Tier, argv: [command, ...args], only: flags.only, files: flags.file ?? [], mask, timeoutMs, killAfterMs,
+        tier: flags.tier as Tier | undefined, net, argv: [command, ...args], only: flags.only, files: flags.file ?? [], mask, timeoutMs, killAfterMs,
         warn: (message) => say(`vault: warning: ${message}`),
       }),
     );

@@ -12,8 +12,9 @@ import { gunzipSync } from 'node:zlib';
 import { keychainUnavailableReason } from '../vault/keychain.js';
 import { packageRoot } from '../vault/native.js';
 import { lockdownSystemMounts } from './lockdown-root.js';
-import { HELPER_NAME, runSandboxed, type SandboxResult } from './spawn.js';
-import { TIER_POLICY, TIERS, type Tier } from './tiers.js';
+import { HELPER_NAME, runSandboxed, type SandboxRequest, type SandboxResult } from './spawn.js';
+import { egressUnavailable, planEgress, systemProgram } from './egress.js';
+import { NETWORK_MODES, type NetworkMode, TIER_POLICY, TIERS, type Tier } from './tiers.js';
 
 /** One kernel knob under /proc/sys. `value` is null when the file is absent or unreadable. */
 export interface SysctlKnob {
@@ -103,6 +104,14 @@ export interface DoctorReport {
     mode: string | null;
   };
   tiers: Record<Tier, TierReport>;
+  /** lockdown's network modes (a grant's --net): the stack found, and whether each mode ran /bin/true here. */
+  network: {
+    slirp4netns: string | null;
+    nft: string | null;
+    /** Why an egress allow-list cannot be had here (no stack, no nft, /dev/net/tun closed), null when it can. */
+    egress_blocked_by: string | null;
+    modes: Record<NetworkMode, { available: boolean; reason: string | null; gives: string; does_not_isolate: string; needs: string }>;
+  };
   /** Things a person should act on, one sentence each. */
   warnings: string[];
 }
@@ -268,7 +277,10 @@ function helperReason(result: SandboxResult): string {
 }
 
 
-async function probeTier(tier: Tier, helper: DoctorReport['helper'], own: Record<string, number>, userns: DoctorReport['user_namespaces']): Promise<TierReport> {
+async function probeTier(
+  tier: Tier, helper: DoctorReport['helper'], own: Record<string, number>, userns: DoctorReport['user_namespaces'],
+  network?: SandboxRequest['network'],
+): Promise<TierReport> {
   const { isolates, does_not_isolate } = TIER_POLICY[tier];
   const report: TierReport = {
     tier, available: false, exit_code: null, reason: null, userns_fallback: null, namespaces: null, landlock_abi: null, seccomp_filter: null,
@@ -291,7 +303,10 @@ async function probeTier(tier: Tier, helper: DoctorReport['helper'], own: Record
   try {
     result = await runSandboxed(
       // from /, with the system alone: the probe needs no working directory of the caller's
-      { tier, argv: ['true'], env: [], files: [], hide: [], mounts: tier === 'lockdown' ? lockdownSystemMounts() : [], executableFd: fd },
+      {
+        tier, argv: ['true'], env: [], files: [], hide: [], mounts: tier === 'lockdown' ? lockdownSystemMounts() : [], executableFd: fd,
+        ...(network !== undefined ? { network } : {}),
+      },
       {
         stdio: 'pipe',
         cwd: '/',
@@ -333,6 +348,7 @@ async function probeTier(tier: Tier, helper: DoctorReport['helper'], own: Record
   } else {
     const shared = TIER_POLICY[tier].namespaces.filter((kind) => {
       if (kind === 'user' && result.info?.userns === false) return false; // the fallback keeps ours, by design
+      if (kind === 'net' && network?.mode === 'host') return false; // what --net host asks for
       const theirs = result.info?.ns[kind];
       return own[kind] !== undefined && (theirs === undefined || theirs === own[kind]);
     });
@@ -340,6 +356,34 @@ async function probeTier(tier: Tier, helper: DoctorReport['helper'], own: Record
     else report.available = true;
   }
   return report;
+}
+
+type Probe = TierReport | { available: false; reason: string };
+
+/** lockdown with the host's network, and with an allow-list of nothing (its stack and ruleset real), each running /bin/true. */
+async function probeNetworkModes(
+  helper: DoctorReport['helper'], own: Record<string, number>, userns: DoctorReport['user_namespaces'],
+): Promise<{ host: Probe; egress: Probe }> {
+  const blocked = egressUnavailable();
+  const egress = (async (): Promise<Probe> => {
+    if (blocked !== undefined) return { available: false, reason: blocked };
+    try {
+      return await probeTier('lockdown', helper, own, userns, { mode: 'egress', plan: await planEgress([]) });
+    } catch (error) {
+      return { available: false, reason: error instanceof Error ? error.message : String(error) };
+    }
+  })();
+  const [host, egressProbe] = await Promise.all([probeTier('lockdown', helper, own, userns, { mode: 'host' }), egress]);
+  return { host, egress: egressProbe };
+}
+
+/** Each network mode as the probes found it; `none` is lockdown's own probe. */
+function networkReport(lockdown: TierReport, probes: { host: Probe; egress: Probe }): DoctorReport['network'] {
+  const mode = (name: NetworkMode, probe: Probe) => ({ available: probe.available, reason: probe.available ? null : probe.reason, ...NETWORK_MODES[name] });
+  return {
+    slirp4netns: systemProgram('slirp4netns') ?? null, nft: systemProgram('nft') ?? null, egress_blocked_by: egressUnavailable() ?? null,
+    modes: { none: mode('none', lockdown), host: mode('host', probes.host), egress: mode('egress', probes.egress) },
+  };
 }
 
 function warningsFor(report: Omit<DoctorReport, 'warnings'>): string[] {
@@ -354,6 +398,8 @@ function warningsFor(report: Omit<DoctorReport, 'warnings'>): string[] {
       warnings.push(`tier ${tier} ran without a user namespace (CAP_SYS_ADMIN fallback): the target shares the caller's user namespace and uid, and rests on dropped capabilities alone`);
     }
   }
+  const egress = report.network.modes.egress;
+  if (!egress.available) warnings.push(`grants with --net HOST:PORT refuse to run here (fail closed): ${egress.reason ?? 'unknown reason'}`);
   if (report.seccomp.mode === 2) warnings.push('this process already runs under a seccomp filter (a container?): the helper may be refused system calls');
   return warnings;
 }
@@ -369,7 +415,9 @@ export async function doctorReport(): Promise<DoctorReport> {
     (reason) => reason,
     (error: unknown) => (error instanceof Error ? error.message : String(error)),
   );
+  const networkProbes = probeNetworkModes(helper, own, userns);
   const probes = await Promise.all(TIERS.map((tier) => probeTier(tier, helper, own, userns)));
+  const network = networkReport(probes[2]!, await networkProbes);
   const keychainReason = await keychain;
   const partial: Omit<DoctorReport, 'warnings'> = {
     schema: 1,
@@ -383,6 +431,7 @@ export async function doctorReport(): Promise<DoctorReport> {
     yama: yama(),
     helper,
     tiers: { none: probes[0]!, hardened: probes[1]!, lockdown: probes[2]! },
+    network,
   };
   return { ...partial, warnings: warningsFor(partial) };
 }
@@ -446,6 +495,12 @@ export function renderDoctor(report: DoctorReport): string {
     if (t.seccomp_filter !== null) lines.push(`tier ${tier} seccomp filter: ${t.seccomp_filter === 'full' ? 'full deny list' : 'terminal ioctls only'}`);
     lines.push(`tier ${tier} isolates: ${t.isolates}`);
     lines.push(`tier ${tier} does not isolate: ${t.does_not_isolate}`);
+  }
+  const net = report.network;
+  lines.push(`network stack: slirp4netns ${net.slirp4netns ?? 'not installed'}, nft ${net.nft ?? 'not installed'}`);
+  for (const [name, m] of Object.entries(net.modes)) {
+    lines.push(`lockdown network ${NETWORK_MODES[name as NetworkMode].flag}: ${m.available ? 'available' : `NOT available: ${m.reason ?? 'unknown reason'}`}`);
+    lines.push(`  gives: ${m.gives}`);
   }
   for (const warning of report.warnings) lines.push(`warning: ${warning}`);
   return `${lines.join('\n')}\n`;

@@ -12,10 +12,14 @@ import * as path from 'node:path';
 import { wipe } from '../vault/crypto.js';
 import { VaultError } from '../vault/errors.js';
 import { stateDirectory } from '../vault/paths.js';
-import { grantedEnvironment, grantedPaths, type Policy, secretsToRelease } from '../vault/policy.js';
+import {
+  grantedEnvironment, grantedPaths, grantedTier, type Policy, runFiles, runNetwork, secretsToRelease,
+} from '../vault/policy.js';
 import type { UnlockedVault } from '../vault/vault.js';
 import { tokenFilePath } from '../vault/token-source.js';
+import { type EgressPlan, planEgress } from './egress.js';
 import { targetEnvironment } from './environment.js';
+import { type Network, networkText } from './network.js';
 import type { MountEntry } from './helper-protocol.js';
 import { lockdownMounts } from './lockdown-root.js';
 import { type Caller, closeRun, ownCaller, planRun, type ProgramRun } from './program.js';
@@ -24,12 +28,15 @@ import { runSandboxed, type SandboxOptions, type SandboxResult } from './spawn.j
 import type { Tier } from './tiers.js';
 
 export interface ExecRequest {
-  tier: Tier;
+  /** --tier: absent, the strongest its grants ask for (at least hardened); never below a grant's. */
+  tier?: Tier;
+  /** --net: lockdown's network, within what every grant of the run allows; absent, what they give. */
+  net?: Network;
   /** argv of the target: argv[0] as the user typed the command, then its arguments. */
   argv: string[];
   /** --only: release exactly these. */
   only?: string[];
-  /** --file: deliver these as files instead of environment variables. */
+  /** --file: deliver these as files instead of environment variables (besides those the grants deliver so). */
   files: string[];
   /** How to mask released values in the target's stdout and stderr; undefined passes them through untouched. */
   mask?: MaskStyle;
@@ -62,9 +69,14 @@ export interface ExecCaller extends Caller {
   startIn?: string;
 }
 
+/** `--net` with a `--tier` below lockdown: a usage error, said the same by the CLI and the agent. */
+export function netOutsideLockdown(tier: string): VaultError {
+  return new VaultError('usage', `--net describes lockdown's network, and --tier ${tier} shares the host's: drop --tier, or use --tier lockdown`);
+}
+
 /** `vault exec` run directly: vault's own working directory, PATH and environment. */
 export function ownExecCaller(): ExecCaller {
-  return { ...ownCaller(), env: process.env, wipeKeyBeforeRun: true };
+  return { ...ownCaller(), env: { ...process.env }, wipeKeyBeforeRun: true };
 }
 
 /** What the target must not see in lockdown: the vault, the user's keychain and session sockets, our state, the token file. */
@@ -81,21 +93,34 @@ export async function execGranted(
   vault: UnlockedVault, request: ExecRequest, options: SandboxOptions = {}, caller: ExecCaller = ownExecCaller(),
 ): Promise<SandboxResult> {
   const policy = vault.policy();
-  const run = planRun(policy, request.argv, request.tier, caller);
+  if (request.net !== undefined && request.tier !== undefined && request.tier !== 'lockdown') throw netOutsideLockdown(request.tier);
+  // the default tier is never none, so planning as hardened gives the same argv (program.ts scriptPathFor)
+  const run = planRun(policy, request.argv, request.tier ?? 'hardened', caller);
+  const tier = request.tier ?? (request.net !== undefined ? 'lockdown' : grantedTier(policy, run.target, run.args, request.only));
   try {
-    return await releaseInto(vault, policy, run, request, { ...options, cwd: caller.startIn ?? caller.cwd }, caller);
+    return await releaseInto(vault, policy, run, { ...request, tier }, { ...options, cwd: caller.startIn ?? caller.cwd }, caller);
   } finally {
     closeRun(run);
   }
 }
 
+/** What --info and the audit say of lockdown's network. */
+function describeNetwork(network: Network, egress: EgressPlan | undefined): Record<string, unknown> {
+  if (egress === undefined) return { mode: network.mode };
+  return { mode: 'egress', allow: egress.destinations.map((d) => ({ to: `${d.host}:${d.port}`, addresses: d.addresses })) };
+}
+
 async function releaseInto(
-  vault: UnlockedVault, policy: Policy, run: ProgramRun, request: ExecRequest, options: SandboxOptions, caller: ExecCaller,
+  vault: UnlockedVault, policy: Policy, run: ProgramRun, request: ExecRequest & { tier: Tier }, options: SandboxOptions, caller: ExecCaller,
 ): Promise<SandboxResult> {
   const release = { target: run.target, args: run.args, tier: request.tier, only: request.only, allowHint: run.allowHint };
   const names = secretsToRelease(policy, release);
   const stray = request.files.find((name) => !names.includes(name));
   if (stray !== undefined) throw new VaultError('usage', `--file ${stray}: ${stray} is not among the secrets released to this run (${names.join(', ')})`);
+  const files = runFiles(policy, names, release, request.files);
+  const network = request.tier === 'lockdown' ? runNetwork(policy, names, release, request.net) : undefined;
+  // names resolve once, here, before anything is released: a name that does not resolve refuses the run
+  const egress = network?.mode === 'egress' ? await planEgress(network.allow) : undefined;
   const environment = grantedEnvironment(policy, names, release);
   const mounts: MountEntry[] = [];
   if (request.tier === 'lockdown') {
@@ -103,6 +128,7 @@ async function releaseInto(
     // the home the target will see (its grant may pin one) is the empty one
     const home = environment.env.HOME ?? os.userInfo().homedir;
     mounts.push(...lockdownMounts({ cwd: caller.cwd, home, readOnly: granted.ro, readWrite: granted.rw }));
+    if (egress !== undefined) mounts.push({ kind: 'content', path: '/etc/hosts', target: egress.hosts });
   }
   if (run.script !== undefined && request.tier !== 'none') mounts.push({ kind: 'scriptCopy', path: run.script.path });
 
@@ -112,7 +138,8 @@ async function releaseInto(
   try {
     vault.vault.record('release', {
       run: runId, path: target.path, sha256: target.sha256, ...(target.interpreter !== undefined ? { interpreter: target.interpreter } : {}),
-      tier: request.tier, secrets: names, files: request.files, ...(caller.client !== undefined ? { client: caller.client } : {}),
+      tier: request.tier, secrets: names, files: files.map((f) => (f.path !== undefined ? `${f.name}=${f.path}` : f.name)),
+      ...(network !== undefined ? { net: networkText(network) } : {}), ...(caller.client !== undefined ? { client: caller.client } : {}),
     });
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
@@ -125,9 +152,9 @@ async function releaseInto(
   let plan: MaskPlan | undefined;
   let running: Promise<SandboxResult>;
   try {
-    const inEnvironment = new Map([...values].filter(([name]) => !request.files.includes(name)));
+    const inEnvironment = new Map([...values].filter(([name]) => !files.some((f) => f.name === name)));
     env = targetEnvironment(caller.env, inEnvironment, request.tier, environment);
-    const files = request.files.map((name) => ({ name, value: values.get(name) ?? new Uint8Array() }));
+    const delivered = files.map((f) => ({ ...f, value: values.get(f.name) ?? new Uint8Array() }));
     if (request.mask !== undefined) {
       plan = planMasking([...values].map(([name, value]) => ({ name, value })), request.mask);
       if (plan.tooShort.length > 0) {
@@ -137,7 +164,9 @@ async function releaseInto(
     // runSandboxed encodes its request before it returns, so the plaintext can go now
     running = runSandboxed(
       {
-        tier: request.tier, argv: run.argv, env, files, hide: pathsToHide(vault.vault.dir), mounts,
+        tier: request.tier, argv: run.argv, env, files: delivered, hide: pathsToHide(vault.vault.dir), mounts,
+        ...(network?.mode === 'host' ? { network: { mode: 'host' as const } } : {}),
+        ...(egress !== undefined ? { network: { mode: 'egress' as const, plan: egress } } : {}),
         timeoutMs: request.timeoutMs, killAfterMs: request.killAfterMs, executableFd: run.executable.fd, scriptFd: run.script?.fd,
       },
       plan === undefined ? options : { ...options, stdio: 'mask', mask: plan },
@@ -151,6 +180,7 @@ async function releaseInto(
   const result = await running.finally(() => {
     if (plan !== undefined) disposePlan(plan);
   });
+  if (result.info !== undefined && network !== undefined) result.info.network = describeNetwork(network, egress);
   try {
     vault.vault.record('exit', { run: runId, exit: result.exitCode });
   } catch (error) {

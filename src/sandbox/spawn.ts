@@ -15,6 +15,7 @@ import type { Readable, Writable } from 'node:stream';
 import * as tty from 'node:tty';
 import { VaultError } from '../vault/errors.js';
 import { findBuildArtifact, native } from '../vault/native.js';
+import { attachStack, type EgressPlan, type Stack } from './egress.js';
 import { encodeHelperRequest, HELPER_FLAGS, type HelperRequest } from './helper-protocol.js';
 import { type MaskPlan, maskingTransform } from './masking.js';
 import type { Tier } from './tiers.js';
@@ -29,9 +30,13 @@ export interface HelperInfo {
   /** The Landlock ABI lockdown applied, 0 for none. */
   landlock: number;
   ns: Record<string, number>;
+  /** lockdown's network, added by vault: its mode and, for an egress allow-list, each destination's addresses. */
+  network?: Record<string, unknown>;
 }
 
-export interface SandboxRequest extends Omit<HelperRequest, 'flags'> {
+export interface SandboxRequest extends Omit<HelperRequest, 'flags' | 'network'> {
+  /** lockdown's network: its own loopback only (absent), the host's, or an egress allow-list through a user-mode stack. */
+  network?: { mode: 'host' } | { mode: 'egress'; plan: EgressPlan };
   /** What runs (fd 4): a program's sealed copy, or a script's interpreter, hashed from this very fd. */
   executableFd: number;
   /** A script's sealed copy (fd 6), which the interpreter reads. */
@@ -162,16 +167,43 @@ export function runSandboxed(request: SandboxRequest, options: SandboxOptions = 
     releaseTerminal = terminalKeeper(streams.stdin);
     flags |= HELPER_FLAGS.callerRestoresTerminal;
   }
-  type Stdio = 'pipe' | 'inherit' | number;
+  type Stdio = 'pipe' | 'inherit' | 'ignore' | number;
   const input: Stdio = stdio === 'pipe' ? 'pipe' : own ? 'inherit' : streams.stdin;
   const [output, errors]: Stdio[] = stdio === 'inherit' ? (own ? ['inherit', 'inherit'] : [streams.stdout, streams.stderr]) : ['pipe', 'pipe'];
-  const payload = encodeHelperRequest({ ...request, flags });
+  const egress = request.network?.mode === 'egress' ? request.network.plan : undefined;
+  if (request.network?.mode === 'host') flags |= HELPER_FLAGS.netHost;
+  if (egress !== undefined) flags |= HELPER_FLAGS.netEgress;
+  const { network: _network, ...helperRequest } = request;
+  const payload = encodeHelperRequest({
+    ...helperRequest, flags, ...(egress !== undefined ? { network: { ruleset: egress.ruleset, nftPath: egress.nftPath } } : {}),
+  });
   return new Promise<SandboxResult>((resolve, reject) => {
+    // fd 6 is the script, if any; fd 7 the sync socket of an egress allow-list
+    const script: Stdio[] = request.scriptFd !== undefined ? [request.scriptFd] : egress !== undefined ? ['ignore'] : [];
     const child = spawn(helperPath(), [], {
       env: {},
       cwd: options.cwd,
-      stdio: [input, output, errors, 'pipe', request.executableFd, 'pipe', ...(request.scriptFd !== undefined ? [request.scriptFd] : [])],
+      stdio: [input, output, errors, 'pipe', request.executableFd, 'pipe', ...script, ...(egress !== undefined ? ['pipe' as const] : [])],
     });
+    let stack: Stack | undefined;
+    let stackFailed: unknown;
+    if (egress !== undefined) {
+      const sync = (child.stdio as unknown as NodeJS.ReadWriteStream[])[7]!;
+      sync.on('error', () => undefined); // a helper that died early is reported by its exit status
+      sync.once('data', () => {
+        attachStack(egress, child.pid!).then(
+          (attached) => {
+            stack = attached;
+            sync.write('G');
+          },
+          (error: unknown) => {
+            // silently: vault's own message says why, not the helper's "did not start" too
+            stackFailed = error;
+            child.kill('SIGKILL');
+          },
+        );
+      });
+    }
     const masked =
       stdio === 'mask' && plan !== undefined && child.stdout !== null && child.stderr !== null
         ? Promise.all([passMasked(child.stdout, writableFor(streams.stdout), plan), passMasked(child.stderr, writableFor(streams.stderr), plan)])
@@ -210,6 +242,12 @@ export function runSandboxed(request: SandboxRequest, options: SandboxOptions = 
     child.on('close', (code, signal) => {
       stopForwarding();
       payload.fill(0);
+      stack?.stop();
+      if (stackFailed !== undefined) {
+        releaseTerminal();
+        reject(stackFailed);
+        return;
+      }
       const exitCode = code ?? 128 + (signal === null ? 0 : (os.constants.signals[signal] ?? 0));
       let info: HelperInfo | undefined;
       try {

@@ -61,10 +61,40 @@ export const TIER_POLICY: Record<Tier, TierPolicy> = {
     landlock: true,
     isolates:
       'also own mount, network, UTS (hostname "sealvault") and cgroup namespaces: a new root with the system directories read-only, ' +
-      'the working directory read-write, an empty home, private /tmp, /dev/shm and /proc, a minimal /dev; loopback only; ' +
+      'the working directory read-write, an empty home, private /tmp, /dev/shm and /proc, a minimal /dev; the network its grant gives ' +
+      '(NETWORK_MODES; loopback only unless the grant says --net); ' +
       'Landlock limits writes to the working directory, /tmp, /dev and the grant\'s --rw paths; unix, IP and netlink sockets only',
     does_not_isolate:
       'the working directory (read-write, but for .git and the node_modules of a sealvault installed there), the system directories (read-only) and the grant\'s --ro/--rw paths; no resource limits',
+  },
+};
+
+/** lockdown's network, as a grant's --net chooses it (src/sandbox/network.ts): what each mode gives and needs. */
+export type NetworkMode = 'none' | 'host' | 'egress';
+
+export const NETWORK_MODES: Record<NetworkMode, { flag: string; gives: string; does_not_isolate: string; needs: string }> = {
+  none: {
+    flag: '--net none (the default of a lockdown grant)',
+    gives: 'a network namespace of its own with loopback only',
+    does_not_isolate: 'nothing of the network: no route out at all',
+    needs: 'lockdown',
+  },
+  host: {
+    flag: '--net host',
+    gives: "the host's network namespace, with lockdown's mount, PID, IPC and filesystem isolation",
+    does_not_isolate:
+      "the network: every address the host reaches, the host's loopback services (databases, agents on 127.0.0.1) included; " +
+      "abstract unix sockets outside the sandbox stay refused where Landlock's ABI is 6 or newer (its scope), reachable on older kernels",
+    needs: 'lockdown',
+  },
+  egress: {
+    flag: '--net HOST:PORT[,HOST:PORT…]',
+    gives:
+      'a network namespace of its own behind a user-mode stack (slirp4netns), with an nftables allow-list loaded before the target starts: ' +
+      'only the listed TCP destinations; names resolved once by vault at start and given to the target in /etc/hosts, with no DNS; ' +
+      "a listed 127.0.0.1:PORT (or localhost) reaches the host's at that same address; everything else is refused at once (TCP reset, ICMP)",
+    does_not_isolate: 'the listed destinations, and whatever they reach or forward to',
+    needs: 'lockdown, slirp4netns and nft (apt-get install slirp4netns nftables), and a /dev/net/tun this user can open (mode 0666)',
   },
 };
 

@@ -105,6 +105,10 @@ export const grantSchema = z.strictObject({
   /** Environment values pinned by the grant, and the caller's variables it lets through. */
   env: z.optional(z.record(z.string().check(z.regex(ENV_NAME)), z.string())),
   pass_env: z.optional(z.array(z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$/)))),
+  /** lockdown's network (src/sandbox/network.ts): "none" (absent), "host", or HOST:PORT destinations. */
+  net: z.optional(z.union([z.enum(['none', 'host']), z.array(z.string().check(z.regex(/^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}$/))).check(z.minLength(1), z.maxLength(64))])),
+  /** Deliver the secret as a file, not a variable; `path` (lockdown only) where the sandbox shows it. */
+  file: z.optional(z.strictObject({ path: z.optional(absolutePath) })),
 });
 export type Grant = z.infer<typeof grantSchema>;
 

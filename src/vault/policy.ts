@@ -6,7 +6,8 @@
 import * as path from 'node:path';
 import { constantTimeEqual, fromBase64, policyMac, toBase64 } from './crypto.js';
 import { VaultError } from './errors.js';
-import { type Tier, tierAtLeast } from '../sandbox/tiers.js';
+import { type Tier, tierAtLeast, TIERS } from '../sandbox/tiers.js';
+import { fromField, intersect, type Network, networkText, within } from '../sandbox/network.js';
 import { FORMAT_VERSION, type Grant, parseVaultFile, type PolicyFile, policyFileSchema } from './format.js';
 
 /**
@@ -61,7 +62,8 @@ export interface Policy {
 /**
  * The bytes the MAC covers: fixed key order, grant fields in the order of docs/FORMAT.md. Fields
  * added after version 1 (ro, rw, interpreter, env, pass_env) come after created and only when a
- * grant has them, so that a policy written before they existed keeps its MAC; env in name order.
+ * grant has them, so that a policy written before they existed keeps its MAC; env in name order;
+ * then net and file (added with network per grant), the same way.
  */
 function canonicalPolicy(vaultId: string, policy: Policy): string {
   const grants = policy.grants.map((g) => ({
@@ -73,6 +75,8 @@ function canonicalPolicy(vaultId: string, policy: Policy): string {
       : {}),
     ...(g.env !== undefined ? { env: Object.fromEntries(Object.entries(g.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) } : {}),
     ...(g.pass_env !== undefined ? { pass_env: g.pass_env } : {}),
+    ...(g.net !== undefined ? { net: g.net } : {}),
+    ...(g.file !== undefined ? { file: g.file.path !== undefined ? { path: g.file.path } : {} } : {}),
   }));
   return JSON.stringify({ format: 'sealvault-policy', version: FORMAT_VERSION, vault_id: vaultId, revision: policy.revision, grants });
 }
@@ -156,6 +160,80 @@ export function grantedPaths(policy: Policy, names: readonly string[], request: 
 export function grantedEnvironment(policy: Policy, names: readonly string[], request: ReleaseRequest): { env: Record<string, string>; passEnv: string[] } {
   const grants = matchedGrants(policy, names, request);
   return { env: Object.assign({}, ...grants.map((g) => g.env ?? {})) as Record<string, string>, passEnv: [...new Set(grants.flatMap((g) => g.pass_env ?? []))] };
+}
+
+/**
+ * The tier a run gets when its caller names none: the strongest its grants ask for, and at least
+ * hardened (the default before grants carried their run). `args` after the program, as findGrant.
+ */
+export function grantedTier(policy: Policy, target: RunTarget, args: readonly string[], only?: readonly string[]): Tier {
+  const tiers = policy.grants
+    .filter((g) => sameProgram(g, target) && (only === undefined || only.includes(g.secret)))
+    .filter((g) => g.args === null || (g.args.length === args.length && g.args.every((a, i) => a === args[i])))
+    .map((g) => TIERS.indexOf(g.min_tier));
+  return TIERS[Math.max(TIERS.indexOf('hardened'), ...tiers)]!;
+}
+
+/** The network grant `g` allows its program in lockdown: its --net, else none for a lockdown grant and the host's for a weaker one (which may run in hardened, on the host's network, anyway). */
+function allowedNetwork(g: Grant): Network {
+  if (g.net !== undefined) return fromField(g.net);
+  return g.min_tier === 'lockdown' ? { mode: 'none' } : { mode: 'host' };
+}
+
+/**
+ * lockdown's network for a run that releases `names`: what the caller asked for (`vault exec
+ * --net`), which every grant of the run must allow, else what all of them give (a grant without
+ * --net gives loopback only). Refuses a wider ask, naming the grant and what it allows.
+ */
+export function runNetwork(policy: Policy, names: readonly string[], request: ReleaseRequest, asked?: Network): Network {
+  const grants = matchedGrants(policy, names, request);
+  if (asked !== undefined) {
+    const narrower = grants.find((g) => !within(asked, allowedNetwork(g)));
+    if (narrower !== undefined) {
+      throw new VaultError(
+        'refused',
+        `--net ${networkText(asked)} is more than the grant of ${narrower.secret} to ${narrower.path} allows (${networkText(allowedNetwork(narrower))}); ` +
+          'an exec flag may only narrow a grant: change the grant with `vault allow … --net`',
+      );
+    }
+    return asked;
+  }
+  return intersect(grants.map((g) => fromField(g.net)));
+}
+
+/** A secret delivered as a file: where the grant puts it in lockdown (absent: /tmp/.vault-secrets/NAME). */
+export interface FileDelivery {
+  name: string;
+  path?: string;
+}
+
+/** The released secrets that go as files: those their grants deliver so (at the grant's path), and the caller's --file names. */
+export function runFiles(policy: Policy, names: readonly string[], request: ReleaseRequest, asked: readonly string[]): FileDelivery[] {
+  const byGrant = new Map(matchedGrants(policy, names, request).filter((g) => g.file !== undefined).map((g) => [g.secret, g.file!.path]));
+  const files = names.filter((n) => byGrant.has(n) || asked.includes(n)).map((name) => {
+    const at = byGrant.get(name);
+    return at !== undefined ? { name, path: at } : { name };
+  });
+  checkFileDeliveries(files, names.filter((n) => !files.some((f) => f.name === n)), Object.keys(grantedEnvironment(policy, names, request).env));
+  return files;
+}
+
+/**
+ * A file's path reaches the target as NAME_FILE: refused when that variable is also a secret
+ * released as a variable, or one the grant pins (either would silently replace the other), and
+ * when two files would share a path.
+ */
+export function checkFileDeliveries(files: readonly FileDelivery[], variables: readonly string[], pinned: readonly string[]): void {
+  for (const file of files) {
+    const variable = `${file.name}_FILE`;
+    if (variables.includes(variable) || pinned.includes(variable)) {
+      const what = variables.includes(variable) ? `the secret ${variable}, released to the same run` : `a variable its grant pins (--env ${variable})`;
+      throw new VaultError('refused', `${file.name} goes as a file whose path would be in ${variable}, which is already ${what}; deliver one of them another way`);
+    }
+  }
+  const paths = files.filter((f) => f.path !== undefined).map((f) => f.path!);
+  const twice = paths.find((p, i) => paths.indexOf(p) !== i);
+  if (twice !== undefined) throw new VaultError('refused', `two secrets would be delivered at ${twice}; give each its own --file NAME=PATH`);
 }
 
 function matchedGrants(policy: Policy, names: readonly string[], request: ReleaseRequest): Grant[] {

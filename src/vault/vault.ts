@@ -33,7 +33,11 @@ import {
   auditWitness, checkPin, lastOpenedSlot, pinVault, policyRevisionSeen, recordAuditWitness, recordOpenedSlot, recordPolicyRevision,
   replaceAuditWitness,
 } from './pins.js';
-import { isInterpreter, type Policy, readsOptionsAfterScript, sameGrantTarget, sealPolicy, verifyPolicy } from './policy.js';
+import {
+  checkFileDeliveries, isInterpreter, type Policy, readsOptionsAfterScript, sameGrantTarget, sealPolicy, verifyPolicy,
+} from './policy.js';
+import { type Network, networkText, toField } from '../sandbox/network.js';
+import { LOCKDOWN_SYSTEM_PATHS } from '../sandbox/tiers.js';
 import { type UnlockOptions, unlockPrivateKey } from './unlock.js';
 
 export const MAX_VALUE_BYTES = 1024 * 1024;
@@ -470,6 +474,10 @@ export interface GrantRequest {
   /** Environment values the grant pins, and the caller's variables it lets through (absent: none). */
   env?: Record<string, string>;
   passEnv?: string[];
+  /** lockdown's network (absent: none, loopback only). */
+  net?: Network;
+  /** Secrets delivered as files, and where in lockdown's root (undefined: /tmp/.vault-secrets/NAME). */
+  files?: Map<string, string | undefined>;
 }
 
 /** What `vault allow --renew` did: the grants it made again, from which hashes to which. */
@@ -488,7 +496,42 @@ function grantFields(request: GrantRequest): Partial<Grant> {
     ...(request.binary.interpreter !== undefined ? { interpreter: request.binary.interpreter } : {}),
     ...(request.env !== undefined && Object.keys(request.env).length > 0 ? { env: request.env } : {}),
     ...(request.passEnv !== undefined && request.passEnv.length > 0 ? { pass_env: request.passEnv } : {}),
+    ...(request.net !== undefined ? { net: toField(request.net) } : {}),
   };
+}
+
+function fileField(request: GrantRequest, secret: string): Partial<Grant> {
+  if (request.files?.has(secret) !== true) return {};
+  const at = request.files.get(secret);
+  return { file: at !== undefined ? { path: at } : {} };
+}
+
+/** Where lockdown shows the system and the kernel: a secret file's path must be in the sandbox's own directories. */
+const NOT_FOR_FILES = [...LOCKDOWN_SYSTEM_PATHS, '/proc', '/dev', '/sys'];
+
+/**
+ * The run settings of a grant that only lockdown can give, checked before anything is written:
+ * --net and a file at a path need --min-tier lockdown; a file goes to one of the granted secrets,
+ * at a path of the sandbox's own; its NAME_FILE variable must not collide (policy.ts).
+ */
+function checkRunSettings(request: GrantRequest, names: string[]): void {
+  const lockdownOnly = [
+    ...(request.net !== undefined ? [`--net ${networkText(request.net)}`] : []),
+    ...[...(request.files ?? new Map<string, string | undefined>())].filter(([, at]) => at !== undefined).map(([n, at]) => `--file ${n}=${at}`),
+  ];
+  if (lockdownOnly.length > 0 && request.minTier !== 'lockdown') {
+    throw new VaultError('usage', `${lockdownOnly[0]} describes how lockdown runs the program, and --min-tier ${request.minTier} lets it run outside lockdown: use --min-tier lockdown (the default with it)`);
+  }
+  for (const [name, at] of request.files ?? []) {
+    if (!names.includes(name)) throw new VaultError('usage', `--file ${name}: ${name} is not among the secrets this grant names (${names.join(', ')})`);
+    if (at === undefined) continue;
+    const inside = [...NOT_FOR_FILES, ...(request.ro ?? []), ...(request.rw ?? [])].find((p) => at === p || at.startsWith(`${p}/`));
+    if (!path.isAbsolute(at) || path.normalize(at) !== at || at.endsWith('/') || inside !== undefined) {
+      throw new VaultError('usage', `--file ${name}=${at}: the path must be absolute and normal, and not in ${inside ?? 'a directory of the host'}: it is made in the sandbox's own root, e.g. /run/secrets/${name.toLowerCase()}`);
+    }
+  }
+  const files = [...(request.files ?? [])].map(([name, at]) => (at !== undefined ? { name, path: at } : { name }));
+  checkFileDeliveries(files, names.filter((n) => !request.files?.has(n)), Object.keys(request.env ?? {}));
 }
 
 function hashFile(real: string): { path: string; sha256: string } {
@@ -597,16 +640,21 @@ export class UnlockedVault {
       );
     }
     const names = request.names.map(checkSecretName);
+    checkRunSettings(request, names);
     for (const name of names) if (!this.vault.has(name)) throw new VaultError('notFound', `no secret named ${name}; put it first, or check \`vault list\``);
     const created = new Date().toISOString();
     const fields = grantFields(request);
-    const details = { secrets: names, path: binary.path, sha256: binary.sha256, min_tier: request.minTier, args, any_args: request.anyArgs, ...fields };
+    const files = [...(request.files ?? [])].map(([n, at]) => (at !== undefined ? `${n}=${at}` : n));
+    const details = {
+      secrets: names, path: binary.path, sha256: binary.sha256, min_tier: request.minTier, args, any_args: request.anyArgs, ...fields,
+      ...(files.length > 0 ? { files } : {}),
+    };
     if (!fitsAuditLine(details)) {
       throw new VaultError('usage', `this grant's arguments, environment and paths are over ${SIZE_CAPS.auditLine} bytes, more than its audit entry may hold; pin less, or pin a file that holds it`);
     }
     return this.writePolicy('allow', details, (grants) => {
       const kept = grants.filter((g) => !names.some((secret) => sameGrantTarget(g, { secret, sha256: binary.sha256, args })));
-      return [...kept, ...names.map((secret) => ({ secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created, ...fields }))];
+      return [...kept, ...names.map((secret) => ({ secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created, ...fields, ...fileField(request, secret) }))];
     });
   }
 
