@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initWithToken, makeWorkspace, put, type RunResult, type Workspace } from './helpers/cli.js';
 import { greeter, makeNetns, type TestNetns, withHostsFile } from './helpers/netns.js';
+import { ptyRun } from './helpers/pty.js';
 import { IS_ROOT, RUNNERS, runnerAccount } from './helpers/users.js';
 
 const SECRET = 'network-secret-value-7d2e';
@@ -205,10 +206,24 @@ for (const runner of RUNNERS) {
       const mixed = exec(['--tier', 'hardened', '--net', 'none', '--', probe]);
       expect(mixed.status).toBe(2);
       expect(mixed.stderr).toMatch(/^vault: --net describes lockdown's network, and --tier hardened shares the host's/);
-      const bad = exec(['--net', 'example.com', '--', probe]);
-      expect(bad.status).toBe(2);
-      expect(bad.stderr).toMatch(/^vault: --net example\.com: each destination is HOST:PORT/);
+      for (const [value, why] of [
+        ['example.com', /^vault: --net example\.com: each destination is HOST:PORT/],
+        ['127.0.0.1:1,', /an empty destination \(a stray comma\?\)/],
+        ['none,127.0.0.1:1', /none and host stand alone, not in a list/],
+        ['127.0.0.1:1 ,127.0.0.1:2', /a destination holds white space/],
+        ['[::1]:80', /IPv6 destinations are not supported/],
+        ['127.0.0.2:80', /of the host's loopback only 127\.0\.0\.1 can be reached/],
+        ['10.0.2.2:22', /10\.0\.2\.0\/24 is the sandbox's own network/],
+      ] as const) {
+        const bad = exec(['--net', value, '--', probe]);
+        expect(bad.status, value).toBe(2);
+        expect(bad.stderr).toMatch(why);
+        expect(bad.stderr.split('\n')).toHaveLength(2);
+      }
 
+      // localhost and 127.0.0.1 are one destination
+      const same127 = exec(['--net', `localhost:${port.host}`, '--', probe, `localhost:${port.host}`]);
+      expect(outcomes(same127.stdout)).toEqual({ [`localhost:${port.host}`]: 'host' });
       const narrower = exec(['--net', 'none', '--', probe, `127.0.0.1:${port.host}`]);
       expect(narrower.status, narrower.stderr).toBe(0);
       expect(outcomes(narrower.stdout)).toEqual({ [`127.0.0.1:${port.host}`]: 'refused' });
@@ -251,8 +266,14 @@ ${PROBE.split('\n').slice(1).join('\n')}`);
       allow('DB', '--to', show, '--file', `DB=${inProject}`);
       const refused = exec(['--', show]);
       expect(refused.status).toBe(125);
-      expect(refused.stderr).toMatch(/a secret file can only be made in the sandbox's own directories, not in one of the host's/);
+      expect(refused.stderr).toMatch(/^vault: the grant puts DB at \S+db\.txt, inside the working directory \S+, which is the host's own/);
       expect(fs.existsSync(inProject)).toBe(false);
+      // nor under a path the grant shows from the host (the helper's own check: test/spawn-helper.test.ts)
+      const shown = path.join(ws.root, 'shown');
+      fs.mkdirSync(shown);
+      const underRo = ws.run(['allow', 'DB', '--to', show, '--ro', shown, '--file', `DB=${shown}/db.txt`]);
+      expect(underRo.status).toBe(2);
+      expect(underRo.stderr).toMatch(/the path must be absolute and normal, and not in \S+shown:/);
     });
 
     it('a file whose NAME_FILE variable is itself a released secret is refused, at the grant and at exec', () => {
@@ -293,13 +314,35 @@ ${PROBE.split('\n').slice(1).join('\n')}`);
       expect(doctor.stdout).toMatch(/^warning: grants with --net HOST:PORT refuse to run here \(fail closed\)/m);
     });
 
+    it('a grant that masks masks on a terminal too, and refuses the caller\'s --no-mask', () => {
+      fresh();
+      const show = script('show.sh', '#!/bin/sh\necho "db=$DB"\n');
+      allow('DB', '--to', show, '--mask');
+      expect(ws.run(['policy']).stdout).toMatch(/DB\s+hardened\s+-\s+env\s+stars\s/);
+      // a terminal, where vault exec leaves output alone unless asked: the grant asks
+      const [program, ...rest] = ws.command(['exec', '--', show]);
+      const onTerminal = ptyRun(ws, [program!, ...rest], []);
+      expect(onTerminal.status, onTerminal.output).toBe(0);
+      expect(onTerminal.output).toContain('db=***');
+      expect(onTerminal.output).not.toContain(SECRET);
+      const refused = ws.run(['exec', '--no-mask', '--', show]);
+      expect(refused.status).toBe(125);
+      expect(refused.stdout).toBe('');
+      expect(refused.stderr).toMatch(/^vault: --no-mask: the grant of DB to \S+show\.sh masks the program's output; an exec flag may only narrow a grant\n$/);
+      const named = ws.run(['exec', '--mask=name', '--', show]);
+      expect(named.stdout).toBe('db=<DB>\n');
+    });
+
     it('the policy MAC covers a grant\'s network and files: editing them without the key is tampering', () => {
       fresh();
       const probe = script('probe.sh', PROBE);
-      allow('DB', '--to', probe, '--net', `127.0.0.1:${port.host}`, '--file', 'DB=/run/secrets/db');
+      allow('DB', '--to', probe, '--net', `127.0.0.1:${port.host}`, '--file', 'DB=/run/secrets/db', '--mask');
       const file = path.join(ws.vaultDir, 'policy.json');
       const original = fs.readFileSync(file, 'utf8');
-      for (const edit of [original.replace(/"net":\[[^\]]*\]/, '"net":"host"'), original.replace(/"file":\{[^}]*\}/, '"file":{}')]) {
+      const edits = [
+        original.replace(/"net":\[[^\]]*\]/, '"net":"host"'), original.replace(/"file":\{[^}]*\}/, '"file":{}'), original.replace(/,"mask":"stars"/, ''),
+      ];
+      for (const edit of edits) {
         expect(edit).not.toBe(original);
         fs.writeFileSync(file, edit);
         const run = exec(['--', probe, `127.0.0.1:${port.host}`]);

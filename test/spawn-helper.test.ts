@@ -54,7 +54,7 @@ interface RunOptions {
   executable: string;
   argv: string[];
   env?: (string | Uint8Array)[];
-  files?: { name: string; value: string | Uint8Array }[];
+  files?: { name: string; value: string | Uint8Array; path?: string }[];
   hide?: string[];
   /** lockdown's mounts beyond the system, the working directory and the pinned file. */
   mounts?: MountEntry[];
@@ -117,7 +117,9 @@ function encodeRequest(options: RunOptions): Uint8Array {
     killAfterMs: options.killAfterMs,
     argv: options.argv,
     env: (options.env ?? [PATH_ENV]).map((e) => (typeof e === 'string' ? encoder.encode(e) : e)),
-    files: (options.files ?? []).map((f) => ({ name: f.name, value: typeof f.value === 'string' ? encoder.encode(f.value) : f.value })),
+    files: (options.files ?? []).map((f) => ({
+      name: f.name, value: typeof f.value === 'string' ? encoder.encode(f.value) : f.value, ...(f.path !== undefined ? { path: f.path } : {}),
+    })),
     hide: options.hide ?? [],
     mounts: options.tier === 'lockdown' ? lockdownMounts(options) : [],
   });
@@ -844,6 +846,22 @@ describe('requests the helper refuses, and programs it cannot run', () => {
     const result = await run(rootLauncher, { ...valid(), payload });
     expectOneLineError(result, 125, 'read_request');
     expect(result.stderr).toMatch(/larger than 67108864/);
+  });
+
+  it('lockdown puts a file at the path asked for on its own root, and refuses one in a directory of the host: 125', async () => {
+    const placed = await run(rootLauncher, {
+      tier: 'lockdown', executable: fixtures['files.sh']!, argv: ['files', 'TOKEN'], files: [{ name: 'TOKEN', value: 'v', path: '/run/secrets/token' }],
+    });
+    expect(placed.code, placed.stderr).toBe(0);
+    expect(report(placed.stdout)).toMatchObject({ 'TOKEN.path': '/run/secrets/token', 'TOKEN.mode': '400', 'TOKEN.write': 'refused' });
+    // the working directory is bound from the host (read-write): the plaintext would reach its disk
+    const leak = path.join(work, `leak-${process.pid}`);
+    const refused = await run(rootLauncher, {
+      tier: 'lockdown', executable: fixtures['files.sh']!, argv: ['files', 'TOKEN'], files: [{ name: 'TOKEN', value: 'v', path: leak }],
+    });
+    expectOneLineError(refused, 125, 'deliver_files');
+    expect(refused.stderr).toMatch(/a secret file can only be made in the sandbox's own directories, not in one of the host's/);
+    expect(fs.existsSync(leak)).toBe(false);
   });
 
   it('lockdown refuses to hide a path that is neither a directory nor a regular file: 125 at setup_mounts', async () => {

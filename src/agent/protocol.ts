@@ -35,6 +35,8 @@ export interface ExecRequestMessage {
   files: string[];
   /** 'stars', 'name', or null for no masking. */
   mask: string | null;
+  /** The client said --no-mask (refused where a grant masks). */
+  noMask?: boolean;
   timeoutMs?: number;
   killAfterMs?: number;
   info?: boolean;

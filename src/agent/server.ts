@@ -50,6 +50,7 @@ const execSchema = z.strictObject({
   only: z.optional(z.array(z.string())),
   files: z.array(z.string()),
   mask: z.nullable(z.enum(['stars', 'name'])),
+  noMask: z.optional(z.literal(true)),
   timeoutMs: z.optional(z.int().check(z.gte(1), z.lte(0xffff_ffff))),
   killAfterMs: z.optional(z.int().check(z.gte(1), z.lte(0xffff_ffff))),
   info: z.optional(z.boolean()),
@@ -344,7 +345,7 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
       const result = await execGranted(
         holder,
         {
-          tier: request.tier as Tier | undefined, net: request.net !== undefined ? parseNetwork('--net', request.net) : undefined, argv: request.argv, only: request.only, files: request.files, mask: request.mask ?? undefined,
+          tier: request.tier as Tier | undefined, net: request.net !== undefined ? parseNetwork('--net', request.net) : undefined, argv: request.argv, only: request.only, files: request.files, mask: request.mask ?? undefined, noMask: request.noMask === true,
           timeoutMs: request.timeoutMs, killAfterMs: request.killAfterMs, warn: (message) => send(socket, { event: 'warning', message }),
         },
         {

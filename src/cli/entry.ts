@@ -41,7 +41,7 @@ async function leanExec(): Promise<number | undefined> {
     if (lean.flags.net !== undefined) parseNetwork('--net', lean.flags.net);
     request = {
       vault: resolveVaultDirectory(lean.vault), argv: [lean.command, ...lean.args], ...(lean.flags.tier !== undefined ? { tier: lean.flags.tier } : {}),
-      ...(lean.flags.net !== undefined ? { net: lean.flags.net } : {}),
+      ...(lean.flags.net !== undefined ? { net: lean.flags.net } : {}), ...(lean.flags.mask === false ? { noMask: true } : {}),
       ...(lean.flags.only !== undefined ? { only: lean.flags.only } : {}), files: lean.flags.file ?? [], mask: mask ?? null,
       ...(timeoutMs !== undefined ? { timeoutMs } : {}), killAfterMs: parseDuration('--kill-after', lean.flags.killAfter),
       ...(lean.flags.info === true ? { info: true } : {}),

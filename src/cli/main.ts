@@ -14,11 +14,12 @@ import { keychainUnavailableReason } from '../vault/keychain.js';
 import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
 import type { MaskStyle } from '../sandbox/masking.js';
 import { TIERS, type Tier } from '../sandbox/tiers.js';
-import { type Network, networkText, parseNetwork } from '../sandbox/network.js';
+import { fromField, type Network, networkText, parseNetwork } from '../sandbox/network.js';
 import type { SlotRequest } from '../vault/keyslots.js';
 import { native } from '../vault/native.js';
 import { resolveVaultDirectory } from '../vault/paths.js';
 import { checkSecretName } from '../vault/names.js';
+import { sameGrantTarget } from '../vault/policy.js';
 import type { AuditEntry } from '../vault/format.js';
 import { printable, printableJson } from '../vault/printable.js';
 import { existsError, type UnlockedVault, Vault } from '../vault/vault.js';
@@ -257,6 +258,7 @@ program
   .addOption(new Option('--min-tier <tier>', 'the weakest sandbox tier it may run in (default: hardened; lockdown with --net or --file NAME=PATH)').choices(TIERS))
   .option('--net <none|host|HOST:PORT,...>', 'lockdown\'s network: loopback only (default), the host\'s, or only these TCP destinations')
   .option('--file <NAME[=PATH]>', 'deliver NAME as a file (its path in NAME_FILE), in lockdown at PATH if given (repeat it)', collect)
+  .option('--mask [style]', 'mask the released values in its output on every run (--mask=name: <NAME>); exec --no-mask is then refused')
   .option('--arg <arg>', 'pin an exact argument, in order (repeat it); for a program that runs what its arguments say', collect)
   .option('--any-args', 'allow an interpreter with any arguments, knowing it then runs any code')
   .option('--ro <path>', 'lockdown: also show this host path, read-only (repeat it)', collect)
@@ -285,8 +287,16 @@ program
       return [checkSecretName(at === -1 ? word : word.slice(0, at)), at === -1 ? undefined : word.slice(at + 1)] as const;
     }));
     const minTier = flags.minTier ?? (net !== undefined || [...files.values()].some((p) => p !== undefined) ? 'lockdown' : 'hardened');
+    const mask = flags.mask === undefined ? undefined : maskStyle(flags.mask);
     await withUnlocked((vault) => {
-      vault.allow({ names, binary, calledAs: flags.to, minTier, args: flags.arg ?? null, anyArgs: flags.anyArgs === true, ro, rw, env, passEnv, net, files });
+      const args = flags.arg ?? null;
+      const replaced = vault.policy().grants.filter((g) => names.some((secret) => sameGrantTarget(g, { secret, sha256: binary.sha256, args })));
+      vault.allow({ names, binary, calledAs: flags.to, minTier, args, anyArgs: flags.anyArgs === true, ro, rw, env, passEnv, net, files, mask });
+      // a grant made again replaces the earlier one whole: say what it was, a wider network above all
+      for (const g of replaced) {
+        const was = g.net === undefined ? (g.min_tier === 'lockdown' ? 'none' : 'not set') : networkText(fromField(g.net));
+        say(`replaces the earlier grant of ${g.secret} to this program (tier ${g.min_tier} or stronger, network in lockdown: ${was})`);
+      }
       say(`granted ${names.join(', ')} to ${binary.path} (sha256 ${binary.sha256.slice(0, 16)}…) at tier ${minTier} or stronger` +
         (binary.interpreter !== undefined ? `, run by ${binary.interpreter.path} (sha256 ${binary.interpreter.sha256.slice(0, 16)}…)` : '') +
         (flags.arg !== undefined ? ` with arguments ${JSON.stringify(flags.arg)}` : '') +
@@ -295,7 +305,8 @@ program
         (Object.keys(env).length > 0 ? `; environment: ${Object.keys(env).join(', ')}` : '') +
         (passEnv.length > 0 ? `; passed from the caller: ${passEnv.join(', ')}` : '') +
         (net !== undefined ? `; network in lockdown: ${networkText(net)}` : '') +
-        (files.size > 0 ? `; as files: ${[...files].map(([n, p]) => (p !== undefined ? `${n} at ${p}` : n)).join(', ')}` : ''));
+        (files.size > 0 ? `; as files: ${[...files].map(([n, p]) => (p !== undefined ? `${n} at ${p}` : n)).join(', ')}` : '') +
+        (mask !== undefined ? `; its output always masked (${mask})` : ''));
     }, { changes: true });
   });
 
@@ -306,6 +317,7 @@ interface AllowFlags {
   minTier?: Tier;
   net?: string;
   file?: string[];
+  mask?: boolean | string;
   arg?: string[];
   anyArgs?: boolean;
   ro?: string[];
@@ -427,7 +439,7 @@ program
   .option('--net <none|host|HOST:PORT,...>', 'lockdown\'s network, within what the grants allow (implies --tier lockdown)')
   .option('--only <names>', 'release only these secrets (comma-separated)', (list: string) => list.split(',').filter((n) => n !== ''))
   .option('--file <NAME>', 'deliver NAME as a file, its path in NAME_FILE (repeat it)', (name: string, all: string[] = []) => [...all, name])
-  .option('--info', "print the child's namespace inode numbers on stderr")
+  .option('--info', 'after the run, print on stderr one line of what the sandbox was: tier, namespaces, filters, network')
   .option('--mask [style]', "replace released secrets in the child's output with *** (--mask=name: <NAME>); default when output is not a terminal or CI is set")
   .option('--no-mask', "pass the child's output through untouched (default on a terminal)")
   .option('--timeout <duration>', 'send SIGTERM after DURATION (e.g. 90s, 5m; a number is seconds), SIGKILL after the grace; exit 124')
@@ -459,6 +471,7 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
     const answer = await execThroughAgent(agentSocketPath(), {
       vault: vaultDir(), argv: [command, ...args], ...(flags.tier !== undefined ? { tier: flags.tier } : {}),
       ...(flags.net !== undefined ? { net: flags.net } : {}), ...(flags.only !== undefined ? { only: flags.only } : {}), files: flags.file ?? [],
+      ...(flags.mask === false ? { noMask: true } : {}),
       mask: mask ?? null, ...(timeoutMs !== undefined ? { timeoutMs } : {}), killAfterMs, ...(flags.info === true ? { info: true } : {}),
     });
     if (answer.answered) return answer.code;
@@ -466,7 +479,8 @@ async function runExec(command: string, args: string[], flags: ExecFlags): Promi
   try {
     const result = await withUnlocked((vault) =>
       execGranted(vault, {
-        tier: flags.tier as Tier | undefined, net, argv: [command, ...args], only: flags.only, files: flags.file ?? [], mask, timeoutMs, killAfterMs,
+        tier: flags.tier as Tier | undefined, net, argv: [command, ...args], only: flags.only, files: flags.file ?? [], mask, noMask: flags.mask === false,
+        timeoutMs, killAfterMs,
         warn: (message) => say(`vault: warning: ${message}`),
       }),
     );

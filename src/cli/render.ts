@@ -34,13 +34,14 @@ export function renderSlots(slots: SlotRow[]): string {
 export function renderGrants(grants: Grant[], exists: (secret: string) => boolean, stale: (string | undefined)[]): string {
   if (grants.length === 0) return '(no grants; add one with `vault allow NAME --to PATH`)\n';
   const rows = table(
-    ['SECRET', 'MIN-TIER', 'NET', 'AS', 'SHA256', 'PATH', 'RUN BY', 'ARGS', 'ENVIRONMENT', 'LOCKDOWN PATHS', 'STATE'],
+    ['SECRET', 'MIN-TIER', 'NET', 'AS', 'MASK', 'SHA256', 'PATH', 'RUN BY', 'ARGS', 'ENVIRONMENT', 'LOCKDOWN PATHS', 'STATE'],
     grants.map((g, i) => [
       exists(g.secret) ? g.secret : `${g.secret} (missing)`,
       g.min_tier,
       // what lockdown gives it: a grant without --net gets loopback only there
       g.net === undefined ? (g.min_tier === 'lockdown' ? 'none' : '-') : typeof g.net === 'string' ? g.net : g.net.join(','),
       g.file === undefined ? 'env' : `file${g.file.path !== undefined ? `:${g.file.path}` : ''}`,
+      g.mask ?? '-',
       g.sha256.slice(0, 16),
       g.path,
       g.interpreter === undefined ? '-' : `${g.interpreter.path}${g.interpreter.arg !== undefined ? ` ${g.interpreter.arg}` : ''}`,

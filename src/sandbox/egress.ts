@@ -5,7 +5,7 @@
  * docs/helper-protocol.md, "Network").
  *
  * slirp4netns, not pasta: Debian 12's pasta (2023-03) cannot attach as root to a namespace it did
- * not make, and slirp4netns 1.2 works as root and unprivileged here (docs/sandbox.md says more).
+ * not make, and slirp4netns 1.2 works as root and unprivileged here (SECURITY.md, "Network").
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as dns from 'node:dns/promises';
@@ -46,7 +46,8 @@ export function tunAccess(): string | undefined {
     fs.closeSync(fs.openSync('/dev/net/tun', fs.constants.O_RDWR));
     return undefined;
   } catch (error) {
-    return `cannot open /dev/net/tun (${(error as NodeJS.ErrnoException).code ?? String(error)}); it must be mode 0666 (as udev makes it)`;
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    return `cannot open /dev/net/tun (${code}); it must be mode 0666 (as udev makes it)`;
   }
 }
 
@@ -70,18 +71,18 @@ async function addressesOf(d: Destination): Promise<string[]> {
   try {
     found = await dns.lookup(d.host, { family: 4, all: true });
   } catch (error) {
-    throw new VaultError(
-      'refused',
-      `the grant's network lists ${destinationText(d)}, and ${d.host} does not resolve here (${(error as NodeJS.ErrnoException).code ?? String(error)}), so nothing ran`,
-      { cause: error },
-    );
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    const why = `the grant's network lists ${destinationText(d)}, and ${d.host} does not resolve here (${code}), ` +
+      'so nothing ran';
+    throw new VaultError('refused', why, { cause: error });
   }
   const addresses = [...new Set(found.map((a) => a.address))].sort();
   const inside = addresses.find((a) => a.startsWith('127.') || a.startsWith('10.0.2.') || a === '0.0.0.0');
   if (inside !== undefined) {
     throw new VaultError(
       'refused',
-      `the grant's network lists ${destinationText(d)}, and ${d.host} resolves to ${inside}, which inside the sandbox is not that host; list 127.0.0.1:${d.port} for the host's loopback`,
+      `the grant's network lists ${destinationText(d)}, and ${d.host} resolves to ${inside}, which inside the sandbox ` +
+        `is not that host; list 127.0.0.1:${d.port} for the host's loopback`,
     );
   }
   return addresses;
@@ -102,7 +103,11 @@ export interface EgressPlan {
 export async function planEgress(allow: readonly Destination[]): Promise<EgressPlan> {
   const missing = egressUnavailable();
   if (missing !== undefined) {
-    throw new VaultError('refused', `the grant allows the network only to ${allow.map(destinationText).join(', ')}, and this host cannot give that: ${missing}; \`vault doctor\` says more`);
+    const listed = allow.map(destinationText).join(', ');
+    throw new VaultError(
+      'refused',
+      `the grant allows the network only to ${listed}, and this host cannot give that: ${missing}; \`vault doctor\` says more`,
+    );
   }
   for (const name of RESOLVER_VARIABLES) delete process.env[name];
   // in order: the refusal names the first listed destination that does not resolve
@@ -113,6 +118,9 @@ export async function planEgress(allow: readonly Destination[]): Promise<EgressP
     nftPath: systemProgram('nft')!, slirp4netnsPath: systemProgram('slirp4netns')!,
   };
 }
+
+/** How long slirp4netns may take to configure tap0 (it takes milliseconds). */
+const READY_TIMEOUT_MS = 10_000;
 
 /** A user-mode stack serving one sandbox; stop() ends it (it also ends when vault does). */
 export interface Stack {
@@ -141,7 +149,8 @@ function sandboxFlags(): string[] {
  * and exits when its --exit-fd closes: at stop(), or when vault goes away.
  */
 export function attachStack(plan: EgressPlan, pid: number): Promise<Stack> {
-  const userns = sameNamespace(`/proc/${pid}/ns/user`, '/proc/self/ns/user') ? [] : [`--userns-path=/proc/${pid}/ns/user`];
+  const own = sameNamespace(`/proc/${pid}/ns/user`, '/proc/self/ns/user');
+  const userns = own ? [] : [`--userns-path=/proc/${pid}/ns/user`];
   const child: ChildProcess = spawn(
     plan.slirp4netnsPath,
     [
@@ -163,15 +172,21 @@ export function attachStack(plan: EgressPlan, pid: number): Promise<Stack> {
   });
   return new Promise<Stack>((resolve, reject) => {
     const failed = (why: string) => {
+      clearTimeout(timer);
       stop();
       const last = stderr.trim().split('\n').pop() ?? '';
-      reject(new VaultError('refused', `the user-mode network stack (slirp4netns) could not start: ${why}${last !== '' ? `: ${last}` : ''}; nothing ran`));
+      const said = last !== '' ? `: ${last}` : '';
+      const message = `the user-mode network stack (slirp4netns) could not start: ${why}${said}; nothing ran`;
+      reject(new VaultError('refused', message));
     };
+    // a stack that never says it is ready must not hold the run (and the helper waiting on it) forever
+    const timer = setTimeout(() => failed(`it was not ready within ${READY_TIMEOUT_MS / 1000} s`), READY_TIMEOUT_MS);
     child.on('error', (error) => failed(error.message));
     child.on('exit', (code, signal) => failed(`it exited (${signal ?? code})`));
     const ready = pipes[3]!;
     ready.on('error', () => undefined);
     ready.once('data', () => {
+      clearTimeout(timer);
       child.removeAllListeners('exit');
       child.on('exit', () => undefined);
       resolve({ stop });

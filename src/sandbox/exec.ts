@@ -13,7 +13,7 @@ import { wipe } from '../vault/crypto.js';
 import { VaultError } from '../vault/errors.js';
 import { stateDirectory } from '../vault/paths.js';
 import {
-  grantedEnvironment, grantedPaths, grantedTier, type Policy, runFiles, runNetwork, secretsToRelease,
+  grantedEnvironment, grantedPaths, grantedTier, type Policy, runFiles, runMask, runNetwork, secretsToRelease,
 } from '../vault/policy.js';
 import type { UnlockedVault } from '../vault/vault.js';
 import { tokenFilePath } from '../vault/token-source.js';
@@ -40,6 +40,8 @@ export interface ExecRequest {
   files: string[];
   /** How to mask released values in the target's stdout and stderr; undefined passes them through untouched. */
   mask?: MaskStyle;
+  /** The caller said --no-mask: refused when a grant of the run masks (policy.ts runMask). */
+  noMask?: boolean;
   /** Told once which released secrets are too short to mask. */
   warn?: (message: string) => void;
   /** --timeout: SIGTERM after this many ms, SIGKILL killAfterMs later; the run then exits 124. */
@@ -118,6 +120,15 @@ async function releaseInto(
   const stray = request.files.find((name) => !names.includes(name));
   if (stray !== undefined) throw new VaultError('usage', `--file ${stray}: ${stray} is not among the secrets released to this run (${names.join(', ')})`);
   const files = runFiles(policy, names, release, request.files);
+  const inWorkingDirectory = files.find((f) => f.path !== undefined && (f.path === caller.cwd || f.path.startsWith(`${caller.cwd}/`)));
+  if (request.tier === 'lockdown' && inWorkingDirectory !== undefined) {
+    throw new VaultError(
+      'refused',
+      `the grant puts ${inWorkingDirectory.name} at ${inWorkingDirectory.path}, inside the working directory ${caller.cwd}, which is ` +
+        "the host's own (the plaintext would reach its disk); run from another directory, or grant a path such as /run/secrets/NAME",
+    );
+  }
+  const mask = runMask(policy, names, release, request.mask, request.noMask === true);
   const network = request.tier === 'lockdown' ? runNetwork(policy, names, release, request.net) : undefined;
   // names resolve once, here, before anything is released: a name that does not resolve refuses the run
   const egress = network?.mode === 'egress' ? await planEgress(network.allow) : undefined;
@@ -155,8 +166,8 @@ async function releaseInto(
     const inEnvironment = new Map([...values].filter(([name]) => !files.some((f) => f.name === name)));
     env = targetEnvironment(caller.env, inEnvironment, request.tier, environment);
     const delivered = files.map((f) => ({ ...f, value: values.get(f.name) ?? new Uint8Array() }));
-    if (request.mask !== undefined) {
-      plan = planMasking([...values].map(([name, value]) => ({ name, value })), request.mask);
+    if (mask !== undefined) {
+      plan = planMasking([...values].map(([name, value]) => ({ name, value })), mask);
       if (plan.tooShort.length > 0) {
         request.warn?.(`not masking ${plan.tooShort.join(', ')} in the output: shorter than ${MIN_MASKED_LENGTH} bytes, too short to tell from ordinary text`);
       }

@@ -25,7 +25,9 @@ export type NetworkField = 'none' | 'host' | string[];
  * The user-mode stack's fixed addresses (slirp4netns(1), "--configure"): the sandbox is 10.0.2.100
  * on tap0, 10.0.2.2 is the gateway that slirp4netns maps to the host's 127.0.0.1, 10.0.2.3 its DNS.
  */
-export const STACK = { device: 'tap0', network: '10.0.2.0/24', gateway: '10.0.2.2', dns: '10.0.2.3', mtu: 65520 } as const;
+export const STACK = {
+  device: 'tap0', network: '10.0.2.0/24', gateway: '10.0.2.2', dns: '10.0.2.3', mtu: 65520,
+} as const;
 
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 const MAX_DESTINATIONS = 64;
@@ -44,12 +46,19 @@ function parseDestination(flag: string, word: string): Destination {
   const host = word.slice(0, at).toLowerCase();
   const portText = word.slice(at + 1);
   const port = /^[0-9]{1,5}$/.test(portText) ? Number(portText) : Number.NaN;
-  const bad = (why: string) => new VaultError('usage', `${flag} ${word}: ${why}; write none, host, or HOST:PORT[,HOST:PORT…]`);
+  const bad = (why: string) =>
+    new VaultError('usage', `${flag} ${word}: ${why}; write none, host, or HOST:PORT[,HOST:PORT…]`);
   if (at <= 0 || !(port >= 1 && port <= 65535)) throw bad('each destination is HOST:PORT with a port from 1 to 65535');
-  if (isIPv6(host) || host.startsWith('[')) throw bad('IPv6 destinations are not supported (the sandbox has IPv4 only)');
+  if (isIPv6(host) || host.startsWith('[')) {
+    throw bad('IPv6 destinations are not supported (the sandbox has IPv4 only)');
+  }
   if (isIPv4(host)) {
-    if (host.startsWith('127.') && host !== '127.0.0.1') throw bad("of the host's loopback only 127.0.0.1 can be reached");
-    if (host.startsWith('10.0.2.')) throw bad('10.0.2.0/24 is the sandbox\'s own network (its gateway is the host\'s loopback)');
+    if (host.startsWith('127.') && host !== '127.0.0.1') {
+      throw bad("of the host's loopback only 127.0.0.1 can be reached");
+    }
+    if (host.startsWith('10.0.2.')) {
+      throw bad("10.0.2.0/24 is the sandbox's own network (its gateway is the host's loopback)");
+    }
     if (host === '0.0.0.0' || host === '255.255.255.255') throw bad('not a destination');
     return { host, port };
   }
@@ -60,9 +69,14 @@ function parseDestination(flag: string, word: string): Destination {
 /** `--net` as a user writes it (allow or exec). Throws 'usage' naming what is wrong. */
 export function parseNetwork(flag: string, text: string): Network {
   if (text === 'none' || text === 'host') return { mode: text };
-  const words = text.split(',').filter((w) => w !== '');
-  if (words.length === 0) throw new VaultError('usage', `${flag} takes none, host, or HOST:PORT[,HOST:PORT…]`);
-  if (words.length > MAX_DESTINATIONS) throw new VaultError('usage', `${flag}: at most ${MAX_DESTINATIONS} destinations`);
+  const words = text.split(',');
+  const usage = (why: string) => new VaultError('usage', `${flag} ${text}: ${why}; write none, host, or HOST:PORT[,HOST:PORT…]`);
+  if (words.some((w) => w === 'none' || w === 'host')) throw usage('none and host stand alone, not in a list');
+  if (words.some((w) => w === '')) throw usage('an empty destination (a stray comma?)');
+  if (words.some((w) => /\s/.test(w))) throw usage('a destination holds white space');
+  if (words.length > MAX_DESTINATIONS) {
+    throw new VaultError('usage', `${flag}: at most ${MAX_DESTINATIONS} destinations`);
+  }
   return egress(words.map((w) => parseDestination(flag, w)));
 }
 
@@ -73,6 +87,11 @@ function egress(allow: Destination[]): Network {
 
 export function destinationText(d: Destination): string {
   return `${d.host}:${d.port}`;
+}
+
+/** What a destination reaches: `localhost:P` and `127.0.0.1:P` are one (the host's loopback). */
+function reaches(d: Destination): string {
+  return isLoopback(d.host) ? `127.0.0.1:${d.port}` : destinationText(d);
 }
 
 export function networkText(network: Network): string {
@@ -93,8 +112,8 @@ export function fromField(field: NetworkField | undefined): Network {
 export function within(narrow: Network, wide: Network): boolean {
   if (wide.mode === 'host' || narrow.mode === 'none') return true;
   if (narrow.mode === 'host' || wide.mode === 'none') return false;
-  const allowed = new Set(wide.allow.map(destinationText));
-  return narrow.allow.every((d) => allowed.has(destinationText(d)));
+  const allowed = new Set(wide.allow.map(reaches));
+  return narrow.allow.every((d) => allowed.has(reaches(d)));
 }
 
 /** What every one of several grants allows: the run of secrets granted differently gets the least. */
@@ -103,8 +122,8 @@ export function intersect(networks: readonly Network[]): Network {
     if (sum.mode === 'host') return next;
     if (next.mode === 'host') return sum;
     if (sum.mode === 'none' || next.mode === 'none') return { mode: 'none' };
-    const keep = new Set(next.allow.map(destinationText));
-    return egress(sum.allow.filter((d) => keep.has(destinationText(d))));
+    const keep = new Set(next.allow.map(reaches));
+    return egress(sum.allow.filter((d) => keep.has(reaches(d))));
   }, { mode: 'host' });
 }
 
@@ -122,6 +141,7 @@ export interface ResolvedDestination extends Destination {
  */
 export function egressRuleset(destinations: readonly ResolvedDestination[]): string {
   const loopbackPorts = [...new Set(destinations.filter((d) => isLoopback(d.host)).map((d) => d.port))];
+  const dnat = `    ip daddr 127.0.0.1 tcp dport { ${loopbackPorts.join(', ')} } dnat ip to ${STACK.gateway}`;
   const accepts = destinations.flatMap((d) =>
     isLoopback(d.host)
       ? [`ip daddr ${STACK.gateway} tcp dport ${d.port} accept`]
@@ -131,7 +151,7 @@ export function egressRuleset(destinations: readonly ResolvedDestination[]): str
     'table inet sealvault {',
     '  chain nat_output {',
     '    type nat hook output priority -100; policy accept;',
-    ...(loopbackPorts.length > 0 ? [`    ip daddr 127.0.0.1 tcp dport { ${loopbackPorts.join(', ')} } dnat ip to ${STACK.gateway}`] : []),
+    ...(loopbackPorts.length > 0 ? [dnat] : []),
     '  }',
     '  chain nat_postrouting {',
     '    type nat hook postrouting priority 100; policy accept;',

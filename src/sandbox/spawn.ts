@@ -187,14 +187,19 @@ export function runSandboxed(request: SandboxRequest, options: SandboxOptions = 
     });
     let stack: Stack | undefined;
     let stackFailed: unknown;
+    let closed = false;
     if (egress !== undefined) {
       const sync = (child.stdio as unknown as NodeJS.ReadWriteStream[])[7]!;
       sync.on('error', () => undefined); // a helper that died early is reported by its exit status
       sync.once('data', () => {
         attachStack(egress, child.pid!).then(
           (attached) => {
-            stack = attached;
-            sync.write('G');
+            // the helper may be gone already (killed, its client hung up): the stack must not outlive it
+            if (closed) attached.stop();
+            else {
+              stack = attached;
+              sync.write('G');
+            }
           },
           (error: unknown) => {
             // silently: vault's own message says why, not the helper's "did not start" too
@@ -242,6 +247,7 @@ export function runSandboxed(request: SandboxRequest, options: SandboxOptions = 
     child.on('close', (code, signal) => {
       stopForwarding();
       payload.fill(0);
+      closed = true;
       stack?.stop();
       if (stackFailed !== undefined) {
         releaseTerminal();

@@ -62,7 +62,7 @@ export const TIER_POLICY: Record<Tier, TierPolicy> = {
     isolates:
       'also own mount, network, UTS (hostname "sealvault") and cgroup namespaces: a new root with the system directories read-only, ' +
       'the working directory read-write, an empty home, private /tmp, /dev/shm and /proc, a minimal /dev; the network its grant gives ' +
-      '(NETWORK_MODES; loopback only unless the grant says --net); ' +
+      '(loopback only unless the grant says --net); ' +
       'Landlock limits writes to the working directory, /tmp, /dev and the grant\'s --rw paths; unix, IP and netlink sockets only',
     does_not_isolate:
       'the working directory (read-write, but for .git and the node_modules of a sealvault installed there), the system directories (read-only) and the grant\'s --ro/--rw paths; no resource limits',

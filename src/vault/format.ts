@@ -109,6 +109,8 @@ export const grantSchema = z.strictObject({
   net: z.optional(z.union([z.enum(['none', 'host']), z.array(z.string().check(z.regex(/^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}$/))).check(z.minLength(1), z.maxLength(64))])),
   /** Deliver the secret as a file, not a variable; `path` (lockdown only) where the sandbox shows it. */
   file: z.optional(z.strictObject({ path: z.optional(absolutePath) })),
+  /** Mask the released values in the program's output whatever the caller says (`vault exec --no-mask` is refused). */
+  mask: z.optional(z.enum(['stars', 'name'])),
 });
 export type Grant = z.infer<typeof grantSchema>;
 

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { constantTimeEqual, fromBase64, policyMac, toBase64 } from './crypto.js';
 import { VaultError } from './errors.js';
 import { type Tier, tierAtLeast, TIERS } from '../sandbox/tiers.js';
+import type { MaskStyle } from '../sandbox/masking.js';
 import { fromField, intersect, type Network, networkText, within } from '../sandbox/network.js';
 import { FORMAT_VERSION, type Grant, parseVaultFile, type PolicyFile, policyFileSchema } from './format.js';
 
@@ -63,7 +64,7 @@ export interface Policy {
  * The bytes the MAC covers: fixed key order, grant fields in the order of docs/FORMAT.md. Fields
  * added after version 1 (ro, rw, interpreter, env, pass_env) come after created and only when a
  * grant has them, so that a policy written before they existed keeps its MAC; env in name order;
- * then net and file (added with network per grant), the same way.
+ * then net, file and mask (added when grants came to carry their run), the same way.
  */
 function canonicalPolicy(vaultId: string, policy: Policy): string {
   const grants = policy.grants.map((g) => ({
@@ -77,6 +78,7 @@ function canonicalPolicy(vaultId: string, policy: Policy): string {
     ...(g.pass_env !== undefined ? { pass_env: g.pass_env } : {}),
     ...(g.net !== undefined ? { net: g.net } : {}),
     ...(g.file !== undefined ? { file: g.file.path !== undefined ? { path: g.file.path } : {} } : {}),
+    ...(g.mask !== undefined ? { mask: g.mask } : {}),
   }));
   return JSON.stringify({ format: 'sealvault-policy', version: FORMAT_VERSION, vault_id: vaultId, revision: policy.revision, grants });
 }
@@ -201,6 +203,21 @@ export function runNetwork(policy: Policy, names: readonly string[], request: Re
   return intersect(grants.map((g) => fromField(g.net)));
 }
 
+/**
+ * How the run's output is masked: as the caller asks (`undefined`: not at all), unless a grant of
+ * the run requires masking, when a caller's --no-mask is refused, naming the grant.
+ */
+export function runMask(
+  policy: Policy, names: readonly string[], request: ReleaseRequest, asked: MaskStyle | undefined, noMask: boolean,
+): MaskStyle | undefined {
+  const masked = matchedGrants(policy, names, request).find((g) => g.mask !== undefined);
+  if (masked === undefined) return asked;
+  if (noMask) {
+    throw new VaultError('refused', `--no-mask: the grant of ${masked.secret} to ${masked.path} masks the program's output; an exec flag may only narrow a grant`);
+  }
+  return asked ?? masked.mask;
+}
+
 /** A secret delivered as a file: where the grant puts it in lockdown (absent: /tmp/.vault-secrets/NAME). */
 export interface FileDelivery {
   name: string;
@@ -233,7 +250,7 @@ export function checkFileDeliveries(files: readonly FileDelivery[], variables: r
   }
   const paths = files.filter((f) => f.path !== undefined).map((f) => f.path!);
   const twice = paths.find((p, i) => paths.indexOf(p) !== i);
-  if (twice !== undefined) throw new VaultError('refused', `two secrets would be delivered at ${twice}; give each its own --file NAME=PATH`);
+  if (twice !== undefined) throw new VaultError('usage', `two secrets would be delivered at ${twice}; give each its own --file NAME=PATH`);
 }
 
 function matchedGrants(policy: Policy, names: readonly string[], request: ReleaseRequest): Grant[] {

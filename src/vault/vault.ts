@@ -478,6 +478,8 @@ export interface GrantRequest {
   net?: Network;
   /** Secrets delivered as files, and where in lockdown's root (undefined: /tmp/.vault-secrets/NAME). */
   files?: Map<string, string | undefined>;
+  /** Mask the program's output whatever the caller says. */
+  mask?: 'stars' | 'name';
 }
 
 /** What `vault allow --renew` did: the grants it made again, from which hashes to which. */
@@ -497,6 +499,7 @@ function grantFields(request: GrantRequest): Partial<Grant> {
     ...(request.env !== undefined && Object.keys(request.env).length > 0 ? { env: request.env } : {}),
     ...(request.passEnv !== undefined && request.passEnv.length > 0 ? { pass_env: request.passEnv } : {}),
     ...(request.net !== undefined ? { net: toField(request.net) } : {}),
+    ...(request.mask !== undefined ? { mask: request.mask } : {}),
   };
 }
 
