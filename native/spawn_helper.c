@@ -1624,11 +1624,19 @@ static void set_hostname(void)
 
 /* ---- step 6: secrets as files, and the info line --------------------------------------------- */
 
+/* NAME_FILE=PATH in the target's environment, in place of any NAME_FILE the request already holds:
+ * a runtime that reads the first of two entries must not find another file. */
 static void announce_file(struct request *req, const char *name, const char *path)
 {
   size_t size = strlen(name) + strlen("_FILE=") + strlen(path) + 1;
   char *entry = allocate(size);
   snprintf(entry, size, "%s_FILE=%s", name, path);
+  size_t prefix = strlen(name) + strlen("_FILE=");
+  for (size_t i = 0; i < req->envc; i++)
+    if (strncmp(req->envp[i], entry, prefix) == 0) {
+      req->envp[i] = entry;
+      return;
+    }
   req->envp[req->envc++] = entry;
 }
 
@@ -1676,14 +1684,24 @@ static void deliver_file_at(struct request *req, const struct secret_file *file)
  * outside the sandbox can see. */
 static void deliver_files_to_tmp(struct request *req)
 {
-  if (mkdir(SECRETS_DIR, 0700) != 0)
+  /* /tmp is the sandbox's own unless the working directory is the host's /tmp, bound over it:
+   * then nothing is made there, not even the directory. */
+  int tmp = open("/tmp", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (tmp < 0)
+    die_with_error("deliver_files", "open /tmp");
+  if (!on_own_filesystem(tmp))
+    die("deliver_files", "/tmp is the host's (the working directory?): a secret file can only be made in the sandbox's own "
+        "directories; run from a project directory");
+  const char *name = SECRETS_DIR + strlen("/tmp/");
+  if (mkdirat(tmp, name, 0700) != 0)
     die_with_error("deliver_files", "mkdir %s", SECRETS_DIR);
-  /* The caller's umask must not make the directory or the files unreadable to the target. */
-  if (chmod(SECRETS_DIR, 0700) != 0)
-    die_with_error("deliver_files", "chmod %s", SECRETS_DIR);
-  int dir = open(SECRETS_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  int dir = open_beneath(tmp, name, O_PATH | O_DIRECTORY);
   if (dir < 0)
     die_with_error("deliver_files", "open %s", SECRETS_DIR);
+  /* The caller's umask must not make the directory or the files unreadable to the target. */
+  if (fchmodat(tmp, name, 0700, 0) != 0)
+    die_with_error("deliver_files", "chmod %s", SECRETS_DIR);
+  close_or_die("deliver_files", tmp);
   for (size_t i = 0; i < req->filec; i++) {
     const struct secret_file *file = &req->files[i];
     if (file->path[0] != '\0') {

@@ -214,6 +214,7 @@ for (const runner of RUNNERS) {
         ['[::1]:80', /IPv6 destinations are not supported/],
         ['127.0.0.2:80', /of the host's loopback only 127\.0\.0\.1 can be reached/],
         ['10.0.2.2:22', /10\.0\.2\.0\/24 is the sandbox's own network/],
+        ['0x7f000001:80', /is neither an IPv4 address nor a DNS name/],
       ] as const) {
         const bad = exec(['--net', value, '--', probe]);
         expect(bad.status, value).toBe(2);
@@ -274,6 +275,40 @@ ${PROBE.split('\n').slice(1).join('\n')}`);
       const underRo = ws.run(['allow', 'DB', '--to', show, '--ro', shown, '--file', `DB=${shown}/db.txt`]);
       expect(underRo.status).toBe(2);
       expect(underRo.stderr).toMatch(/the path must be absolute and normal, and not in \S+shown:/);
+    });
+
+    it('a file\'s NAME_FILE is the helper\'s alone: a caller\'s variable of that name never reaches the target, and a grant that passes one is refused', () => {
+      fresh();
+      put(ws, 'LC_TOKEN', SECRET);
+      // LC_* passes from the caller by default; a program that reads the first of two entries would open the caller's file
+      // what the kernel handed the program: every entry, duplicates included
+      const show = script('show.py', [
+        '#!/usr/bin/python3',
+        'import os',
+        'entries = open("/proc/self/environ", "rb").read().split(b"\\0")',
+        'print("count=%d" % sum(1 for e in entries if e.startswith(b"LC_TOKEN_FILE=")))',
+        'print("file=" + os.environ["LC_TOKEN_FILE"])',
+        '',
+      ].join('\n'));
+      allow('LC_TOKEN', '--to', show, '--file', 'LC_TOKEN=/run/secrets/token');
+      const run = exec(['--', show], { LC_TOKEN_FILE: path.join(ws.project, 'callers-own') });
+      expect(run.status, run.stderr).toBe(0);
+      expect(outcomes(run.stdout)).toEqual({ count: '1', file: '/run/secrets/token' });
+      const passing = ws.run(['allow', 'DB', '--to', show, '--pass-env', 'DB_*', '--file', 'DB=/run/secrets/db']);
+      expect(passing.status).toBe(11);
+      expect(passing.stderr).toBe('vault: DB goes as a file whose path would be in DB_FILE, which is already a variable its grant passes from the caller (--pass-env DB_*); deliver one of them another way\n');
+    });
+
+    it('with the host\'s /tmp as working directory, lockdown makes no secret file, nor its directory, in it', () => {
+      fresh();
+      // run from /tmp itself: lockdown binds it over the sandbox's own /tmp
+      const show = script('show.sh', '#!/bin/sh\necho "file=$DB_FILE"\n');
+      allow('DB', '--to', show, '--file', 'DB');
+      const before = fs.existsSync('/tmp/.vault-secrets');
+      const run = ws.run(['exec', '--tier', 'lockdown', '--', show], { cwd: '/tmp', timeout: 30_000 });
+      expect(run.status).toBe(125);
+      expect(run.stderr).toMatch(/^vault: deliver_files: \/tmp is the host's \(the working directory\?\): a secret file can only be made in the sandbox's own directories/);
+      expect(fs.existsSync('/tmp/.vault-secrets')).toBe(before);
     });
 
     it('a file whose NAME_FILE variable is itself a released secret is refused, at the grant and at exec', () => {

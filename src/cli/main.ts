@@ -286,6 +286,7 @@ program
       const at = word.indexOf('=');
       return [checkSecretName(at === -1 ? word : word.slice(0, at)), at === -1 ? undefined : word.slice(at + 1)] as const;
     }));
+    if (files.size < (flags.file ?? []).length) throw new VaultError('usage', '--file names a secret twice; give each secret one --file');
     const minTier = flags.minTier ?? (net !== undefined || [...files.values()].some((p) => p !== undefined) ? 'lockdown' : 'hardened');
     const mask = flags.mask === undefined ? undefined : maskStyle(flags.mask);
     await withUnlocked((vault) => {

@@ -88,6 +88,9 @@ async function addressesOf(d: Destination): Promise<string[]> {
   return addresses;
 }
 
+/** How long all the listed names together may take to resolve. */
+const RESOLVE_TIMEOUT_MS = 15_000;
+
 /** What a sandbox with an egress allow-list gets, decided before it starts. */
 export interface EgressPlan {
   destinations: ResolvedDestination[];
@@ -110,9 +113,24 @@ export async function planEgress(allow: readonly Destination[]): Promise<EgressP
     );
   }
   for (const name of RESOLVER_VARIABLES) delete process.env[name];
-  // in order: the refusal names the first listed destination that does not resolve
-  const destinations: ResolvedDestination[] = [];
-  for (const d of allow) destinations.push({ ...d, addresses: await addressesOf(d) });
+  // all at once, under one deadline (a resolver that never answers must not hold the run, or an
+  // agent's thread pool); the refusal names the first listed destination that failed
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new VaultError(
+      'refused', `the grant's network names could not all be resolved within ${RESOLVE_TIMEOUT_MS / 1000} s, so nothing ran`,
+    )), RESOLVE_TIMEOUT_MS);
+  });
+  const lookups = allow.map(async (d) => ({ ...d, addresses: await addressesOf(d) }));
+  let settled: PromiseSettledResult<ResolvedDestination>[];
+  try {
+    settled = await Promise.race([Promise.allSettled(lookups), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  const destinations = settled.map((r) => (r as PromiseFulfilledResult<ResolvedDestination>).value);
   return {
     destinations, ruleset: egressRuleset(destinations), hosts: egressHosts(destinations),
     nftPath: systemProgram('nft')!, slirp4netnsPath: systemProgram('slirp4netns')!,
@@ -148,7 +166,7 @@ function sandboxFlags(): string[] {
  * (sandboxFlags), without DNS (the target resolves only the listed names, from /etc/hosts),
  * and exits when its --exit-fd closes: at stop(), or when vault goes away.
  */
-export function attachStack(plan: EgressPlan, pid: number): Promise<Stack> {
+export async function attachStack(plan: EgressPlan, pid: number): Promise<Stack> {
   const own = sameNamespace(`/proc/${pid}/ns/user`, '/proc/self/ns/user');
   const userns = own ? [] : [`--userns-path=/proc/${pid}/ns/user`];
   const child: ChildProcess = spawn(

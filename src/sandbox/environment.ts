@@ -50,7 +50,8 @@ export interface GrantedEnvironment {
   passEnv: readonly string[];
 }
 
-const matches = (name: string, pattern: string) => (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern);
+/** Whether `--pass-env` `pattern` (a name, or PREFIX_*) takes in the variable `name`. */
+export const matches = (name: string, pattern: string) => (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern);
 
 /** sealvault's own variables (SECURITY.md, "Reserved names"): VAULT_KEY and the others that open a vault among them. */
 const OWN_VARIABLES = /^(?:SEALVAULT|VAULT)_/;
@@ -113,8 +114,14 @@ function identity(): Record<string, string> {
   return { USER: me.username, LOGNAME: me.username, HOME: me.homedir };
 }
 
-/** `NAME=VALUE` entries for the target, in the order above; the caller wipes them after hand-over. */
-export function targetEnvironment(callerEnv: NodeJS.ProcessEnv, secrets: Map<string, Uint8Array>, tier: Tier, granted: GrantedEnvironment): Uint8Array[] {
+/**
+ * `NAME=VALUE` entries for the target, in the order above; the caller wipes them after hand-over.
+ * `asFiles`: secrets the helper delivers as files; their `NAME_FILE` is the helper's to set, never
+ * the caller's (a runtime that reads the first of two entries would open the caller's file).
+ */
+export function targetEnvironment(
+  callerEnv: NodeJS.ProcessEnv, secrets: Map<string, Uint8Array>, tier: Tier, granted: GrantedEnvironment, asFiles: readonly string[] = [],
+): Uint8Array[] {
   const chosen = new Map<string, string>();
   for (const [name, value] of Object.entries(callerEnv)) {
     // sealvault's own never pass, whatever a grant's pattern takes in (`--pass-env V*`)
@@ -125,6 +132,7 @@ export function targetEnvironment(callerEnv: NodeJS.ProcessEnv, secrets: Map<str
   for (const [name, value] of Object.entries({ ...identity(), PATH: SAFE_PATH, ...granted.env })) chosen.set(name, value);
   if (tier === 'lockdown') for (const name of LOCKDOWN_REMOVED_VARIABLES) chosen.delete(name);
   for (const name of secrets.keys()) chosen.delete(name);
+  for (const name of asFiles) chosen.delete(`${name}_FILE`);
   const kept = [...chosen].map(([name, value]) => entry(name, encoder.encode(value)));
   for (const [name, value] of secrets) {
     if (value.includes(0)) {

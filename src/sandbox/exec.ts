@@ -164,7 +164,7 @@ async function releaseInto(
   let running: Promise<SandboxResult>;
   try {
     const inEnvironment = new Map([...values].filter(([name]) => !files.some((f) => f.name === name)));
-    env = targetEnvironment(caller.env, inEnvironment, request.tier, environment);
+    env = targetEnvironment(caller.env, inEnvironment, request.tier, environment, files.map((f) => f.name));
     const delivered = files.map((f) => ({ ...f, value: values.get(f.name) ?? new Uint8Array() }));
     if (mask !== undefined) {
       plan = planMasking([...values].map(([name, value]) => ({ name, value })), mask);

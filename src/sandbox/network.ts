@@ -32,8 +32,13 @@ export const STACK = {
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 const MAX_DESTINATIONS = 64;
 
+/**
+ * RFC 1123 labels, and a last label that starts with a letter: no top-level domain starts with a
+ * digit, and the resolver would read `0x7f000001` or `2130706433` as an address (inet_aton(3)).
+ */
 function isName(host: string): boolean {
-  return host.length <= 253 && host.split('.').every((label) => LABEL.test(label)) && !/^[0-9.]+$/.test(host);
+  const labels = host.split('.');
+  return host.length <= 253 && labels.every((label) => LABEL.test(label)) && /^[a-z]/.test(labels.at(-1)!);
 }
 
 /** The host's loopback, as a grant may name it: only 127.0.0.1 (slirp4netns reaches no other). */

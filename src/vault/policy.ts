@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { constantTimeEqual, fromBase64, policyMac, toBase64 } from './crypto.js';
 import { VaultError } from './errors.js';
 import { type Tier, tierAtLeast, TIERS } from '../sandbox/tiers.js';
+import { matches } from '../sandbox/environment.js';
 import type { MaskStyle } from '../sandbox/masking.js';
 import { fromField, intersect, type Network, networkText, within } from '../sandbox/network.js';
 import { FORMAT_VERSION, type Grant, parseVaultFile, type PolicyFile, policyFileSchema } from './format.js';
@@ -231,20 +232,28 @@ export function runFiles(policy: Policy, names: readonly string[], request: Rele
     const at = byGrant.get(name);
     return at !== undefined ? { name, path: at } : { name };
   });
-  checkFileDeliveries(files, names.filter((n) => !files.some((f) => f.name === n)), Object.keys(grantedEnvironment(policy, names, request).env));
+  const environment = grantedEnvironment(policy, names, request);
+  checkFileDeliveries(files, names.filter((n) => !files.some((f) => f.name === n)), Object.keys(environment.env), environment.passEnv);
   return files;
 }
 
 /**
  * A file's path reaches the target as NAME_FILE: refused when that variable is also a secret
- * released as a variable, or one the grant pins (either would silently replace the other), and
- * when two files would share a path.
+ * released as a variable, one the grant pins, or one it passes from the caller (either would
+ * silently replace the other; the caller's never reaches the target, environment.ts), and when two
+ * files would share a path.
  */
-export function checkFileDeliveries(files: readonly FileDelivery[], variables: readonly string[], pinned: readonly string[]): void {
+export function checkFileDeliveries(
+  files: readonly FileDelivery[], variables: readonly string[], pinned: readonly string[], passed: readonly string[] = [],
+): void {
   for (const file of files) {
     const variable = `${file.name}_FILE`;
-    if (variables.includes(variable) || pinned.includes(variable)) {
-      const what = variables.includes(variable) ? `the secret ${variable}, released to the same run` : `a variable its grant pins (--env ${variable})`;
+    const pattern = passed.find((p) => matches(variable, p));
+    let what: string | undefined;
+    if (variables.includes(variable)) what = `the secret ${variable}, released to the same run`;
+    else if (pinned.includes(variable)) what = `a variable its grant pins (--env ${variable})`;
+    else if (pattern !== undefined) what = `a variable its grant passes from the caller (--pass-env ${pattern})`;
+    if (what !== undefined) {
       throw new VaultError('refused', `${file.name} goes as a file whose path would be in ${variable}, which is already ${what}; deliver one of them another way`);
     }
   }

@@ -528,13 +528,15 @@ function checkRunSettings(request: GrantRequest, names: string[]): void {
   for (const [name, at] of request.files ?? []) {
     if (!names.includes(name)) throw new VaultError('usage', `--file ${name}: ${name} is not among the secrets this grant names (${names.join(', ')})`);
     if (at === undefined) continue;
+    // NAME_FILE carries it to the target: one printable line
+    if (/[\x00-\x1f\x7f]/.test(at)) throw new VaultError('usage', `--file ${name}=…: the path holds a control character`);
     const inside = [...NOT_FOR_FILES, ...(request.ro ?? []), ...(request.rw ?? [])].find((p) => at === p || at.startsWith(`${p}/`));
     if (!path.isAbsolute(at) || path.normalize(at) !== at || at.endsWith('/') || inside !== undefined) {
       throw new VaultError('usage', `--file ${name}=${at}: the path must be absolute and normal, and not in ${inside ?? 'a directory of the host'}: it is made in the sandbox's own root, e.g. /run/secrets/${name.toLowerCase()}`);
     }
   }
   const files = [...(request.files ?? [])].map(([name, at]) => (at !== undefined ? { name, path: at } : { name }));
-  checkFileDeliveries(files, names.filter((n) => !request.files?.has(n)), Object.keys(request.env ?? {}));
+  checkFileDeliveries(files, names.filter((n) => !request.files?.has(n)), Object.keys(request.env ?? {}), request.passEnv ?? []);
 }
 
 function hashFile(real: string): { path: string; sha256: string } {
