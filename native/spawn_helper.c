@@ -2235,10 +2235,12 @@ static noreturn void run_pid1(struct request *req, const struct sandbox_io *io, 
   write_info(req, userns);
   pid_t target = start_target(req, io);
   forget_request(req);
+  /* The handlers before the mask is lifted: PID 1 of a PID namespace never gets a signal it has no
+   * handler for (pid_namespaces(7)), so one held while the sandbox was built would be dropped. */
+  forward_signals(target);
   reset_signals("run_pid1");
   /* PID 1 only waits from here on: it keeps no capability it could lose to a bug. */
   drop_capabilities("run_pid1");
-  forward_signals(target);
   /* When the target ends, so does the sandbox: PID 1 exiting kills whatever it left running. */
   _exit(wait_for_child(target));
 }

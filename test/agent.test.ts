@@ -169,6 +169,8 @@ for (const runner of RUNNERS) {
         { body: '{}', length: 0xfffffff },
         { body: { ...exec, argv: ['/bin/sh', '-c', 'echo $DB'] }, fds: true },
         { body: { ...exec, argv: [script], tier: 'none' }, fds: true },
+        // a name with "=" would become an entry that shadows a pin for a runtime that reads the first one
+        { body: { ...exec, argv: [script], env: { 'DB=attacker': '' } }, fds: true },
       ]);
       for (const [i, answer] of answers.entries()) {
         expect(answer, `request ${i}`).not.toContain(SECRET);
@@ -178,6 +180,7 @@ for (const runner of RUNNERS) {
       }
       expect(answers[4]).toMatch(/granted to \/usr\/bin\/dash/);
       expect(answers[5]).toMatch(/tier hardened or stronger/);
+      expect(answers[6]).toMatch(/a malformed request/);
       // the agent still serves
       expect(withoutPerson(ws, ['exec', '--', script]).status).toBe(0);
     });

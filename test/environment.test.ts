@@ -57,6 +57,16 @@ describe("the child's environment", () => {
     expect(text(targetEnvironment({ NODE_OPTIONS: '--require x' }, new Map(), 'hardened', { env: {}, passEnv: ['NODE_*'] }))).not.toContain('NODE_OPTIONS=--require x');
   });
 
+  it('passes no caller name that is not a plain name: "NAME=x" (an agent client\'s) would shadow a pin for a runtime that reads the first entry', () => {
+    const granted = { env: { DEPLOY_URL: 'https://prod.example/api' }, passEnv: ['DEPLOY_*', 'BASH_FUNC_*'] };
+    const caller = { 'DEPLOY_URL=https://evil.example/?x': '', 'DEPLOY_KEY=attacker': '', 'BASH_FUNC_f%%': '() { id; }', DEPLOY_ENV: 'eu' };
+    const env = text(targetEnvironment(caller, new Map([['DEPLOY_KEY', new TextEncoder().encode('the-real-key')]]), 'hardened', granted));
+    expect(env.filter((e) => e.startsWith('DEPLOY_URL='))).toEqual(['DEPLOY_URL=https://prod.example/api']);
+    expect(env.filter((e) => e.startsWith('DEPLOY_KEY='))).toEqual(['DEPLOY_KEY=the-real-key']);
+    expect(env.some((e) => e.startsWith('BASH_FUNC_'))).toBe(false);
+    expect(env).toContain('DEPLOY_ENV=eu');
+  });
+
   it('refuses --pass-env for a variable or a pattern that could choose code (exit 11), and pins are the way', () => {
     for (const name of [...CODE_VARIABLES, ...CODE_VARIABLE_PREFIXES.map((p) => `${p}X`)]) expect(() => checkPassEnv(name), name).toThrow(/choose[s]? which code runs/);
     // patterns that take in a variable choosing code (AWS_* has AWS_CONFIG_FILE, whose credential_process runs),

@@ -287,13 +287,14 @@ ${PROBE.split('\n').slice(1).join('\n')}`);
         'import os',
         'entries = open("/proc/self/environ", "rb").read().split(b"\\0")',
         'print("count=%d" % sum(1 for e in entries if e.startswith(b"LC_TOKEN_FILE=")))',
+        'print("plain=%d" % sum(1 for e in entries if e.startswith(b"LC_TOKEN=")))',
         'print("file=" + os.environ["LC_TOKEN_FILE"])',
         '',
       ].join('\n'));
       allow('LC_TOKEN', '--to', show, '--file', 'LC_TOKEN=/run/secrets/token');
-      const run = exec(['--', show], { LC_TOKEN_FILE: path.join(ws.project, 'callers-own') });
+      const run = exec(['--', show], { LC_TOKEN_FILE: path.join(ws.project, 'callers-own'), LC_TOKEN: 'callers-value' });
       expect(run.status, run.stderr).toBe(0);
-      expect(outcomes(run.stdout)).toEqual({ count: '1', file: '/run/secrets/token' });
+      expect(outcomes(run.stdout)).toEqual({ count: '1', plain: '0', file: '/run/secrets/token' });
       const passing = ws.run(['allow', 'DB', '--to', show, '--pass-env', 'DB_*', '--file', 'DB=/run/secrets/db']);
       expect(passing.status).toBe(11);
       expect(passing.stderr).toBe('vault: DB goes as a file whose path would be in DB_FILE, which is already a variable its grant passes from the caller (--pass-env DB_*); deliver one of them another way\n');

@@ -140,7 +140,10 @@ export async function execThroughAgent(
   const cwd = fs.openSync('.', fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   // the grant decides what the target gets of it (environment.ts); what opens the vault never leaves
   const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(process.env)) if (value !== undefined && !UNLOCK_VARIABLES.has(name)) env[name] = value;
+  for (const [name, value] of Object.entries(process.env)) {
+    // a name the agent would refuse (empty, or with "="; environ(7)) is no variable a grant could pass
+    if (value !== undefined && !UNLOCK_VARIABLES.has(name) && name !== '' && !name.includes('=')) env[name] = value;
+  }
   let code = 125;
   let sawAnswer = false;
   let otherVault = false;

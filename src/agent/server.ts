@@ -44,7 +44,8 @@ const execSchema = z.strictObject({
   op: z.literal('exec'),
   vault: z.string(),
   argv: z.array(z.string().check(z.refine((s) => !s.includes('\0')))).check(z.minLength(1)),
-  env: z.record(z.string(), z.string()),
+  // a name holds no "=" or NUL: the entry NAME=VALUE must split where it was meant to (environ(7))
+  env: z.record(z.string().check(z.refine((n) => n !== '' && !n.includes('=') && !n.includes('\0'))), z.string()),
   tier: z.optional(z.enum(TIERS)),
   net: z.optional(z.string().check(z.maxLength(20_000))),
   only: z.optional(z.array(z.string())),
@@ -332,8 +333,13 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
       }
       if (pending.length > 4096) socket.destroy();
     });
-    // a client that goes away hangs up its run, as a closed terminal would
-    socket.on('close', () => child?.kill('SIGHUP'));
+    // a client that goes away hangs up its run, as a closed terminal would; also one that went away
+    // before the helper started (while names resolved): the run is hung up as soon as it spawns
+    let hungUp = false;
+    socket.on('close', () => {
+      hungUp = true;
+      child?.kill('SIGHUP');
+    });
     socket.resume();
     // the helper starts in /proc/self/fd/N: an N above the fds its stdio is dup2-ed onto first
     let startFd: number | undefined;
@@ -350,7 +356,10 @@ export async function serveAgent(unlocked: UnlockedVault, options: AgentOptions)
         },
         {
           stdio: request.mask === null ? 'inherit' : 'mask', streams: { stdin, stdout, stderr }, forwardSignals: false,
-          onSpawn: (spawned) => (child = spawned),
+          onSpawn: (spawned) => {
+            child = spawned;
+            if (hungUp) spawned.kill('SIGHUP');
+          },
         },
         {
           cwd, startIn: `/proc/self/fd/${startFd}`, grantedPathOnly: peer.uid !== (process.getuid?.() ?? -1),

@@ -50,6 +50,9 @@ export interface GrantedEnvironment {
   passEnv: readonly string[];
 }
 
+/** What a variable passed from the caller may be called (POSIX's portable names). */
+const PLAIN_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
 /** Whether `--pass-env` `pattern` (a name, or PREFIX_*) takes in the variable `name`. */
 export const matches = (name: string, pattern: string) => (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern);
 
@@ -124,15 +127,21 @@ export function targetEnvironment(
 ): Uint8Array[] {
   const chosen = new Map<string, string>();
   for (const [name, value] of Object.entries(callerEnv)) {
-    // sealvault's own never pass, whatever a grant's pattern takes in (`--pass-env V*`)
-    if (value === undefined || OWN_VARIABLES.test(name)) continue;
+    // sealvault's own never pass, whatever a grant's pattern takes in (`--pass-env V*`); nor a name
+    // that is not a plain name: "A=x" from an agent's client would be the entry "A=x=…", read
+    // before a pinned A by a runtime that takes the first entry (and BASH_FUNC_f%% is code)
+    if (value === undefined || OWN_VARIABLES.test(name) || !PLAIN_NAME.test(name)) continue;
     const passed = passedByDefault(name) || (granted.passEnv.some((p) => matches(name, p)) && !choosesCode(name));
     if (passed) chosen.set(name, value);
   }
   for (const [name, value] of Object.entries({ ...identity(), PATH: SAFE_PATH, ...granted.env })) chosen.set(name, value);
   if (tier === 'lockdown') for (const name of LOCKDOWN_REMOVED_VARIABLES) chosen.delete(name);
   for (const name of secrets.keys()) chosen.delete(name);
-  for (const name of asFiles) chosen.delete(`${name}_FILE`);
+  // a secret that goes as a file: neither its NAME_FILE nor its NAME come from the caller
+  for (const name of asFiles) {
+    chosen.delete(`${name}_FILE`);
+    chosen.delete(name);
+  }
   const kept = [...chosen].map(([name, value]) => entry(name, encoder.encode(value)));
   for (const [name, value] of secrets) {
     if (value.includes(0)) {
