@@ -19,7 +19,7 @@
     {
       "target_name": "vault_launcher",
       "type": "executable",
-      "sources": ["native/vault_launcher.c"],
+      "sources": ["native/vault_launcher.c", "native/agent_client.c"],
       "cflags": ["-Wall", "-Wextra", "-Werror"],
       "cflags_c": ["-std=gnu11"],
       "ldflags": ["-static"]

@@ -7,7 +7,9 @@
 //   1. find the package from /proc/self/exe (build/Release/vault_launcher, two levels down);
 //   2. read the node path that scripts/bundle.mjs recorded in dist/node-path;
 //   3. build the environment without the removed variables;
-//   4. execve node with dist/vault.mjs and our arguments.
+//   4. `vault exec` in a plain form with an agent answering: run it through the agent, no node
+//      (agent_client.c; the agent's issue wants that exec to cost little more than starting node);
+//   5. execve node with dist/vault.mjs and our arguments.
 // SECURITY.md ("Code in the vault process") says what this covers and what it does not.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,7 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include "agent_client.h"
 
 extern char **environ;
 
@@ -80,7 +86,10 @@ static void node_path(const char *root, char *node, size_t size) {
 }
 
 int main(int argc, char **argv) {
-  if (argc > 1 && strcmp(argv[1], "exec") == 0) failure_code = 125;
+  // `vault exec` and `vault --vault DIR exec` (src/cli/exec-args.ts parseLeanExec reads the same)
+  if ((argc > 1 && strcmp(argv[1], "exec") == 0) || (argc > 3 && strcmp(argv[1], "--vault") == 0 && strcmp(argv[3], "exec") == 0) ||
+      (argc > 2 && strncmp(argv[1], "--vault=", 8) == 0 && strcmp(argv[2], "exec") == 0))
+    failure_code = 125;
   char root[PATH_MAX];
   package_root(root, sizeof root);
   char node[PATH_MAX];
@@ -99,7 +108,16 @@ int main(int argc, char **argv) {
   }
   env[kept] = NULL;
 
-  // Step 4: node, our script, our arguments.
+  // Step 4: through the agent, where it can. As dist/vault.mjs does first (hardenProcess): no core
+  // dump, and no ptrace or /proc/PID/mem by other processes of the user.
+  if (failure_code == 125) {
+    struct rlimit none = { 0, 0 };
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || setrlimit(RLIMIT_CORE, &none) != 0) die("hardening", NULL, errno);
+    int code = agent_exec(argc, argv, env);
+    if (code != AGENT_NOT_USED) return code;
+  }
+
+  // Step 5: node, our script, our arguments.
   char **args = calloc((size_t)argc + 3, sizeof *args);
   if (args == NULL) die("calloc", NULL, errno);
   args[0] = node;
