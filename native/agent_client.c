@@ -213,14 +213,45 @@ static bool xdg(char **env, const char *variable, const char *fallback, const ch
   return snprintf(out, size, "%s/%s/%s", home, fallback, leaf) < (int)size;
 }
 
-// src/agent/protocol.ts agentSocketPath, and whether the path was named (VAULT_AGENT_SOCK).
+// Whether `path` (absolute) is as path.resolve would give it: no empty, "." or ".." component, no
+// trailing slash.
+static bool normal_path(const char *path) {
+  if (strcmp(path, "/") == 0) return true;
+  for (const char *c = path + 1;;) {
+    const char *slash = strchr(c, '/');
+    size_t n = slash == NULL ? strlen(c) : (size_t)(slash - c);
+    if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.')) return false;
+    if (slash == NULL) return true;
+    c = slash + 1;
+  }
+}
+
+// src/agent/protocol.ts agentSocketPath, and whether the path was named: VAULT_AGENT_SOCK set to
+// another path than the default one (client.ts distrust compares the two the same way).
 static bool socket_path(char **env, char *out, size_t size, bool *named) {
-  const char *given = lookup(env, "VAULT_AGENT_SOCK");
-  *named = given != NULL && given[0] != '\0';
-  if (*named) return given[0] == '/' && snprintf(out, size, "%s", given) < (int)size;
   const char *runtime = lookup(env, "XDG_RUNTIME_DIR");
-  if (runtime != NULL && runtime[0] == '/') return snprintf(out, size, "%s/sealvault/agent.sock", runtime) < (int)size;
-  return false;  // the shared-/tmp default: node's, which knows os.tmpdir()
+  char fallback[PATH_MAX];
+  int n;
+  if (runtime != NULL && runtime[0] == '/') {
+    n = snprintf(fallback, sizeof fallback, "%s/sealvault/agent.sock", runtime);
+  } else {
+    // os.tmpdir() (node's lib/os.js): TMPDIR, TMP or TEMP, else /tmp, without a trailing slash
+    const char *tmp = lookup(env, "TMPDIR");
+    if (tmp == NULL || tmp[0] == '\0') tmp = lookup(env, "TMP");
+    if (tmp == NULL || tmp[0] == '\0') tmp = lookup(env, "TEMP");
+    if (tmp == NULL || tmp[0] == '\0') tmp = "/tmp";
+    size_t length = strlen(tmp);
+    while (length > 1 && tmp[length - 1] == '/') length--;
+    if (tmp[0] != '/') return false;
+    n = snprintf(fallback, sizeof fallback, "%.*s/sealvault-%u/agent.sock", (int)length, tmp, (unsigned)getuid());
+  }
+  if (n < 0 || n >= (int)sizeof fallback) return false;
+  const char *given = lookup(env, "VAULT_AGENT_SOCK");
+  if (given == NULL || given[0] == '\0') given = fallback;
+  // relative, or not in path.resolve's normal form: node resolves it
+  if (given[0] != '/' || !normal_path(given)) return false;
+  *named = strcmp(given, fallback) != 0;
+  return snprintf(out, size, "%s", given) < (int)size;
 }
 
 static int connect_agent(const char *path) {
@@ -527,7 +558,7 @@ int agent_exec(int argc, char **argv, char **env) {
   bool named;
   const char *given = req.vault != NULL ? req.vault : lookup(env, "VAULT_DIR");
   if (given != NULL) {
-    if (given[0] != '/' || snprintf(vault, sizeof vault, "%s", given) >= (int)sizeof vault) return AGENT_NOT_USED;
+    if (given[0] != '/' || !normal_path(given) || snprintf(vault, sizeof vault, "%s", given) >= (int)sizeof vault) return AGENT_NOT_USED;
   } else if (!xdg(env, "XDG_DATA_HOME", ".local/share", "sealvault", vault, sizeof vault)) {
     return AGENT_NOT_USED;
   }

@@ -81,7 +81,8 @@ function secretServiceProblem(): string | undefined {
 /** The value the Secret Service holds for sealvault's item `account`, or undefined. */
 function keychainItem(account: string): string | undefined {
   if (HAS_SECRET_TOOL) {
-    const result = spawnSync('secret-tool', ['lookup', 'service', 'sealvault', 'account', account], { env: process.env, encoding: 'utf8', timeout: 20_000 });
+    // "--": an account (base64url) may start with "-", which secret-tool would read as an option
+    const result = spawnSync('secret-tool', ['lookup', '--', 'service', 'sealvault', 'account', account], { env: process.env, encoding: 'utf8', timeout: 20_000 });
     if (result.status === 0 && result.stdout !== '') return result.stdout.replace(/\n$/, '');
     // secret-tool says "not found" with exit 1 and nothing on stderr; anything else is a failed look-up
     if (result.status === 1 && result.stderr === '') return undefined;
