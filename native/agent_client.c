@@ -25,9 +25,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
-enum { EXEC_FAILED = 125, KILL_AFTER_MS = 10000 };
+enum { EXEC_FAILED = 125, KILL_AFTER_MS = 10000, SEND_TIMEOUT_MS = 5000, MAX_LINE_BYTES = 1 << 20 };
 
 // What opens a vault (src/vault/unlock-variables.ts): never sent to the agent.
 static const char *const UNLOCK_VARIABLES[] = { "VAULT_KEY", "VAULT_KEY_FILE", "VAULT_PASSPHRASE", "VAULT_NEW_PASSPHRASE" };
@@ -148,8 +149,10 @@ static bool parse_exec(int argc, char **argv, struct exec_request *req) {
       req->only = value;
     } else if (strcmp(word, "--mask=stars") == 0 || strcmp(word, "--mask=name") == 0) {
       req->mask = word + strlen("--mask=");
+      req->no_mask = false;  // the last of --mask and --no-mask wins, as commander has it
     } else if (strcmp(word, "--no-mask") == 0) {
       req->no_mask = true;
+      req->mask = NULL;
     } else {
       return false;  // --net, --file, --info, --timeout, help, a typo: node's
     }
@@ -297,6 +300,14 @@ static int trust(int fd, const char *path, bool named) {
 
 // ---- step 4: the request --------------------------------------------------------------------
 
+static bool fill_std_fds(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+    if (open("/dev/null", O_RDWR) != fd) return false;
+  }
+  return true;
+}
+
 static bool unlock_variable(const char *entry, size_t name_length) {
   for (size_t i = 0; i < sizeof UNLOCK_VARIABLES / sizeof UNLOCK_VARIABLES[0]; i++)
     if (strlen(UNLOCK_VARIABLES[i]) == name_length && strncmp(entry, UNLOCK_VARIABLES[i], name_length) == 0) return true;
@@ -364,8 +375,17 @@ static bool build_frame(struct buffer *b, const struct exec_request *req, const 
   return true;
 }
 
-// The frame in sendmsg(2) calls, cwd, stdin, stdout and stderr attached to the first (SCM_RIGHTS).
+static long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
+}
+
+// The frame in sendmsg(2) calls, cwd, stdin, stdout and stderr attached to the first (SCM_RIGHTS),
+// within SEND_TIMEOUT_MS as client.ts (an agent whose workers are all busy may not read it). Fails
+// with errno ETIMEDOUT then.
 static bool send_frame(int fd, const struct buffer *b, int cwd) {
+  long deadline = now_ms() + SEND_TIMEOUT_MS;
   int fds[4] = { cwd, STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO };
   char control[CMSG_SPACE(sizeof fds)];
   memset(control, 0, sizeof control);
@@ -382,8 +402,15 @@ static bool send_frame(int fd, const struct buffer *b, int cwd) {
       header->cmsg_len = CMSG_LEN(sizeof fds);
       memcpy(CMSG_DATA(header), fds, sizeof fds);
     }
-    ssize_t n = sendmsg(fd, &message, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
+    long left = deadline - now_ms();
+    struct pollfd writable = { .fd = fd, .events = POLLOUT };
+    if (left <= 0) {
+      errno = ETIMEDOUT;
+      return false;
+    }
+    if (poll(&writable, 1, (int)left) <= 0) continue;  // a signal, or the time is up: checked above
+    ssize_t n = sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) return errno == EPIPE || errno == ECONNRESET;  // refused and closed: read what it said
     sent += (size_t)n;
   }
@@ -482,6 +509,9 @@ enum outcome { GO_ON, FINISHED, OTHER_VAULT };
 static enum outcome handle_line(const char *line, int *code) {
   struct buffer event = { 0 }, message = { 0 };
   enum outcome outcome = GO_ON;
+  size_t length = strlen(line);
+  // the agent writes one JSON object per line (JSON.stringify): anything else is ignored, as client.ts does
+  if (length < 2 || line[0] != '{' || line[length - 1] != '}') goto done;
   if (!json_string(json_member(line, "event"), &event)) goto done;
   if (strcmp(event.data, "other-vault") == 0) {
     outcome = OTHER_VAULT;
@@ -491,7 +521,10 @@ static enum outcome handle_line(const char *line, int *code) {
     if (strcmp(event.data, "error") == 0 && json_string(json_member(line, "message"), &message))
       fprintf(stderr, "vault: %s\n", message.data);
     const char *number = json_member(line, "code");
-    *code = number != NULL ? atoi(number) : EXEC_FAILED;
+    char *end = NULL;
+    long value = number != NULL ? strtol(number, &end, 10) : -1;
+    // an exit status is 0 to 255; anything else from the agent is a failure of vault exec's own
+    *code = number != NULL && end != number && (*end == ',' || *end == '}') && value >= 0 && value <= 255 ? (int)value : EXEC_FAILED;
     outcome = FINISHED;
   }
 done:
@@ -526,7 +559,7 @@ static int converse(int fd, const char *path) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     put(&pending, chunk, (size_t)n);
-    if (pending.failed) break;
+    if (pending.failed || pending.length > MAX_LINE_BYTES) break;
     char *start = pending.data;
     for (char *newline; (newline = memchr(start, '\n', pending.length - (size_t)(start - pending.data))) != NULL;) {
       *newline = '\0';
@@ -563,30 +596,46 @@ int agent_exec(int argc, char **argv, char **env) {
     return AGENT_NOT_USED;
   }
   if (!socket_path(env, path, sizeof path, &named)) return AGENT_NOT_USED;
-  int fd = connect_agent(path);
-  if (fd < 0) return AGENT_NOT_USED;
-  if (trust(fd, path, named) != 0) {
-    close(fd);
-    return EXEC_FAILED;
-  }
-  int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  // a closed 0, 1 or 2 would be the next fd opened (the connection itself, sent as the target's
+  // stdio): /dev/null there, as node has it
+  if (!fill_std_fds()) return AGENT_NOT_USED;
   struct buffer frame = { 0 };
-  if (cwd < 0 || !build_frame(&frame, &req, vault, mask_style(&req, env), env) || !catch_signals()) {
-    // nothing sent yet: node can still do it, and say what went wrong
-    if (cwd >= 0) close(cwd);
-    close(fd);
+  if (!build_frame(&frame, &req, vault, mask_style(&req, env), env)) {
     free(frame.data);
     return AGENT_NOT_USED;
+  }
+  int fd = connect_agent(path);
+  int cwd = fd < 0 ? -1 : open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || cwd < 0 || !catch_signals()) {
+    // nothing sent: node can still do it (no agent, or a removed working directory: node says so)
+    if (cwd >= 0) close(cwd);
+    if (fd >= 0) close(fd);
+    free(frame.data);
+    return AGENT_NOT_USED;
+  }
+  if (trust(fd, path, named) != 0) {
+    close(cwd);
+    close(fd);
+    free(frame.data);
+    return EXEC_FAILED;
   }
   bool sent = send_frame(fd, &frame, cwd);
   free(frame.data);
   close(cwd);
   if (!sent) {
-    fprintf(stderr, "vault: cannot send the request to the agent at %s: %s\n", path, strerror(errno));
+    fprintf(stderr, "vault: cannot send the request to the agent at %s: %s\n", path,
+            errno == ETIMEDOUT ? "it did not take it within 5 s" : strerror(errno));
     close(fd);
     return EXEC_FAILED;
   }
+  // a reader of our stderr that went away is no reason to hang up the run (node ignores SIGPIPE too)
+  signal(SIGPIPE, SIG_IGN);
   int code = converse(fd, path);
   close(fd);
+  if (code == AGENT_NOT_USED) {
+    // node inherits what is ignored: put it back, and the signal handlers with it
+    signal(SIGPIPE, SIG_DFL);
+    for (size_t i = 0; i < PASSED_ON_COUNT; i++) signal(PASSED_ON[i], SIG_DFL);
+  }
   return code;
 }

@@ -65,7 +65,10 @@ for (const runner of RUNNERS) {
       initWithToken(ws);
       put(ws, 'DB', SECRET);
       const script = path.join(ws.project, 'deploy.sh');
-      fs.writeFileSync(script, '#!/bin/sh\ntrap \'echo "got TERM"; exit 7\' TERM\necho "db=$DB args=$*"\n[ "$1" = wait ] && { sleep 30 & wait; }\nexit 3\n', { mode: 0o755 });
+      fs.writeFileSync(script, [
+        '#!/bin/sh', 'trap \'echo "got TERM"; exit 7\' TERM', 'echo "db=$DB args=$*"', '[ "$1" = wait ] && { sleep 30 & wait; }',
+        '[ "$1" = read ] && { read -r line; echo "read=$line"; }', 'exit 3', '',
+      ].join('\n'), { mode: 0o755 });
       const who = account();
       if (IS_ROOT && who !== undefined) fs.chownSync(script, who.uid, who.gid);
       expect(ws.run(['allow', 'DB', '--to', script, '--min-tier', 'lockdown']).status).toBe(0);
@@ -89,6 +92,13 @@ for (const runner of RUNNERS) {
       expect(result.stdout).toBe('db=*** args=a b c\n');
       const unmasked = run(launcher, ['exec', '--no-mask', '--', script], env);
       expect(unmasked.stdout).toBe(`db=${SECRET} args=\n`);
+      // the last of --no-mask and --mask wins, as in node
+      expect(run(launcher, ['exec', '--no-mask', '--mask=name', '--', script], env).stdout).toBe('db=<DB> args=\n');
+      // a closed stdin is /dev/null for the target, never the connection to the agent
+      const [program, ...rest] = asAccount(account(), [launcher, 'exec', '--', script, 'read']);
+      const closed = spawnSync('sh', ['-c', 'exec "$@" <&-', 'sh', program!, ...rest], { env, cwd: ws.project, encoding: 'utf8', timeout: 20_000 });
+      expect(closed.signal).toBeNull();
+      expect(closed.stdout).toBe('db=*** args=read\nread=\n');
       // the control: anything that needs node fails in this copy
       const needsNode = run(launcher, ['exec', '--info', '--', script], env);
       expect(needsNode.status).toBe(125);
@@ -96,7 +106,7 @@ for (const runner of RUNNERS) {
       // the run is the agent's: audited with the client that asked
       const audit = ws.run(['audit', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; details: Record<string, unknown> });
       const releases = audit.filter((e) => e.event === 'release');
-      expect(releases).toHaveLength(2);
+      expect(releases).toHaveLength(4);
       for (const r of releases) expect(r.details).toMatchObject({ tier: 'lockdown', secrets: ['DB'], client: expect.objectContaining({ uid: account()?.uid ?? 0 }) });
     });
 
