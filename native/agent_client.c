@@ -457,6 +457,18 @@ static void put_utf8(struct buffer *out, unsigned code) {
   put(out, bytes, n);
 }
 
+// The four hex digits of a \\u escape at `at`, or -1.
+static long hex4(const char *at) {
+  long value = 0;
+  for (int k = 0; k < 4; k++) {
+    char h = at[k];
+    int digit = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+    if (digit < 0) return -1;
+    value = value * 16 + digit;
+  }
+  return value;
+}
+
 static bool json_string(const char *at, struct buffer *out) {
   if (at == NULL || *at != '"') return false;
   for (const char *c = at + 1; *c != '\0'; c++) {
@@ -475,27 +487,16 @@ static bool json_string(const char *at, struct buffer *out) {
       static const char decoded[] = "\"\\/\b\f\n\r\t";
       put(out, &decoded[simple - "\"\\/bfnrt"], 1);
     } else if (*c == 'u') {
-      unsigned code = 0;
-      for (int k = 1; k <= 4; k++) {
-        char h = c[k];
-        if (h == '\0') return false;
-        code = code * 16 + (unsigned)(h >= 'a' ? h - 'a' + 10 : h >= 'A' ? h - 'A' + 10 : h - '0');
-      }
+      long code = hex4(c + 1);
+      if (code < 0) return false;
       c += 4;
       // a surrogate pair (RFC 8259, section 7)
-      if (code >= 0xd800 && code < 0xdc00 && c[1] == '\\' && c[2] == 'u') {
-        unsigned low = 0;
-        for (int k = 3; k <= 6; k++) {
-          char h = c[k];
-          if (h == '\0') return false;
-          low = low * 16 + (unsigned)(h >= 'a' ? h - 'a' + 10 : h >= 'A' ? h - 'A' + 10 : h - '0');
-        }
-        if (low >= 0xdc00 && low < 0xe000) {
-          code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
-          c += 6;
-        }
+      long low = code >= 0xd800 && code < 0xdc00 && c[1] == '\\' && c[2] == 'u' ? hex4(c + 3) : -1;
+      if (low >= 0xdc00 && low < 0xe000) {
+        code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+        c += 6;
       }
-      put_utf8(out, code);
+      put_utf8(out, (unsigned)code);
     } else {
       return false;
     }

@@ -838,6 +838,9 @@ static void load_ruleset(const struct request *req)
   if (pid == 0) {
     if (dup2(in[0], STDIN_FILENO) != STDIN_FILENO)
       die_with_error("setup_network", "dup2 of the ruleset pipe");
+    /* nft gets the ruleset and the caller's stdout and stderr for its messages, nothing else: not
+     * the request pipe, whose body (the secrets) is still unread */
+    close_extra_fds(NULL, 0);
     keep_only_net_admin();
     char *const argv[] = { "nft", "-f", "/dev/stdin", NULL };
     char *const envp[] = { NULL };
