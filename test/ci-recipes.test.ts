@@ -306,7 +306,7 @@ let endpoint: { netns: TestNetns; server: ChildProcess; hosts: string } | undefi
 
 beforeAll(async () => {
   if (!IS_ROOT) return;
-  const netns = makeNetns('c', 8);
+  const netns = makeNetns('c', 1);
   const server = (await greeter('0.0.0.0', ENDPOINT_REPLY, { netns: netns.name, port: 443 })).child;
   const hosts = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sealvault-hosts-')), 'hosts');
   fs.writeFileSync(hosts, `${fs.readFileSync('/etc/hosts', 'utf8')}\n${netns.listed} deploy.example.com\n`, { mode: 0o644 });

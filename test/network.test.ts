@@ -39,7 +39,7 @@ const servers: ChildProcess[] = [];
 /** Ports of the greeters: `host` and `hostOther` on the host's 127.0.0.1, `ns` and `nsOther` on every address of the namespace. */
 const port = { host: 0, hostOther: 0, ns: 0, nsOther: 0 };
 /** The namespace's addresses; as another user than root they are only listed, never reached. */
-const NETNS = { listed: '10.231.7.2', other: '10.231.7.3' };
+let NETNS = { listed: '10.231.7.2', other: '10.231.7.3' };
 
 beforeAll(async () => {
   for (const [key, name] of [['host', 'host'], ['hostOther', 'host-other']] as const) {
@@ -48,7 +48,8 @@ beforeAll(async () => {
     port[key] = started.port;
   }
   if (IS_ROOT) {
-    netns = makeNetns('n', 7);
+    netns = makeNetns('n', 0);
+    NETNS = { listed: netns.listed, other: netns.other };
     for (const [key, name] of [['ns', 'netns'], ['nsOther', 'netns-other']] as const) {
       const started = await greeter('0.0.0.0', name, { netns: netns.name });
       servers.push(started.child);

@@ -45,9 +45,14 @@ function ip(...args: string[]): void {
   if (result.status !== 0) throw new Error(`ip ${args.join(' ')}: ${result.stderr}`);
 }
 
-/** A network namespace reached from the host over 10.231.SUBNET.0/24 (root only); each test file its own subnet. */
-export function makeNetns(tag: string, subnet: number): TestNetns {
+/**
+ * A network namespace reached from the host over a /24 of 10.231.0.0/16 of its own (root only):
+ * `slot` (0 or 1) keeps a test file's apart from another file's, and the process id keeps a run's
+ * apart from another run's on the same machine (two routes to one /24 would cross them).
+ */
+export function makeNetns(tag: string, slot: number): TestNetns {
   const id = `${tag}${process.pid % 100000}`;
+  const subnet = ((process.pid % 120) * 2 + slot) % 240 + 10;
   const ns: TestNetns = {
     name: `svtest-${id}`, link: `sv${id}h`, listed: `10.231.${subnet}.2`, other: `10.231.${subnet}.3`,
     remove() {
