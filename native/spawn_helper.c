@@ -778,9 +778,8 @@ static bool setup_namespaces(enum tier tier, uint32_t request_flags)
 static char *read_network_string(uint32_t limit, const char *what)
 {
   unsigned char prefix[4];
-  if (read_up_to(prefix, sizeof prefix) != sizeof prefix)
-    die("read_request", "the request ends early");
-  uint32_t n = (uint32_t)prefix[0] | (uint32_t)prefix[1] << 8 | (uint32_t)prefix[2] << 16 | (uint32_t)prefix[3] << 24;
+  struct cursor length = { prefix, read_up_to(prefix, sizeof prefix) };
+  uint32_t n = take_u32(&length);  /* dies when the request ends early */
   if (n > limit)
     die("read_request", "%s is longer than %u bytes", what, limit);
   char *text = allocate((size_t)n + 1);

@@ -363,7 +363,7 @@ type Probe = TierReport | { available: false; reason: string };
 /** lockdown with the host's network, and with an allow-list of nothing (its stack and ruleset real), each running /bin/true. */
 async function probeNetworkModes(
   helper: DoctorReport['helper'], own: Record<string, number>, userns: DoctorReport['user_namespaces'],
-): Promise<{ host: Probe; egress: Probe }> {
+): Promise<{ host: Probe; egress: Probe; blocked: string | undefined }> {
   const blocked = egressUnavailable();
   const egress = (async (): Promise<Probe> => {
     if (blocked !== undefined) return { available: false, reason: blocked };
@@ -374,14 +374,14 @@ async function probeNetworkModes(
     }
   })();
   const [host, egressProbe] = await Promise.all([probeTier('lockdown', helper, own, userns, { mode: 'host' }), egress]);
-  return { host, egress: egressProbe };
+  return { host, egress: egressProbe, blocked };
 }
 
 /** Each network mode as the probes found it; `none` is lockdown's own probe. */
-function networkReport(lockdown: TierReport, probes: { host: Probe; egress: Probe }): DoctorReport['network'] {
+function networkReport(lockdown: TierReport, probes: { host: Probe; egress: Probe; blocked: string | undefined }): DoctorReport['network'] {
   const mode = (name: NetworkMode, probe: Probe) => ({ available: probe.available, reason: probe.available ? null : probe.reason, ...NETWORK_MODES[name] });
   return {
-    slirp4netns: systemProgram('slirp4netns') ?? null, nft: systemProgram('nft') ?? null, egress_blocked_by: egressUnavailable() ?? null,
+    slirp4netns: systemProgram('slirp4netns') ?? null, nft: systemProgram('nft') ?? null, egress_blocked_by: probes.blocked ?? null,
     modes: { none: mode('none', lockdown), host: mode('host', probes.host), egress: mode('egress', probes.egress) },
   };
 }

@@ -51,11 +51,20 @@ export function tunAccess(): string | undefined {
   }
 }
 
+/** The stack's programs, found once, or why this host cannot give an egress allow-list. */
+function egressStack(): { slirp4netnsPath: string; nftPath: string } | { missing: string } {
+  const slirp4netnsPath = systemProgram('slirp4netns');
+  if (slirp4netnsPath === undefined) return { missing: 'slirp4netns is not installed (apt-get install slirp4netns)' };
+  const nftPath = systemProgram('nft');
+  if (nftPath === undefined) return { missing: 'nft is not installed (apt-get install nftables)' };
+  const closed = tunAccess();
+  return closed !== undefined ? { missing: closed } : { slirp4netnsPath, nftPath };
+}
+
 /** Why this host cannot give an egress allow-list, or undefined when it can. */
 export function egressUnavailable(): string | undefined {
-  if (systemProgram('slirp4netns') === undefined) return 'slirp4netns is not installed (apt-get install slirp4netns)';
-  if (systemProgram('nft') === undefined) return 'nft is not installed (apt-get install nftables)';
-  return tunAccess();
+  const stack = egressStack();
+  return 'missing' in stack ? stack.missing : undefined;
 }
 
 /**
@@ -104,12 +113,12 @@ export interface EgressPlan {
 
 /** Resolves the listed names and finds the stack; refuses (fails closed) when the host cannot give it. */
 export async function planEgress(allow: readonly Destination[]): Promise<EgressPlan> {
-  const missing = egressUnavailable();
-  if (missing !== undefined) {
+  const stack = egressStack();
+  if ('missing' in stack) {
     const listed = allow.map(destinationText).join(', ');
     throw new VaultError(
       'refused',
-      `the grant allows the network only to ${listed}, and this host cannot give that: ${missing}; \`vault doctor\` says more`,
+      `the grant allows the network only to ${listed}, and this host cannot give that: ${stack.missing}; \`vault doctor\` says more`,
     );
   }
   for (const name of RESOLVER_VARIABLES) delete process.env[name];
@@ -131,10 +140,7 @@ export async function planEgress(allow: readonly Destination[]): Promise<EgressP
   const failed = settled.find((r) => r.status === 'rejected');
   if (failed !== undefined) throw failed.reason;
   const destinations = settled.map((r) => (r as PromiseFulfilledResult<ResolvedDestination>).value);
-  return {
-    destinations, ruleset: egressRuleset(destinations), hosts: egressHosts(destinations),
-    nftPath: systemProgram('nft')!, slirp4netnsPath: systemProgram('slirp4netns')!,
-  };
+  return { destinations, ruleset: egressRuleset(destinations), hosts: egressHosts(destinations), ...stack };
 }
 
 /** How long slirp4netns may take to configure tap0 (it takes milliseconds). */

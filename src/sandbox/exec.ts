@@ -21,7 +21,7 @@ import { type EgressPlan, planEgress } from './egress.js';
 import { targetEnvironment } from './environment.js';
 import { type Network, networkText } from './network.js';
 import type { MountEntry } from './helper-protocol.js';
-import { lockdownMounts } from './lockdown-root.js';
+import { isWithin, lockdownMounts } from './lockdown-root.js';
 import { type Caller, closeRun, ownCaller, planRun, type ProgramRun } from './program.js';
 import { disposePlan, MIN_MASKED_LENGTH, type MaskPlan, type MaskStyle, planMasking } from './masking.js';
 import { runSandboxed, type SandboxOptions, type SandboxResult } from './spawn.js';
@@ -120,7 +120,7 @@ async function releaseInto(
   const stray = request.files.find((name) => !names.includes(name));
   if (stray !== undefined) throw new VaultError('usage', `--file ${stray}: ${stray} is not among the secrets released to this run (${names.join(', ')})`);
   const files = runFiles(policy, names, release, request.files);
-  const inWorkingDirectory = files.find((f) => f.path !== undefined && (f.path === caller.cwd || f.path.startsWith(`${caller.cwd}/`)));
+  const inWorkingDirectory = files.find((f) => f.path !== undefined && isWithin(f.path, caller.cwd));
   if (request.tier === 'lockdown' && inWorkingDirectory !== undefined) {
     throw new VaultError(
       'refused',

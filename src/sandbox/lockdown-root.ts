@@ -23,7 +23,8 @@ export interface LockdownRootRequest {
   readWrite: readonly string[];
 }
 
-const isWithin = (inner: string, outer: string) => inner === outer || inner.startsWith(outer === '/' ? '/' : `${outer}/`);
+/** Whether `inner` is `outer` or lies beneath it (both absolute, normal). */
+export const isWithin = (inner: string, outer: string) => inner === outer || inner.startsWith(outer === '/' ? '/' : `${outer}/`);
 
 /**
  * lockdown gives the target the working directory to write; from `/`, a home directory or one that

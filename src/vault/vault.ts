@@ -37,6 +37,7 @@ import {
   checkFileDeliveries, isInterpreter, type Policy, readsOptionsAfterScript, sameGrantTarget, sealPolicy, verifyPolicy,
 } from './policy.js';
 import { type Network, networkText, toField } from '../sandbox/network.js';
+import { isWithin } from '../sandbox/lockdown-root.js';
 import { LOCKDOWN_SYSTEM_PATHS } from '../sandbox/tiers.js';
 import { type UnlockOptions, unlockPrivateKey } from './unlock.js';
 
@@ -530,7 +531,7 @@ function checkRunSettings(request: GrantRequest, names: string[]): void {
     if (at === undefined) continue;
     // NAME_FILE carries it to the target: one printable line
     if (/[\x00-\x1f\x7f-\x9f\u2028\u2029]/.test(at)) throw new VaultError('usage', `--file ${name}=…: the path holds a control character`);
-    const inside = [...NOT_FOR_FILES, ...(request.ro ?? []), ...(request.rw ?? [])].find((p) => at === p || at.startsWith(`${p}/`));
+    const inside = [...NOT_FOR_FILES, ...(request.ro ?? []), ...(request.rw ?? [])].find((p) => isWithin(at, p));
     if (!path.isAbsolute(at) || path.normalize(at) !== at || at.endsWith('/') || inside !== undefined) {
       throw new VaultError('usage', `--file ${name}=${at}: the path must be absolute and normal, and not in ${inside ?? 'a directory of the host'}: it is made in the sandbox's own root, e.g. /run/secrets/${name.toLowerCase()}`);
     }
