@@ -2,7 +2,8 @@
   "targets": [
     {
       "target_name": "sealvault_native",
-      "sources": ["native/sealvault_native.cc"],
+      "sources": ["native/sealvault_native.cc", "native/sodium_binding.cc"],
+      "libraries": ["-lsodium"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags": ["-Wall", "-Wextra", "-Werror"],

@@ -1,17 +1,19 @@
 #!/usr/bin/env node
 // Where the time of one `vault put` goes: `node bench/breakdown.mjs [--runs N] [--secrets N]`
-// (after `npm run build`). Runs `node --import bench/put-timeline.mjs dist/vault.mjs put NAME`
+// (after `npm run build`). Runs `node MODULE dist/vault.mjs put NAME`, MODULE loading
+// bench/put-timeline.mjs first (tools.mjs's preloadedEntry),
 // into an empty vault and into a vault of N secrets, interleaved with `node -e ''` and with plain
 // puts (to show what the preload itself costs), and prints the median of each phase.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import sodium from 'libsodium-wrappers';
 import { fillVault } from './fixture.mjs';
 import { fmt, median, renderTable } from './stats.mjs';
+import { preloadedEntry } from './tools.mjs';
 import { countOption, isolatedEnv } from './workspace.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -40,56 +42,6 @@ function run(args, extraEnv = {}, input = '') {
   return { ms, stdout: result.stdout.toString() };
 }
 
-const PROFILE_INTERVAL_US = 200;
-
-/**
- * Where the libsodium part of a put goes: `node --cpu-prof` of a script that only imports the
- * libsodium-wrappers chunk the CLI loads (the smaller one; the other is the sumo build used for
- * passphrases) and awaits `ready`, with the self time of the samples put into a few buckets.
- */
-function profileLibsodium(runs = 7) {
-  const chunks = [...fs.readFileSync(CLI, 'utf8').matchAll(/import\("\.\/(chunks\/libsodium-wrappers-[A-Za-z0-9]+\.mjs)"\)/g)]
-    .map((m) => path.join(path.dirname(CLI), m[1]))
-    .sort((a, b) => fs.statSync(a).size - fs.statSync(b).size);
-  const chunk = chunks[0];
-  const lines = fs.readFileSync(chunk, 'utf8').split('\n');
-  // the JS function that base64-decodes the embedded wasm: the arrow function just above the '"AGFzbQ' string
-  const wasmString = lines.findIndex((l) => l.includes('"AGFzbQ'));
-  let decoderLine = -1;
-  for (let j = wasmString; j >= Math.max(0, wasmString - 8); j -= 1) if (/=>\s*\{\s*$/.test(lines[j])) { decoderLine = j; break; }
-  const script = path.join(tmp, 'load-libsodium.mjs');
-  // prints the window of the import and ready on the monotonic clock (µs) the profile's timestamps use
-  fs.writeFileSync(
-    script,
-    `const t0 = process.hrtime.bigint(); const m = (await import(${JSON.stringify(pathToFileURL(chunk).href)})).default; await m.ready; ` +
-      'const t1 = process.hrtime.bigint(); process.stdout.write(JSON.stringify({ from: Number(t0 / 1000n), to: Number(t1 / 1000n) }));\n',
-  );
-  const profiles = path.join(tmp, 'profiles');
-  const walls = [];
-  const buckets = {};
-  for (let i = 0; i < runs; i += 1) {
-    fs.rmSync(profiles, { recursive: true, force: true });
-    const result = spawnSync(process.execPath, ['--cpu-prof', '--cpu-prof-interval', String(PROFILE_INTERVAL_US), '--cpu-prof-dir', profiles, script], { encoding: 'utf8', cwd: tmp });
-    const window = JSON.parse(result.stdout);
-    walls.push((window.to - window.from) / 1000);
-    const profile = JSON.parse(fs.readFileSync(path.join(profiles, fs.readdirSync(profiles)[0]), 'utf8'));
-    const nodes = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
-    let at = profile.startTime;
-    profile.samples.forEach((id, k) => {
-      at += profile.timeDeltas[k];
-      if (at < window.from || at > window.to) return; // only the import and ready, not Node's start-up
-      const frame = nodes.get(id);
-      let bucket = 'Node internals (ESM loader, file read), idle';
-      if (frame.url === pathToFileURL(chunk).href) bucket = frame.lineNumber === decoderLine ? 'JS loop decoding the base64-embedded wasm' : 'other libsodium JS (evaluation, init, self-test)';
-      else if (frame.url.startsWith('wasm:')) bucket = 'wasm code';
-      else if (frame.functionName === 'compileSourceTextModule') bucket = 'compiling the module source';
-      else if (frame.functionName === '(garbage collector)') bucket = 'garbage collector';
-      buckets[bucket] = (buckets[bucket] ?? 0) + profile.timeDeltas[k] / 1000 / runs;
-    });
-  }
-  return { chunk: path.relative(path.join(BENCH_DIR, '..'), chunk), runs, wall: median(walls), rows: Object.entries(buckets).sort((a, b) => b[1] - a[1]) };
-}
-
 // Phases, each from one mark to the next (ms since the child's performance.timeOrigin).
 const PHASES = [
   ['node start-up (to the preload)', 'zero', 'preload'],
@@ -98,9 +50,8 @@ const PHASES = [
   ['harden, parse argv', 'dlopenEnd', 'openVault'],
   ['open vault + check pin', 'openVault', 'stdinStart'],
   ['read value from stdin', 'stdinStart', 'stdinEnd'],
-  ['import libsodium chunk (JS)', 'stdinEnd', 'wasmStart'],
-  ['WebAssembly.instantiate', 'wasmStart', 'wasmEnd'],
-  ['sodium ready + seal (to vault lock)', 'wasmEnd', 'vaultLock'],
+  ['seal (native libsodium)', 'stdinEnd', 'sealed'],
+  ['to the vault lock', 'sealed', 'vaultLock'],
   ['write under vault lock', 'vaultLock', 'vaultUnlock'],
   ['audit witness (known_vaults.json)', 'vaultUnlock', 'witnessUnlock'],
   ['print, exit handlers', 'witnessUnlock', 'exit'],
@@ -113,10 +64,11 @@ try {
 
   const series = { floor: [], putPlain: [], empty: [], big: [] };
   let n = 0;
+  const timedEntry = preloadedEntry(tmp, PRELOAD, CLI);
   const timedPut = (dir) => {
     n += 1;
     fs.rmSync(timeline, { force: true });
-    const { ms } = run(['--import', PRELOAD, CLI, 'put', `BD_${n}`], { VAULT_DIR: dir, BENCH_TIMELINE_OUT: timeline }, value);
+    const { ms } = run([timedEntry, 'put', `BD_${n}`], { VAULT_DIR: dir, BENCH_TIMELINE_OUT: timeline }, value);
     fs.rmSync(path.join(dir, 'secrets', `BD_${n}.json`));
     const data = JSON.parse(fs.readFileSync(timeline, 'utf8'));
     return { wall: ms, ...data };
@@ -158,17 +110,17 @@ try {
   ].map(([label, f]) => [label, fmt(median(series.empty.map(f))), fmt(median(series.big.map(f)))]);
   const fsyncCount = median(series.empty.map((s) => s.fsyncs.length));
 
-  await sodium.ready;
-  const pk = sodium.crypto_box_keypair().publicKey;
+  // the product's own libsodium: the addon's
+  const sodium = createRequire(import.meta.url)(path.join(BENCH_DIR, '..', 'build', 'Release', 'sealvault_native.node')).sodium;
+  sodium.init();
+  const pk = sodium.boxKeypair().publicKey;
   const message = new Uint8Array(40);
   const sealTimes = [];
   for (let i = 0; i < 2000; i += 1) {
     const t0 = process.hrtime.bigint();
-    sodium.crypto_box_seal(message, pk);
+    sodium.boxSeal(message, pk);
     sealTimes.push(Number(process.hrtime.bigint() - t0) / 1e3);
   }
-
-  const libsodium = profileLibsodium();
 
   const fsType = spawnSync('stat', ['-f', '-c', '%T', tmp], { encoding: 'utf8' }).stdout.trim();
   process.stdout.write(
@@ -177,12 +129,7 @@ try {
   );
   process.stdout.write(`${renderTable(['phase', 'put-empty ms', `put-${SECRETS} ms`], [...rows, ['', '', ''], ...fsyncRows], new Set([1, 2]))}\n\n`);
   process.stdout.write(`fsync calls per put: ${fsyncCount}; crypto_box_seal of 40 bytes in process: median ${fmt(median(sealTimes), 0)} µs\n`);
-  process.stdout.write(`peak RSS of the put (getrusage): ${fmt(median(series.empty.map((s) => s.maxRSS)) / 1024)} MiB\n\n`);
-  process.stdout.write(
-    `importing ${libsodium.chunk} alone and awaiting ready, ${libsodium.runs} fresh processes: median ${fmt(libsodium.wall)} ms; ` +
-      `CPU-profile self time (${PROFILE_INTERVAL_US} µs sampling, mean per run):\n`,
-  );
-  process.stdout.write(`${renderTable(['where', 'ms'], libsodium.rows.map(([k, v]) => [k, fmt(v)]), new Set([1]))}\n`);
+  process.stdout.write(`peak RSS of the put (getrusage): ${fmt(median(series.empty.map((s) => s.maxRSS)) / 1024)} MiB\n`);
 } finally {
   fs.rmSync(tmp, { recursive: true, force: true });
 }

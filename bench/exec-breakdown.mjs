@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Where the time of one `vault exec` goes: `node bench/exec-breakdown.mjs [--runs N]` (after
 // `npm run build`). Sets up a vault of 20 secrets of 32 printable bytes granted to /bin/true, as
-// bench/run.mjs does, then runs `node --import bench/exec-timeline.mjs dist/vault.mjs exec --tier T
-// -- /bin/true` (VAULT_KEY token, output a pipe) at lockdown with the default masking, at lockdown
+// bench/run.mjs does, then runs `node MODULE dist/vault.mjs exec --tier T -- /bin/true`, MODULE
+// loading bench/exec-timeline.mjs first (tools.mjs's preloadedEntry; VAULT_KEY token, output a pipe), at lockdown with the default masking, at lockdown
 // with --no-mask and at tier none, interleaved with `node -e ''`, plain execs and `vault policy`
 // (no preload), two Node scripts that do nothing but spawn the helper (the least a Node-based exec
 // can cost), and the helper alone with a minimal request and with the request `vault exec` sends,
@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { helperRequest, loadSandboxCode, lockdownPlan } from './sandbox-request.mjs';
 import { fmt, median, renderTable } from './stats.mjs';
+import { preloadedEntry } from './tools.mjs';
 import { countOption, isolatedEnv } from './workspace.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -61,25 +62,29 @@ const cli = (args, options) => run(process.execPath, [CLI, ...args], options);
 // `vault exec` reaches them.
 const PHASES = [
   ['node start-up (to the preload)', 'zero', 'preload'],
-  ['load + evaluate dist/vault.mjs', 'preload', 'dlopenStart'],
-  ['native addon dlopen', 'dlopenStart', 'dlopenEnd'],
-  ['harden, parse argv, resolve the command', 'dlopenEnd', 'binaryOpen'],
-  ['hash the binary (SHA-256 from its fd)', 'binaryOpen', 'binaryHashed'],
-  ['open vault + check pin, read slots', 'binaryHashed', 'slotsRead'],
-  ['import libsodium chunk (JS)', 'slotsRead', 'wasmStart'],
-  ['WebAssembly.instantiate', 'wasmStart', 'wasmEnd'],
-  ['sodium ready, unwrap key, check it', 'wasmEnd', 'policyRead'],
-  ['verify policy MAC, select grants', 'policyRead', 'secretsStart'],
+  ['load + evaluate dist/vault.mjs (the entry)', 'preload', 'dlopenStart'],
+  ['native addon dlopen (links libsodium)', 'dlopenStart', 'dlopenEnd'],
+  ['harden, parse argv, ask the agent (none answers)', 'dlopenEnd', 'bundleStart'],
+  ['compile dist/exec.cjs (V8 code cache)', 'bundleStart', 'bundleCompiled'],
+  ['evaluate dist/exec.cjs', 'bundleCompiled', 'bundleEvaluated'],
+  ['check flags, resolve the command', 'bundleEvaluated', 'openVault'],
+  ['open vault + check pin, read slots', 'openVault', 'slotsRead'],
+  ['unwrap the key (token slot)', 'slotsRead', 'keyUnwrapped'],
+  ['check the key, read the policy', 'keyUnwrapped', 'policyRead'],
+  ['verify policy MAC, open the program', 'policyRead', 'binaryOpen'],
+  ['hash the program (SHA-256 from its fd)', 'binaryOpen', 'binaryHashed'],
+  ['select grants', 'binaryHashed', 'secretsStart'],
   ['read + open the 20 secrets', 'secretsStart', 'secretsEnd'],
-  ['child environment + masking plan', 'secretsEnd', 'hideStart'],
-  ['hidden paths, encode request, find helper', 'hideStart', 'spawnStart'],
+  ['child environment, masking plan', 'secretsEnd', 'vaultLock'],
+  ['release entry under the vault lock', 'vaultLock', 'vaultUnlock'],
+  ['audit witness (known_vaults.json)', 'vaultUnlock', 'witnessUnlock'],
+  ['hidden paths, encode request, find helper', 'witnessUnlock', 'spawnStart'],
   ['spawn() of the helper (fork + exec)', 'spawnStart', 'spawnReturned'],
   ['helper: sandbox + /bin/true, until exit', 'spawnReturned', 'helperExit'],
   ["helper exit to 'close' (pipes, masker)", 'helperExit', 'helperClose'],
-  ['audit entry under the vault lock', 'helperClose', 'vaultUnlock'],
-  ['audit witness (known_vaults.json)', 'vaultUnlock', 'witnessUnlock'],
-  ['exit handlers', 'witnessUnlock', 'exit'],
+  ['exit entry, its witness, exit handlers', 'helperClose', 'exit'],
 ];
+
 
 /** The request `vault exec --tier lockdown` sends for this vault: our environment plus the 20 secrets, the paths it hides, its mounts. */
 function execLikeRequest(code, values) {
@@ -88,8 +93,8 @@ function execLikeRequest(code, values) {
     .filter((dir) => fs.existsSync(dir))
     .map((dir) => fs.realpathSync(dir));
   const kept = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-  const env = [...kept, ...values.map((v, i) => `EXEC_${String(i + 1).padStart(2, '0')}=${v}`)];
-  return helperRequest(code, { tier: 'lockdown', argv: [TRUE], env, hide, mounts: lockdownPlan(code, { cwd: work }) });
+  const childEnv = [...kept, ...values.map((v, i) => `EXEC_${String(i + 1).padStart(2, '0')}=${v}`)];
+  return helperRequest(code, { tier: 'lockdown', argv: [TRUE], env: childEnv, hide, mounts: lockdownPlan(code, { cwd: work }) });
 }
 
 function helperRun(requestFile) {
@@ -158,20 +163,16 @@ function maskingPlanCost(values, runs = 9) {
   return { chunk: path.relative(ROOT, chunk), cold: median(samples.map((s) => s.cold)), warm: median(samples.map((s) => s.warm)), patterns: samples[0].patterns };
 }
 
-/** Fresh processes that load the CLI's libsodium chunk and open 20 sealed 40-byte messages, as `vault exec` opens 20 secrets. */
+/** Fresh processes that load the addon (its libsodium) and open 20 sealed 40-byte messages, as `vault exec` opens 20 secrets. */
 function openCost(runs = 9) {
-  const chunk = fs
-    .readdirSync(path.join(ROOT, 'dist', 'chunks'))
-    .filter((f) => f.startsWith('libsodium-wrappers-'))
-    .map((f) => path.join(ROOT, 'dist', 'chunks', f))
-    .sort((a, b) => fs.statSync(a).size - fs.statSync(b).size)[0]; // the smaller one; the other is the sumo build
-  const script = path.join(tmp, 'open.mjs');
+  const addon = path.join(ROOT, 'build', 'Release', 'sealvault_native.node');
+  const script = path.join(tmp, 'open.cjs');
   fs.writeFileSync(
     script,
-    `const sodium = (await import(${JSON.stringify(pathToFileURL(chunk).href)})).default; await sodium.ready;\n` +
-      'const kp = sodium.crypto_box_keypair(); const sealed = Array.from({ length: 20 }, () => sodium.crypto_box_seal(new Uint8Array(40), kp.publicKey));\n' +
-      'const t0 = performance.now(); sodium.crypto_box_seal_open(sealed[0], kp.publicKey, kp.privateKey); const t1 = performance.now();\n' +
-      'for (const s of sealed.slice(1)) sodium.crypto_box_seal_open(s, kp.publicKey, kp.privateKey); const t2 = performance.now();\n' +
+    `const sodium = require(${JSON.stringify(addon)}).sodium; sodium.init();\n` +
+      'const kp = sodium.boxKeypair(); const sealed = Array.from({ length: 20 }, () => sodium.boxSeal(new Uint8Array(40), kp.publicKey));\n' +
+      'const t0 = performance.now(); sodium.boxSealOpen(sealed[0], kp.publicKey, kp.secretKey); const t1 = performance.now();\n' +
+      'for (const s of sealed.slice(1)) sodium.boxSealOpen(s, kp.publicKey, kp.secretKey); const t2 = performance.now();\n' +
       'process.stdout.write(JSON.stringify({ first: t1 - t0, all: t2 - t0 }));\n',
   );
   const samples = [];
@@ -188,7 +189,7 @@ function profileExec(token) {
     const file = url.startsWith('file://') ? fileURLToPath(url) : '';
     if (file === '') return '';
     try {
-      return fs.readFileSync(file, 'utf8').includes('function planMasking(') ? 'masking' : file.includes('libsodium-wrappers') ? 'libsodium' : 'cli';
+      return fs.readFileSync(file, 'utf8').includes('function planMasking(') ? 'masking' : 'cli';
     } catch {
       return '';
     }
@@ -207,11 +208,9 @@ function profileExec(token) {
       if (frame.functionName === '(idle)') bucket = 'idle (waiting: helper, I/O)';
       else if (frame.functionName === '(garbage collector)') bucket = 'garbage collector';
       else if (frame.functionName === '(program)') bucket = '(program): V8/native, not attributed';
-      else if (frame.url.startsWith('wasm:') || /^wasm-function/.test(frame.functionName) || frame.functionName === 'GenericJSToWasmWrapper') bucket = 'libsodium: wasm code';
-      else if (frame.functionName === 'compileSourceTextModule' || frame.functionName === 'compileFunction') bucket = 'compiling module source (CLI and chunks)';
+      else if (['compileSourceTextModule', 'compileFunction', 'Script'].includes(frame.functionName)) bucket = 'compiling source (entry, exec.cjs)';
       else if (kind === 'masking' && /^(step|code|buildAutomaton|planMasking|patternsOf|encodedForms|percentForm|base64Form|hexForm|jsonForm|ascii|isUtf8|zeroFill)$/.test(frame.functionName)) bucket = 'masking plan (patterns + automaton)';
-      else if (kind === 'libsodium') bucket = 'libsodium JS (evaluation, base64 wasm decode, init)';
-      else if (kind === 'cli' || kind === 'masking') bucket = 'CLI JS (commander, zod, src; evaluation and work)';
+      else if (kind === 'cli' || kind === 'masking') bucket = 'CLI JS (zod, src; evaluation and work)';
       else if (frame.functionName === 'compileForInternalLoader') bucket = 'Node: compiling built-in modules on first use';
       else bucket = 'Node internals (ESM loader, fs, child_process, streams)';
       const ms = profile.timeDeltas[k] / 1000 / PROFILE_RUNS;
@@ -243,9 +242,10 @@ try {
   const nodeFloor = writeNodeFloorScript(minimalRequest);
   const nodeSyncFloor = writeNodeSyncFloorScript(minimalRequest);
   const vaultEnv = { VAULT_DIR: vaultDir, VAULT_KEY: token };
+  const timedEntry = preloadedEntry(tmp, PRELOAD, CLI);
   const timed = (tier, extra = []) => {
     fs.rmSync(timeline, { force: true });
-    const { ms } = run(process.execPath, ['--import', PRELOAD, CLI, 'exec', '--tier', tier, ...extra, '--', TRUE], { extraEnv: { ...vaultEnv, BENCH_TIMELINE_OUT: timeline, BENCH_TIMELINE_BINARY: TRUE_REAL } });
+    const { ms } = run(process.execPath, [timedEntry, 'exec', '--tier', tier, ...extra, '--', TRUE], { extraEnv: { ...vaultEnv, BENCH_TIMELINE_OUT: timeline, BENCH_TIMELINE_BINARY: TRUE_REAL } });
     return { wall: ms, ...JSON.parse(fs.readFileSync(timeline, 'utf8')) };
   };
   const series = { floor: [], nodeHelper: [], nodeHelperSync: [], unlock: [], plain: [], plainNoMask: [], helperMin: [], helperExec: [], lockdown: [], noMask: [], none: [] };
@@ -296,7 +296,7 @@ try {
     `masking plan alone, automaton built (${plan.chunk}, ${plan.patterns} patterns for ${SECRETS} values of 32 bytes), fresh processes: ` +
       `first call ${fmt(plan.cold)} ms, second call ${fmt(plan.warm)} ms\n\n`,
   );
-  process.stdout.write(`crypto_box_seal_open of 20 secrets in a fresh process after sodium.ready: ${fmt(opening.all)} ms (the first one ${fmt(opening.first)} ms)\n\n`);
+  process.stdout.write(`crypto_box_seal_open of 20 secrets in a fresh process (the addon's libsodium): ${fmt(opening.all)} ms (the first one ${fmt(opening.first)} ms)\n\n`);
   process.stdout.write(`CPU profile of ${PROFILE_RUNS} plain lockdown execs (${PROFILE_INTERVAL_US} µs sampling), self time, mean per run (${fmt(profile.total)} ms sampled):\n`);
   process.stdout.write(`${renderTable(['where', 'ms'], profile.rows.map(([k, v]) => [k, fmt(v)]), new Set([1]))}\n\n`);
   process.stdout.write(`top functions by self time:\n${renderTable(['function', 'ms'], profile.top.map(([k, v]) => [k, fmt(v)]), new Set([1]))}\n`);

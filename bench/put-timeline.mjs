@@ -1,16 +1,14 @@
-// Preload for bench/breakdown.mjs (`node --import bench/put-timeline.mjs dist/vault.mjs put NAME`):
+// Preload for bench/breakdown.mjs (loaded before dist/vault.mjs through tools.mjs's preloadedEntry):
 // timestamps the phases of one `vault put` from the outside, without changing the product. It wraps
 // the node:fs functions the bundle calls through its `import * as fs` namespaces (and re-syncs the
-// ESM namespace with module.syncBuiltinESMExports), process.dlopen and WebAssembly.instantiate,
-// and on exit writes the marks (ms since performance.timeOrigin) as JSON to $BENCH_TIMELINE_OUT.
+// ESM namespace with module.syncBuiltinESMExports), process.dlopen and the addon's openAt and
+// crypto_box_seal, and on exit writes the marks (ms since performance.timeOrigin) as JSON to
+// $BENCH_TIMELINE_OUT.
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { first, markLocks, markNativeLoads, timeFsyncs, writeTimelineOnExit } from './timeline.mjs';
 
-const original = {
-  readSync: fs.readSync,
-  readFileSync: fs.readFileSync,
-};
+const original = { readSync: fs.readSync };
 
 markLocks();
 timeFsyncs();
@@ -25,11 +23,22 @@ fs.readSync = function readSync(fd, ...rest) {
     if (read === 0) first('stdinEnd');
   }
 };
-fs.readFileSync = function readFileSync(file, ...rest) {
-  if (String(file).endsWith('/vault.json')) first('openVault');
-  return original.readFileSync.call(this, file, ...rest);
-};
 syncBuiltinESMExports();
 
-markNativeLoads();
+markNativeLoads((addon, file) => {
+  if (!file.endsWith('sealvault_native.node')) return;
+  const { openAt } = addon;
+  addon.openAt = function markedOpenAt(dirfd, name, ...rest) {
+    if (name === 'vault.json') first('openVault');
+    return openAt.call(this, dirfd, name, ...rest);
+  };
+  const { boxSeal } = addon.sodium;
+  addon.sodium.boxSeal = function markedBoxSeal(...args) {
+    try {
+      return boxSeal.apply(this, args);
+    } finally {
+      first('sealed');
+    }
+  };
+});
 writeTimelineOnExit(() => ({ bootstrapComplete: performance.nodeTiming.bootstrapComplete }));

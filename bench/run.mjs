@@ -19,7 +19,7 @@ import { fillVault } from './fixture.mjs';
 import { bwrapArgs, helperRequest, loadSandboxCode, lockdownPlan } from './sandbox-request.mjs';
 import { fmt, quantile, renderTable, summarize, wrapLine } from './stats.mjs';
 import { countOption, isolatedEnv } from './workspace.mjs';
-import { ensureDebianCommand, npmInstallBin, versionOf } from './tools.mjs';
+import { ensureDebianCommand, npmInstallBin, preloadedEntry, versionOf } from './tools.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, '..');
@@ -258,7 +258,9 @@ function probeRss(row, r) {
   for (const fd of fds) fs.closeSync(fd);
   if (command !== process.execPath) return Number.NaN;
   fs.rmSync(rssFile, { force: true });
-  const result = spawnSync(command, ['--import', probe, ...args], { env: { ...baseEnv, ...env, BENCH_RSS_OUT: rssFile }, cwd, input, maxBuffer: 256 * 1024 * 1024 });
+  // vault refuses --import (see preloadedEntry); `node -e ''` takes it
+  const probed = args[0].startsWith('-') ? ['--import', probe, ...args] : [preloadedEntry(tmp, probe, args[0]), ...args.slice(1)];
+  const result = spawnSync(command, probed, { env: { ...baseEnv, ...env, BENCH_RSS_OUT: rssFile }, cwd, input, maxBuffer: 256 * 1024 * 1024 });
   if (result.status === 0) row.after?.(r);
   return result.status === 0 && fs.existsSync(rssFile) ? readRss() : Number.NaN;
 }

@@ -1,6 +1,6 @@
 // What the preloads bench/put-timeline.mjs and bench/exec-timeline.mjs share: phase marks (ms since
 // performance.timeOrigin, the first time each is reached), fsync timings, the loading of native code
-// (process.dlopen) and of WebAssembly (libsodium), and writing it all as JSON on exit to
+// (process.dlopen: the addon, which links libsodium), and writing it all as JSON on exit to
 // $BENCH_TIMELINE_OUT.
 import fs from 'node:fs';
 
@@ -56,24 +56,20 @@ export function timeFsyncs() {
   };
 }
 
-/** Marks the start and end of loading the addon (dlopen) and libsodium (WebAssembly.instantiate). */
-export function markNativeLoads() {
+/**
+ * Marks the start and end of loading native code (process.dlopen: the addon, with libsodium) and
+ * passes each loaded module's exports to `onLoad(exports, file)`, which may wrap its functions: vault
+ * gets the same object through require's cache.
+ */
+export function markNativeLoads(onLoad = () => {}) {
   const dlopen = process.dlopen;
-  process.dlopen = function markedDlopen(...args) {
+  process.dlopen = function markedDlopen(module, file, ...rest) {
     first('dlopenStart');
     try {
-      return dlopen.apply(this, args);
+      return dlopen.call(this, module, file, ...rest);
     } finally {
       first('dlopenEnd');
-    }
-  };
-  const instantiate = WebAssembly.instantiate;
-  WebAssembly.instantiate = async function markedInstantiate(...args) {
-    first('wasmStart');
-    try {
-      return await instantiate.apply(this, args);
-    } finally {
-      first('wasmEnd');
+      onLoad(module.exports, file);
     }
   };
 }

@@ -1,8 +1,22 @@
 // Finding, and when allowed installing, the programs the benchmark needs: GNU time for peak RSS,
-// and the peers `age` (Debian) and `dotenvx` (npm), measured side by side with `vault`.
+// and the peers `age` (Debian) and `dotenvx` (npm), measured side by side with `vault`; and the
+// entry module through which a probe runs inside `vault`.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+/**
+ * Writes `dir/NAME` (NAME from the probe's file name), a module that imports the probe `preloadUrl`
+ * (a file: URL) and then the CLI `entry` (a path), and returns its path: run it as `node MODULE ARGS`.
+ * vault refuses `node --import` (src/cli/entry.ts: code loaded into the process that unlocks the
+ * vault), so a probe of the bench's own runs first this way; process.argv.slice(2) stays ARGS.
+ */
+export function preloadedEntry(dir, preloadUrl, entry) {
+  const module = path.join(dir, `with-${path.basename(new URL(preloadUrl).pathname)}`);
+  fs.writeFileSync(module, `import ${JSON.stringify(preloadUrl)};\nawait import(${JSON.stringify(pathToFileURL(entry).href)});\n`);
+  return module;
+}
 
 /** The absolute path of `command` on PATH, or undefined. */
 export function which(command) {

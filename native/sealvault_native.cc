@@ -1,7 +1,10 @@
 // What Node cannot do itself: advisory file locks that the kernel releases when a writer dies,
 // hardening the process before it handles plaintext or an unwrapped key, the *at() calls, sealed
-// copies, terminal modes, and the agent's socket: peer credentials and fd passing (unix(7)).
+// copies, terminal modes, and the agent's socket: peer credentials and fd passing (unix(7)); and
+// libsodium (sodium_binding.cc).
 #include <napi.h>
+
+#include "sodium_binding.h"
 
 #include <cerrno>
 #include <algorithm>
@@ -534,6 +537,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tryLockExclusive", Napi::Function::New(env, TryLockExclusive));
   exports.Set("hardenProcess", Napi::Function::New(env, HardenProcess));
   exports.Set("isDumpable", Napi::Function::New(env, IsDumpable));
+  InitSodium(env, exports);
   return exports;
 }
 

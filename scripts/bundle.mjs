@@ -1,25 +1,60 @@
 // Bundles the CLI into one ESM file per build (heavy modules stay in lazily loaded chunks):
 // dist/vault.mjs, the release, and dist/test/vault.mjs, the same code with the test-only flag set.
+// Beside each, exec.cjs: a direct `vault exec` as one CommonJS file, and exec.cjs.v8cache, its V8
+// code cache (src/cli/code-cache.ts), made here with the node that will run it.
 import { build } from 'esbuild';
-import { realpathSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const common = {
-  entryPoints: { vault: 'src/cli/entry.ts' },
   bundle: true,
-  splitting: true,
-  format: 'esm',
   platform: 'node',
   target: 'node20',
   external: ['keytar'],
   legalComments: 'none',
+  logLevel: 'warning',
+};
+
+const esm = {
+  ...common,
+  entryPoints: { vault: 'src/cli/entry.ts' },
+  splitting: true,
+  format: 'esm',
   // commander is CommonJS: give its bundled require() a real one
   banner: { js: "import { createRequire as __sealvaultRequire } from 'node:module'; const require = __sealvaultRequire(import.meta.url);" },
   chunkNames: 'chunks/[name]-[hash]',
   outExtension: { '.js': '.mjs' },
-  logLevel: 'warning',
 };
 
-await build({ ...common, outdir: 'dist', define: { SEALVAULT_TEST_BUILD: 'false' } });
+const cjs = {
+  ...common,
+  entryPoints: { exec: 'src/cli/exec-bundle.ts' },
+  format: 'cjs',
+  // the sources find the addon and keytar from their own URL
+  banner: { js: "const __sealvaultImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+  define: { 'import.meta.url': '__sealvaultImportMetaUrl' },
+  outExtension: { '.js': '.cjs' },
+};
+
+// writeCodeCache from the sources, bundled to a temporary file for this script alone, inside the
+// package (build/, node-gyp's) so that it finds the native addon as the product does
+mkdirSync('build', { recursive: true });
+const scratch = mkdtempSync(path.join('build', 'bundle-'));
+let writeCodeCache;
+try {
+  const module = path.join(scratch, 'code-cache.mjs');
+  await build({ ...common, entryPoints: ['src/cli/code-cache.ts'], format: 'esm', outfile: module });
+  ({ writeCodeCache } = await import(pathToFileURL(path.resolve(module)).href));
+} finally {
+  rmSync(scratch, { recursive: true, force: true });
+}
+
+for (const [outdir, testBuild] of [['dist', false], ['dist/test', true]]) {
+  const define = { SEALVAULT_TEST_BUILD: String(testBuild) };
+  await build({ ...esm, outdir, define });
+  await build({ ...cjs, outdir, define: { ...cjs.define, ...define } });
+  writeCodeCache(path.resolve(outdir, 'exec.cjs'));
+}
 // the node that build/Release/vault_launcher starts, by its absolute path: never one found on PATH
 writeFileSync('dist/node-path', `${realpathSync(process.execPath)}\n`);
-await build({ ...common, outdir: 'dist/test', define: { SEALVAULT_TEST_BUILD: 'true' } });

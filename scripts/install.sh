@@ -6,13 +6,14 @@ cd "$(dirname "$0")/.."
 
 # build-essential/python3: node-gyp; libsecret-1-dev: keytar builds from source;
 # libseccomp-dev: the sandbox helper's seccomp filter (libseccomp);
+# libsodium-dev: the cryptography of docs/FORMAT.md, linked into the native addon;
 # gnome-keyring, dbus, dbus-x11: a real Secret Service for the keychain and its tests;
 # libsecret-tools (secret-tool): tests check the keychain with a client other than keytar;
 # util-linux (script, setpriv, unshare): terminal tests and tests as an unprivileged user;
 # passwd (useradd): tests as an unprivileged user; keyutils (keyctl): the keyring test;
 # slirp4netns, nftables: lockdown's egress allow-lists (a grant's --net HOST:PORT);
 # iproute2 (ip): the network tests' own namespace.
-packages=(build-essential python3 libsecret-1-dev libseccomp-dev libsecret-tools gnome-keyring dbus dbus-x11 util-linux passwd git keyutils
+packages=(build-essential python3 libsecret-1-dev libseccomp-dev libsodium-dev libsecret-tools gnome-keyring dbus dbus-x11 util-linux passwd git keyutils
   slirp4netns nftables iproute2)
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)

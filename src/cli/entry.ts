@@ -2,9 +2,13 @@
  * What dist/vault.mjs runs first. Before anything else: no core dumps and no same-uid ptrace or
  * /proc/PID/mem (hardenProcess), and a refusal when the environment loaded code into this process
  * (the launcher, native/vault_launcher.c, removes those variables; this catches a start without it).
- * Then `vault exec` goes to the agent when one answers, loading only what that needs (agent/client.ts);
- * everything else, and an exec with no agent, loads the full CLI (main.ts).
+ * Then a plain `vault exec` goes to the agent when one answers, loading only what that needs
+ * (agent/client.ts), and otherwise unlocks here through exec-command.ts (the bundle dist/exec.cjs,
+ * with its code cache), still without commander or the other commands; everything else loads the
+ * full CLI (main.ts).
  */
+import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { execThroughAgent } from '../agent/client.js';
 import { agentSocketPath } from '../agent/protocol.js';
 import { resolveCommand } from '../vault/command-path.js';
@@ -12,6 +16,7 @@ import { VaultError } from '../vault/errors.js';
 import { parseNetwork } from '../sandbox/network.js';
 import { native } from '../vault/native.js';
 import { resolveVaultDirectory } from '../vault/paths.js';
+import { requireWithCodeCache } from './code-cache.js';
 import { maskStyle, parseDuration, parseLeanExec } from './exec-args.js';
 
 /** Variables that make node or its loader run code they name (node(1), ld.so(8)). */
@@ -29,7 +34,10 @@ function injectedCode(): string | undefined {
   return undefined;
 }
 
-/** The exit code of `vault exec` through the agent, or undefined to go on with the full CLI. */
+/**
+ * The exit code of a plain `vault exec` (through the agent, else unlocking here), or undefined to go
+ * on with the full CLI, which also says what is wrong with flags this path does not take.
+ */
 async function leanExec(): Promise<number | undefined> {
   const lean = parseLeanExec(process.argv.slice(2));
   if (lean === undefined) return undefined;
@@ -51,7 +59,26 @@ async function leanExec(): Promise<number | undefined> {
     throw error;
   }
   const answer = await execThroughAgent(agentSocketPath(), request);
-  return answer.answered ? answer.code : undefined;
+  if (answer.answered) return answer.code;
+  const { runExec, exitWhenWritten, fail, installFailureHandlers } = await loadExecBundle();
+  installFailureHandlers();
+  try {
+    process.exitCode = await runExec(request.vault, lean.command, lean.args, lean.flags, { agentAsked: true });
+  } catch (error) {
+    fail(error);
+  }
+  // as main.ts ends: a keychain library's thread must not keep a finished exec alive
+  return exitWhenWritten();
+}
+
+/**
+ * The direct exec's code: the build's CommonJS bundle with its code cache (code-cache.ts) beside this
+ * file, or, from the sources (tests of src/), the same modules through import().
+ */
+async function loadExecBundle(): Promise<typeof import('./exec-bundle.js')> {
+  const bundle = fileURLToPath(new URL('./exec.cjs', import.meta.url));
+  if (!fs.existsSync(bundle)) return import('./exec-bundle.js');
+  return requireWithCodeCache(bundle) as typeof import('./exec-bundle.js');
 }
 
 /** One line when the working directory was removed: every relative name would fail later, with a trace. */

@@ -21,19 +21,20 @@ import { resolveVaultDirectory } from '../vault/paths.js';
 import { checkSecretName } from '../vault/names.js';
 import { sameGrantTarget } from '../vault/policy.js';
 import type { AuditEntry } from '../vault/format.js';
-import { printable, printableJson } from '../vault/printable.js';
+import { printableJson } from '../vault/printable.js';
 import { existsError, type UnlockedVault, Vault } from '../vault/vault.js';
 import { agentState, execThroughAgent } from '../agent/client.js';
 import { agentSocketPath } from '../agent/protocol.js';
 import { type AgentStartFlags, controlCommand, startAgent } from './agent.js';
 import { isTestBuild } from './build-flags.js';
-import { type ExecFlags, maskStyle, parseDuration } from './exec-args.js';
+import { type ExecFlags, maskStyle } from './exec-args.js';
+import { runExec } from './exec-command.js';
+import { exitWhenWritten, fail, installFailureHandlers, say } from './messages.js';
+import { unlocked, withUnlockedVault } from './unlock-prompt.js';
 import { renderAuditEntry, renderGrants, renderSecrets, renderSlots } from './render.js';
 import { readSecretValue } from './secret-input.js';
 import { askHiddenTwice, askHidden, askLine, hasTerminal } from './terminal.js';
 
-/** One line for people on stderr; control characters escaped, since paths and names in it may come from a file (printable.ts). */
-const say = (text: string) => process.stderr.write(`${printable(text)}\n`);
 /** commander's collector for a repeatable option. */
 const collect = (value: string, all: string[] = []) => [...all, value];
 const print = (text: string) => process.stdout.write(text);
@@ -59,38 +60,9 @@ function vaultDir(): string {
   return resolveVaultDirectory(program.opts<{ vault?: string }>().vault);
 }
 
-/**
- * Unlocks for a command; for one that changes the vault (`changes`), the keychain counts only with a
- * terminal: without one, nothing shows that a person asked, and any process of the user can read
- * the keychain item (issue 12). With a terminal it is used, with a warning saying the same.
- */
-async function unlocked(vault: Vault, changes = false): Promise<UnlockedVault> {
-  const terminal = hasTerminal();
-  return vault.unlock({
-    ...(terminal ? { askPassphrase: (attempt: number) => askHidden(attempt === 1 ? 'Vault passphrase: ' : 'Wrong passphrase, try again: ') } : {}),
-    ...(changes && !terminal
-      ? { keychainRefused: 'a change is not made with the keychain without a terminal (any process of yours can use the keychain)' }
-      : {}),
-  });
-}
-
-/** Runs `work` with the vault unlocked, and wipes the private key however it ends. */
-async function withUnlocked<T>(
-  work: (vault: UnlockedVault) => T | Promise<T>, options: { checkPin?: boolean; changes?: boolean } = {},
-): Promise<T> {
-  const open = await unlocked(Vault.open(vaultDir(), options), options.changes === true);
-  if (options.changes === true && open.openedWith.kind === 'keychain') {
-    say(
-      'vault: warning: unlocked through the keychain, which any process of yours can use to change this vault as ' +
-        'you just did; for a vault only you can change, give it a passphrase slot, remove the keychain slot and ' +
-        'run `vault agent` (docs/agents.md)',
-    );
-  }
-  try {
-    return await work(open);
-  } finally {
-    open.close();
-  }
+/** Runs `work` with this command's vault unlocked (unlock-prompt.ts), and wipes the private key however it ends. */
+function withUnlocked<T>(work: (vault: UnlockedVault) => T | Promise<T>, options: { checkPin?: boolean; changes?: boolean } = {}): Promise<T> {
+  return withUnlockedVault(vaultDir(), work, options);
 }
 
 interface SlotFlags {
@@ -449,49 +421,8 @@ program
   .argument('[args...]', 'its arguments (after --)')
   .passThroughOptions()
   .action(async (command: string, args: string[], flags: ExecFlags) => {
-    process.exitCode = await runExec(command, args, flags);
+    process.exitCode = await runExec(vaultDir(), command, args, flags);
   });
-
-/** `vault exec`'s own failures exit 125 (126 not executable, 127 not found), apart from the child's codes. */
-async function runExec(command: string, args: string[], flags: ExecFlags): Promise<number> {
-  // bad flags are usage errors (2), before anything is opened
-  const mask = maskStyle(flags.mask);
-  const timeoutMs = flags.timeout === undefined ? undefined : parseDuration('--timeout', flags.timeout);
-  const killAfterMs = parseDuration('--kill-after', flags.killAfter);
-  const net: Network | undefined = flags.net !== undefined ? parseNetwork('--net', flags.net) : undefined;
-  if (net !== undefined && flags.tier !== undefined && flags.tier !== 'lockdown') throw netOutsideLockdown(flags.tier);
-  try {
-    (flags.only ?? []).forEach(checkSecretName);
-    (flags.file ?? []).forEach(checkSecretName);
-    resolveCommand(command); // before any prompt: a missing or unrunnable command needs no unlock
-  } catch (error) {
-    fail(error);
-    return error instanceof VaultError && error.kind === 'notFound' ? 127 : error instanceof VaultError && error.kind === 'usage' ? 126 : 125;
-  }
-  if (!agentState.tried) {
-    const answer = await execThroughAgent(agentSocketPath(), {
-      vault: vaultDir(), argv: [command, ...args], ...(flags.tier !== undefined ? { tier: flags.tier } : {}),
-      ...(flags.net !== undefined ? { net: flags.net } : {}), ...(flags.only !== undefined ? { only: flags.only } : {}), files: flags.file ?? [],
-      ...(flags.mask === false ? { noMask: true } : {}),
-      mask: mask ?? null, ...(timeoutMs !== undefined ? { timeoutMs } : {}), killAfterMs, ...(flags.info === true ? { info: true } : {}),
-    });
-    if (answer.answered) return answer.code;
-  }
-  try {
-    const result = await withUnlocked((vault) =>
-      execGranted(vault, {
-        tier: flags.tier as Tier | undefined, net, argv: [command, ...args], only: flags.only, files: flags.file ?? [], mask, noMask: flags.mask === false,
-        timeoutMs, killAfterMs,
-        warn: (message) => say(`vault: warning: ${message}`),
-      }),
-    );
-    if (flags.info && result.info !== undefined) say(`vault: info ${JSON.stringify(result.info)}`);
-    return result.exitCode;
-  } catch (error) {
-    fail(error);
-    return 125;
-  }
-}
 
 const agent = program
   .command('agent')
@@ -542,24 +473,6 @@ program
     await runDemo();
   });
 
-function describeFailure(error: unknown): { message: string; code: number } {
-  if (error instanceof VaultError) return { message: error.message, code: error.exitCode };
-  const system = error as NodeJS.ErrnoException;
-  if (typeof system?.code === 'string' && typeof system.syscall === 'string') {
-    const where = system.path !== undefined ? ` ${system.path}` : '';
-    const hint = system.code === 'EACCES' || system.code === 'EPERM' ? '; check the permissions of the vault directory' : '';
-    return { message: `${system.syscall}${where} failed: ${system.code}${hint}`, code: 1 };
-  }
-  const first = (error instanceof Error ? error.message : String(error)).split('\n')[0];
-  return { message: `internal error: ${first}; please report it`, code: 1 };
-}
-
-function fail(error: unknown): void {
-  const { message, code } = describeFailure(error);
-  process.stderr.write(`vault: ${printable(message)}\n`);
-  process.exitCode = code;
-}
-
 async function main(): Promise<void> {
   // hardenProcess ran in entry.ts, before this module was even loaded
   try {
@@ -568,23 +481,9 @@ async function main(): Promise<void> {
     if (error instanceof CommanderError) process.exitCode = error.exitCode === 0 ? 0 : 2;
     else fail(error);
   }
-  // done: a library's thread still waiting (keytar on a D-Bus that never answers) must not keep
-  // vault alive. Warnings are emitted on the next tick, and a pipe that was full holds the rest of
-  // stdout in Node's queue: let both out first (a write's callback runs once all before it went).
-  await new Promise((resolve) => setImmediate(resolve));
-  for (const stream of [process.stdout, process.stderr]) await new Promise((resolve) => stream.write('', resolve));
-  process.exit();
+  await exitWhenWritten();
 }
 
-process.on('uncaughtException', (error) => {
-  fail(error);
-  process.exit();
-});
-process.on('unhandledRejection', (error) => {
-  fail(error);
-  process.exit();
-});
-process.removeAllListeners('warning');
-process.on('warning', (warning) => process.stderr.write(`vault: warning: ${printable(warning.message)}\n`));
+installFailureHandlers();
 
 await main();

@@ -4,13 +4,13 @@
  * /bin/true. Everything is best effort: what cannot be read is reported as unknown (null), and
  * nothing here throws.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { keychainUnavailableReason } from '../vault/keychain.js';
 import { packageRoot } from '../vault/native.js';
+import { sha256Hex } from '../vault/crypto.js';
 import { lockdownSystemMounts } from './lockdown-root.js';
 import { HELPER_NAME, runSandboxed, type SandboxRequest, type SandboxResult } from './spawn.js';
 import { egressUnavailable, planEgress, systemProgram } from './egress.js';
@@ -250,7 +250,7 @@ function helperFacts(): DoctorReport['helper'] {
     facts.setgid = (stat.mode & 0o2000) !== 0;
     facts.owner_uid = stat.uid;
     facts.mode = `0${(stat.mode & 0o7777).toString(8).padStart(3, '0')}`;
-    if (facts.exists) facts.sha256 = createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+    if (facts.exists) facts.sha256 = sha256Hex(fs.readFileSync(file));
   } catch {
     // absent or unreadable: what was learnt so far stands
   }

@@ -8,8 +8,8 @@
  * not make, and slirp4netns 1.2 works as root and unprivileged here (SECURITY.md, "Network").
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import * as dns from 'node:dns/promises';
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import { isIPv4 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { VaultError } from '../vault/errors.js';
@@ -78,6 +78,9 @@ async function addressesOf(d: Destination): Promise<string[]> {
   if (isIPv4(d.host)) return [d.host];
   let found: { address: string }[];
   try {
+    // loaded here: only a run with an egress allow-list resolves names (every exec loads this module);
+    // by require, since the code-cached bundle of a direct exec has no import() (src/cli/code-cache.ts)
+    const dns = createRequire(import.meta.url)('node:dns/promises') as typeof import('node:dns/promises');
     found = await dns.lookup(d.host, { family: 4, all: true });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? String(error);

@@ -5,11 +5,10 @@
  * exit code after (`exit`). What runs, its environment and the host paths lockdown adds come from
  * the grants (program.ts, environment.ts); plaintext lives only in buffers wiped after hand-over.
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { wipe } from '../vault/crypto.js';
+import { randomBytes, wipe } from '../vault/crypto.js';
 import { VaultError } from '../vault/errors.js';
 import { stateDirectory } from '../vault/paths.js';
 import {
@@ -145,7 +144,7 @@ async function releaseInto(
 
   const { target } = run;
   const sealed = vault.readSealed(names);
-  const runId = randomBytes(8).toString('hex');
+  const runId = Buffer.from(randomBytes(8)).toString('hex');
   try {
     vault.vault.record('release', {
       run: runId, path: target.path, sha256: target.sha256, ...(target.interpreter !== undefined ? { interpreter: target.interpreter } : {}),

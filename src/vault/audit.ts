@@ -5,10 +5,9 @@
  * by line. An append writes the whole line or leaves the log as it was. Callers of appendAudit and
  * prepareAppend hold the vault lock.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { sha256Hex } from './crypto.js';
+import { sha256Hex, sha256OfFd } from './crypto.js';
 import { VaultError } from './errors.js';
 import { type AuditEntry, auditEntrySchema, jsonOrUndefined } from './format.js';
 import { native } from './native.js';
@@ -259,22 +258,16 @@ export function fitsAuditLine(details: Record<string, unknown>): boolean {
 export function setLogAside(dir: VaultDir): { set_aside: string; bytes: number; sha256: string } | undefined {
   const opened = dir.openFile(AUDIT_FILE, O_RDONLY);
   if (opened === undefined) return undefined;
-  const hash = createHash('sha256');
-  const chunk = Buffer.alloc(1 << 20);
+  let sha256: string;
   try {
-    for (let position = 0; ; ) {
-      const n = fs.readSync(opened.fd, chunk, 0, chunk.length, position);
-      if (n === 0) break;
-      hash.update(chunk.subarray(0, n));
-      position += n;
-    }
+    sha256 = sha256OfFd(opened.fd);
   } finally {
     fs.closeSync(opened.fd);
   }
   const name = `${AUDIT_FILE}.before-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   native().renameAt(dir.fd, AUDIT_FILE, dir.fd, name);
   fs.fsyncSync(dir.fd);
-  return { set_aside: name, bytes: opened.stat.size, sha256: hash.digest('hex') };
+  return { set_aside: name, bytes: opened.stat.size, sha256 };
 }
 
 /**

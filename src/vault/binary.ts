@@ -6,26 +6,14 @@
  * root can write (checked at grant and at exec); it is hashed and executed from one open fd, and not
  * copied, so that it keeps its own path (/proc/self/exe), which runtimes rely on.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isElf, type LoaderFacts, loaderFacts } from './elf.js';
 import { VaultError } from './errors.js';
 import { native } from './native.js';
+import { sha256OfFd } from './crypto.js';
 import { realPathOf, resolveCommand } from './command-path.js';
 
-export function sha256OfFd(fd: number): string {
-  const hash = createHash('sha256');
-  const chunk = Buffer.alloc(1 << 20);
-  let position = 0;
-  for (;;) {
-    const read = fs.readSync(fd, chunk, 0, chunk.length, position);
-    if (read === 0) break;
-    hash.update(chunk.subarray(0, read));
-    position += read;
-  }
-  return hash.digest('hex');
-}
 
 export interface HashedFile {
   /** Real path: where the file was, for people and for finding it again. */

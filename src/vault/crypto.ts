@@ -1,31 +1,34 @@
 /**
- * The cryptography of docs/FORMAT.md, and nothing else. libsodium (WebAssembly) is loaded only by
- * commands that need it; the sumo build, which alone has argon2id, only for passphrase slots.
+ * The cryptography of docs/FORMAT.md, and nothing else: libsodium, the system's, through the native
+ * addon (native/sodium_binding.cc). It was libsodium's WebAssembly build (libsodium-wrappers) until
+ * that alone cost a `vault exec` about 25 ms and 10 MiB of every start (docs/performance.md); the
+ * constructions and bytes are the same, which test/format-vectors.test.ts checks against that build.
  */
-import { createHash } from 'node:crypto';
-import type SodiumModule from 'libsodium-wrappers';
 import { VaultError } from './errors.js';
+import { native, type NativeSodium } from './native.js';
 
-type Sodium = typeof SodiumModule;
-let loaded: Sodium | undefined;
+let loaded: NativeSodium | undefined;
 
+/** sodium_init(), once; kept async so that callers need not know whether loading waits. */
 export async function loadCrypto(): Promise<void> {
-  if (loaded !== undefined) return;
-  const module = (await import('libsodium-wrappers')).default;
-  await module.ready;
-  loaded = module;
+  sodium();
 }
 
-function sodium(): Sodium {
-  if (loaded === undefined) throw new Error('loadCrypto() was not awaited');
+function sodium(): NativeSodium {
+  if (loaded === undefined) {
+    const module = native().sodium;
+    module.init();
+    loaded = module;
+  }
   return loaded;
 }
+
 
 export const SEAL_OVERHEAD = 48; // crypto_box_SEALBYTES
 const encoder = new TextEncoder();
 
 export function randomBytes(length: number): Uint8Array {
-  return sodium().randombytes_buf(length);
+  return sodium().randomBytes(length);
 }
 
 /** Overwrites key material and plaintext once it is no longer needed. */
@@ -39,12 +42,11 @@ export interface KeyPair {
 }
 
 export function generateKeyPair(): KeyPair {
-  const pair = sodium().crypto_box_keypair();
-  return { publicKey: pair.publicKey, secretKey: pair.privateKey };
+  return sodium().boxKeypair();
 }
 
 export function publicKeyMatches(secretKey: Uint8Array, publicKey: Uint8Array): boolean {
-  const derived = sodium().crypto_scalarmult_base(secretKey);
+  const derived = sodium().scalarmultBase(secretKey);
   return sodium().memcmp(derived, publicKey);
 }
 
@@ -55,7 +57,7 @@ export function sealSecret(publicKey: Uint8Array, name: string, value: Uint8Arra
   message.set(nameBytes, 0);
   message.set(value, nameBytes.length + 1);
   try {
-    return sodium().crypto_box_seal(message, publicKey);
+    return sodium().boxSeal(message, publicKey);
   } finally {
     wipe(message);
   }
@@ -63,10 +65,8 @@ export function sealSecret(publicKey: Uint8Array, name: string, value: Uint8Arra
 
 /** Opens a sealed value and checks that it was sealed under `name`; the caller wipes the result. */
 export function openSecret(keys: KeyPair, name: string, sealed: Uint8Array, file: string): Uint8Array {
-  let message: Uint8Array;
-  try {
-    message = sodium().crypto_box_seal_open(sealed, keys.publicKey, keys.secretKey);
-  } catch {
+  const message = sodium().boxSealOpen(sealed, keys.publicKey, keys.secretKey);
+  if (message === null) {
     throw new VaultError('tampered', `${file} does not open with this vault's key: it was damaged or replaced; restore it or put the secret again`);
   }
   const nameBytes = encoder.encode(name);
@@ -92,50 +92,54 @@ export function slotAad(vaultId: Uint8Array, slotId: string, kind: string): Uint
 
 export function wrapKey(kek: Uint8Array, secretKey: Uint8Array, aad: Uint8Array): { nonce: Uint8Array; wrapped: Uint8Array } {
   const nonce = randomBytes(24);
-  const wrapped = sodium().crypto_aead_xchacha20poly1305_ietf_encrypt(secretKey, aad, null, nonce, kek);
+  const wrapped = sodium().aeadXChaCha20Poly1305Encrypt(secretKey, aad, nonce, kek);
   return { nonce, wrapped };
 }
 
 /** Returns the private key, or undefined when `kek` is not this slot's key. */
 export function unwrapKey(kek: Uint8Array, nonce: Uint8Array, wrapped: Uint8Array, aad: Uint8Array): Uint8Array | undefined {
-  try {
-    return sodium().crypto_aead_xchacha20poly1305_ietf_decrypt(null, wrapped, aad, nonce, kek);
-  } catch {
-    return undefined;
-  }
+  return sodium().aeadXChaCha20Poly1305Decrypt(wrapped, aad, nonce, kek) ?? undefined;
 }
 
 /** BLAKE2b-256 keyed MAC over the policy's canonical bytes, with a key derived from `sk`. */
 export function policyMac(secretKey: Uint8Array, canonical: string): Uint8Array {
-  const policyKey = sodium().crypto_generichash(32, encoder.encode('sealvault-policy-key/1'), secretKey);
+  const policyKey = sodium().genericHash(32, encoder.encode('sealvault-policy-key/1'), secretKey);
   try {
-    return sodium().crypto_generichash(32, encoder.encode(canonical), policyKey);
+    return sodium().genericHash(32, encoder.encode(canonical), policyKey);
   } finally {
     wipe(policyKey);
   }
 }
 
 export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && sodium().memcmp(a, b);
+  return sodium().memcmp(a, b);
 }
 
 export const KDF_RELEASE = { opslimit: 3, memlimit: 268435456 } as const;
 export const KDF_TEST_ONLY = { opslimit: 1, memlimit: 8192 } as const;
 
-/** argon2id: only libsodium's sumo build has crypto_pwhash. */
-export async function keyFromPassphrase(passphrase: Uint8Array, salt: Uint8Array, opslimit: number, memlimit: number): Promise<Uint8Array> {
-  const sumo = (await import('libsodium-wrappers-sumo')).default;
-  await sumo.ready;
-  return sumo.crypto_pwhash(32, passphrase, salt, opslimit, memlimit, sumo.crypto_pwhash_ALG_ARGON2ID13);
+/** argon2id (crypto_pwhash, ALG_ARGON2ID13): 32 bytes; opslimit passes, memlimit bytes; off the main thread. */
+export function keyFromPassphrase(passphrase: Uint8Array, salt: Uint8Array, opslimit: number, memlimit: number): Promise<Uint8Array> {
+  return sodium().pwhashArgon2id(32, passphrase, salt, opslimit, memlimit);
 }
 
 /** What people compare out of band: `svfp1_` and 20 bytes of SHA-256(public key), hex. */
 export function fingerprint(publicKey: Uint8Array): string {
-  return `svfp1_${createHash('sha256').update(publicKey).digest('hex').slice(0, 40)}`;
+  return `svfp1_${sha256Hex(publicKey).slice(0, 40)}`;
 }
 
+/** SHA-256, hex; a string is hashed as UTF-8. */
 export function sha256Hex(data: Uint8Array | string): string {
-  return createHash('sha256').update(data).digest('hex');
+  return toHex(sodium().sha256(typeof data === 'string' ? encoder.encode(data) : data));
+}
+
+/** SHA-256 of the file open at `fd`, hex, from offset 0 to its end (pread(2): the fd's offset stays). */
+export function sha256OfFd(fd: number): string {
+  return toHex(sodium().sha256Fd(fd));
+}
+
+function toHex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
 export function toBase64(bytes: Uint8Array): string {

@@ -32,6 +32,41 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   /** setsid(2), and /dev/null over fds 0-2, terminals and inherited fds but `keep`: the agent leaves whoever started it. */
   detach(keep: number[]): void;
+  /** libsodium (the system's, native/sodium_binding.cc); a function of libsodium's name for each. */
+  sodium: NativeSodium;
+}
+
+/**
+ * The libsodium calls of docs/FORMAT.md. Keys are 32 bytes, nonces 24; a wrong size or type throws a
+ * TypeError or RangeError. What does not open or verify returns null, never a partial result.
+ */
+export interface NativeSodium {
+  /** sodium_init(); call before any other, repeating it is harmless. */
+  init(): void;
+  randomBytes(length: number): Uint8Array;
+  boxKeypair(): { publicKey: Uint8Array; secretKey: Uint8Array };
+  scalarmultBase(secretKey: Uint8Array): Uint8Array;
+  /** crypto_box_seal: the message length plus 48 bytes. */
+  boxSeal(message: Uint8Array, publicKey: Uint8Array): Uint8Array;
+  boxSealOpen(sealed: Uint8Array, publicKey: Uint8Array, secretKey: Uint8Array): Uint8Array | null;
+  /** crypto_aead_xchacha20poly1305_ietf_encrypt: the message length plus a 16-byte tag. */
+  aeadXChaCha20Poly1305Encrypt(message: Uint8Array, additionalData: Uint8Array, nonce: Uint8Array, key: Uint8Array): Uint8Array;
+  aeadXChaCha20Poly1305Decrypt(ciphertext: Uint8Array, additionalData: Uint8Array, nonce: Uint8Array, key: Uint8Array): Uint8Array | null;
+  /** crypto_generichash (BLAKE2b), `length` 16–64 bytes, keyed when `key` (16–64 bytes) is given. */
+  genericHash(length: number, message: Uint8Array, key: Uint8Array | null): Uint8Array;
+  /**
+   * crypto_pwhash with ALG_ARGON2ID13; opslimit passes, memlimit bytes (libsodium's bounds). Slow by
+   * design, so it runs on libuv's thread pool; bad arguments throw at once, libsodium's refusal rejects.
+   */
+  pwhashArgon2id(length: number, passphrase: Uint8Array, salt: Uint8Array, opslimit: number, memlimit: number): Promise<Uint8Array>;
+  /** sodium_memcmp: equal, in time independent of where they differ; different lengths are unequal. */
+  memcmp(a: Uint8Array, b: Uint8Array): boolean;
+  /** crypto_hash_sha256: 32 bytes. */
+  sha256(message: Uint8Array): Uint8Array;
+  /** SHA-256 of the file open at `fd`, read with pread(2) from offset 0 to its end; a failed read throws (errno, syscall). */
+  sha256Fd(fd: number): Uint8Array;
+  /** sodium_version_string(), e.g. "1.0.18". */
+  version: string;
 }
 
 let addon: NativeAddon | undefined;

@@ -10,11 +10,11 @@
  *
  * Files that root writes into a vault owned by another user take that user's owner and group.
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { VaultError } from './errors.js';
 import { native } from './native.js';
+import { randomBytes } from './crypto.js';
 
 /** The largest file of each kind a reader accepts, in bytes (docs/FORMAT.md, "Sizes"). */
 export const SIZE_CAPS = {
@@ -221,7 +221,7 @@ export class VaultDir {
    * directory. Callers hold the vault lock.
    */
   writeAtomic(tmp: VaultDir, name: string, data: string | Uint8Array, mode = 0o600): void {
-    const tmpName = `${name}.${process.pid}.${randomBytes(6).toString('hex')}`;
+    const tmpName = `${name}.${process.pid}.${Buffer.from(randomBytes(6)).toString('hex')}`;
     const opened = tmp.openFile(tmpName, O_WRONLY | O_CREAT | O_EXCL, mode);
     if (opened === undefined) throw new VaultError('internal', `cannot create ${tmp.at(tmpName)}`);
     try {

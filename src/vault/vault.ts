@@ -9,10 +9,10 @@ import type { Tier } from '../sandbox/tiers.js';
 import {
   AUDIT_FILE, type AuditEvent, type AuditHead, type AuditReading, appendAudit, fitsAuditLine, prepareAppend, readAudit, setLogAside,
 } from './audit.js';
-import { grantTarget, type ProgramTarget, readShebang, scriptTarget, sha256OfFd } from './binary.js';
+import { grantTarget, type ProgramTarget, readShebang, scriptTarget } from './binary.js';
 import { resolveCommand } from './command-path.js';
 import {
-  fingerprint, fromBase64, generateKeyPair, type KeyPair, loadCrypto, openSecret, randomBytes, SEAL_OVERHEAD, sealSecret, toBase64, wipe,
+  fingerprint, fromBase64, generateKeyPair, type KeyPair, loadCrypto, openSecret, randomBytes, SEAL_OVERHEAD, sealSecret, sha256OfFd, toBase64, wipe,
 } from './crypto.js';
 import { VaultError } from './errors.js';
 import {
