@@ -14,7 +14,7 @@ import { first, markLocks, marks, markNativeLoads, now, timeFsyncs, writeTimelin
 const binary = process.env.BENCH_TIMELINE_BINARY;
 let secretsRead = 0;
 
-markLocks({ witnessAfterVault: true, onOpen: (name) => name === binary && first('binaryOpen') });
+const opened = markLocks({ witnessAfterVault: true, onOpen: (name) => name === binary && first('binaryOpen') });
 timeFsyncs();
 
 // the bundle: compiling it (with its code cache) and evaluating it, in code-cache.ts's order
@@ -62,7 +62,9 @@ markNativeLoads((addon, file) => {
       secretsRead += 1;
     }
     try {
-      return openAt.call(this, dirfd, name, ...rest);
+      const fd = openAt.call(this, dirfd, name, ...rest);
+      opened(`fd${dirfd}/${name}`, fd); // the locks: .lock, known_vaults.lock
+      return fd;
     } finally {
       if (secret) marks.secretsEnd = now();
       inSecrets = name === 'secrets';

@@ -10,7 +10,7 @@ import { first, markLocks, markNativeLoads, timeFsyncs, writeTimelineOnExit } fr
 
 const original = { readSync: fs.readSync };
 
-markLocks();
+const opened = markLocks();
 timeFsyncs();
 fs.readSync = function readSync(fd, ...rest) {
   if (fd !== 0) return original.readSync.call(this, fd, ...rest);
@@ -30,7 +30,9 @@ markNativeLoads((addon, file) => {
   const { openAt } = addon;
   addon.openAt = function markedOpenAt(dirfd, name, ...rest) {
     if (name === 'vault.json') first('openVault');
-    return openAt.call(this, dirfd, name, ...rest);
+    const fd = openAt.call(this, dirfd, name, ...rest);
+    opened(`fd${dirfd}/${name}`, fd); // the locks: .lock, known_vaults.lock
+    return fd;
   };
   const { boxSeal } = addon.sodium;
   addon.sodium.boxSeal = function markedBoxSeal(...args) {

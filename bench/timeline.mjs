@@ -19,16 +19,20 @@ export function first(name) {
  * Wraps fs.openSync and fs.closeSync to remember each fd's path and mark when the vault's lock
  * (`.lock`) and the witness's lock (`known_vaults.lock`) are taken and released. With
  * `witnessAfterVault`, a witness lock taken before the vault lock is released is not the one
- * marked. `onOpen` sees every path opened. The caller re-syncs the ESM namespace.
+ * marked. `onOpen` sees every path opened. The caller re-syncs the ESM namespace. Returns
+ * `opened(name, fd)` for files opened another way (the addon's openAt: pass `DIR/NAME`).
  */
 export function markLocks({ witnessAfterVault = false, onOpen = () => {} } = {}) {
   const { openSync, closeSync } = fs;
   const isWitness = (name) => name?.endsWith('/known_vaults.lock') && (!witnessAfterVault || marks.vaultUnlock !== undefined);
-  fs.openSync = function markedOpenSync(file, ...rest) {
-    const name = String(file);
+  const opening = (name) => {
     onOpen(name);
     if (name.endsWith('/.lock')) first('vaultLock');
     if (isWitness(name)) first('witnessLock');
+  };
+  fs.openSync = function markedOpenSync(file, ...rest) {
+    const name = String(file);
+    opening(name);
     const fd = openSync.call(this, file, ...rest);
     fdPaths.set(fd, name);
     return fd;
@@ -40,6 +44,10 @@ export function markLocks({ witnessAfterVault = false, onOpen = () => {} } = {})
     if (name?.endsWith('/.lock')) first('vaultUnlock');
     if (isWitness(name)) first('witnessUnlock');
     return result;
+  };
+  return (name, fd) => {
+    opening(name);
+    fdPaths.set(fd, name);
   };
 }
 
