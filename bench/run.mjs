@@ -450,8 +450,9 @@ async function main() {
   const seconds = (since) => ((Date.now() - since) / 1000).toFixed(1);
   log(`started the agent (pid ${agentPid}) at ${agentSocket} and ran one exec through it in ${seconds(t)} s`);
 
-  // what the client of an exec through the agent loads (strace), next to a direct exec, which must
-  // show all of HEAVY_MODULES: otherwise the method, not the client, is at fault
+  // what the client of an exec through the agent loads (strace), next to a command of the full CLI
+  // that unlocks (`vault policy`), which must show all of HEAVY_MODULES: otherwise the method, not the
+  // client, is at fault (a direct exec no longer loads commander)
   const strace = ensureDebianCommand('strace', 'strace', log);
   let lean = { reason: strace.reason };
   if (strace.path !== undefined) {
@@ -460,9 +461,8 @@ async function main() {
     }, 'agent-client');
     agentRuns += 1;
     const direct = openedFiles(strace.path, {
-      command: process.execPath, args: [CLI, 'exec', '--tier', 'lockdown', '--', TRUE],
-      env: { VAULT_DIR: execVault, VAULT_KEY: tokenExec },
-    }, 'direct');
+      command: process.execPath, args: [CLI, 'policy'], env: { VAULT_DIR: execVault, VAULT_KEY: tokenExec },
+    }, 'full-cli');
     // the project's files, by their path in it; the check itself looks at every file opened
     const ours = (files) => files.filter((file) => file.startsWith(`${ROOT}${path.sep}`))
       .map((file) => path.relative(ROOT, file)).sort();
@@ -471,7 +471,7 @@ async function main() {
       direct: ours(direct), directHeavy: heavyModulesIn(direct),
     };
     if (lean.directHeavy.length !== HEAVY_MODULES.length) {
-      lean.reason = `the direct exec's trace shows only ${lean.directHeavy.join(', ') || 'none'} of them`;
+      lean.reason = `the trace of \`vault policy\` shows only ${lean.directHeavy.join(', ') || 'none'} of them`;
     }
     log(`the client of an exec through the agent opened ${lean.client.join(', ')}; `
       + `of ${HEAVY_MODULES.map((h) => h.name).join(', ')}: ${lean.clientHeavy.join(', ') || 'none'}`);
@@ -826,7 +826,7 @@ async function main() {
     `agent-${AGENT_CLIENTS}: ${bursts[`agent-${AGENT_CLIENTS}`].runs.length} runs in ${RUNS} bursts; ` +
     (lean.reason !== undefined ? `agent-client: not measured (${lean.reason})\n`
       : `agent-client (strace -ff of one client): it opened ${lean.client.join(', ')}; ` +
-        `a direct exec also ${lean.direct.filter((file) => !lean.client.includes(file)).join(', ')}\n`);
+        `vault policy (the full CLI) also ${lean.direct.filter((file) => !lean.client.includes(file)).join(', ')}\n`);
   const table = renderTable(['row', 'median ms', 'p25–p75 ms', 'peak RSS MiB', 'ratio: paired median (p25–p75)', 'target', 'result'], tableRows, new Set([1, 2, 3]));
   // every line at most 120 columns, as docs/performance.md quotes it
   const wrapped = header.trimEnd().split('\n').map((line) => wrapLine(line, 120, '  ')).join('\n');
@@ -863,7 +863,7 @@ async function main() {
       burst_ms: bursts[`agent-${AGENT_CLIENTS}`].ms,
       client_loads: lean.reason !== undefined ? { unknown: lean.reason } : {
         heavy: lean.clientHeavy, opened: lean.client, verdict: leanVerdict,
-        direct_exec_heavy: lean.directHeavy, direct_exec_opened: lean.direct,
+        full_cli_heavy: lean.directHeavy, full_cli_opened: lean.direct,
       },
     },
     elapsed_s: (Date.now() - started) / 1000,

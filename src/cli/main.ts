@@ -4,27 +4,21 @@
  * everything meant for people goes to stderr.
  */
 import { Command, CommanderError, Option } from 'commander';
-import * as fs from 'node:fs';
-import { execGranted, netOutsideLockdown } from '../sandbox/exec.js';
 import { grantTarget, hashScript, type ProgramTarget, scriptTarget, staleGrants } from '../vault/binary.js';
 import { realPathOf, resolveCommand } from '../vault/command-path.js';
 import { checkPassEnv, parsePinnedEnv, SAFE_PATH } from '../sandbox/environment.js';
 import { VaultError } from '../vault/errors.js';
 import { keychainUnavailableReason } from '../vault/keychain.js';
 import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
-import type { MaskStyle } from '../sandbox/masking.js';
 import { TIERS, type Tier } from '../sandbox/tiers.js';
-import { fromField, type Network, networkText, parseNetwork } from '../sandbox/network.js';
+import { fromField, networkText, parseNetwork } from '../sandbox/network.js';
 import type { SlotRequest } from '../vault/keyslots.js';
-import { native } from '../vault/native.js';
 import { resolveVaultDirectory } from '../vault/paths.js';
 import { checkSecretName } from '../vault/names.js';
 import { sameGrantTarget } from '../vault/policy.js';
 import type { AuditEntry } from '../vault/format.js';
 import { printableJson } from '../vault/printable.js';
 import { existsError, type UnlockedVault, Vault } from '../vault/vault.js';
-import { agentState, execThroughAgent } from '../agent/client.js';
-import { agentSocketPath } from '../agent/protocol.js';
 import { type AgentStartFlags, controlCommand, startAgent } from './agent.js';
 import { isTestBuild } from './build-flags.js';
 import { type ExecFlags, maskStyle } from './exec-args.js';
@@ -33,7 +27,7 @@ import { exitWhenWritten, fail, installFailureHandlers, say } from './messages.j
 import { unlocked, withUnlockedVault } from './unlock-prompt.js';
 import { renderAuditEntry, renderGrants, renderSecrets, renderSlots } from './render.js';
 import { readSecretValue } from './secret-input.js';
-import { askHiddenTwice, askHidden, askLine, hasTerminal } from './terminal.js';
+import { askHiddenTwice, askLine, hasTerminal } from './terminal.js';
 
 /** commander's collector for a repeatable option. */
 const collect = (value: string, all: string[] = []) => [...all, value];

@@ -15,7 +15,6 @@ import { O_APPEND, O_CREAT, O_RDONLY, O_WRONLY, SIZE_CAPS, unsafeFile, type Vaul
 
 export const GENESIS_HASH = '0'.repeat(64);
 export const AUDIT_FILE = 'audit.log';
-const CHUNK = 64 * 1024;
 const LINE_CAP = SIZE_CAPS.auditLine;
 
 export type AuditEvent =
