@@ -112,7 +112,6 @@ try {
 
   // the product's own libsodium: the addon's
   const sodium = createRequire(import.meta.url)(path.join(BENCH_DIR, '..', 'build', 'Release', 'sealvault_native.node')).sodium;
-  sodium.init();
   const pk = sodium.boxKeypair().publicKey;
   const message = new Uint8Array(40);
   const sealTimes = [];

@@ -169,7 +169,7 @@ function openCost(runs = 9) {
   const script = path.join(tmp, 'open.cjs');
   fs.writeFileSync(
     script,
-    `const sodium = require(${JSON.stringify(addon)}).sodium; sodium.init();\n` +
+    `const sodium = require(${JSON.stringify(addon)}).sodium;\n` +
       'const kp = sodium.boxKeypair(); const sealed = Array.from({ length: 20 }, () => sodium.boxSeal(new Uint8Array(40), kp.publicKey));\n' +
       'const t0 = performance.now(); sodium.boxSealOpen(sealed[0], kp.publicKey, kp.secretKey); const t1 = performance.now();\n' +
       'for (const s of sealed.slice(1)) sodium.boxSealOpen(s, kp.publicKey, kp.secretKey); const t2 = performance.now();\n' +

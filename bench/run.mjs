@@ -836,7 +836,7 @@ async function main() {
   };
   for (const row of rows) what(row.name, row.what);
   what('agent-client', 'what one client of agent opens (strace -ff -e trace=open,openat,openat2): '
-    + `${heavyNames} by file name or (JavaScript) by code; checked against a direct exec, which loads all three`);
+    + `${heavyNames} by file name or (JavaScript) by code; checked against vault policy (the full CLI), which loads all three`);
 
   // JSON
   fs.mkdirSync(path.dirname(RESULTS), { recursive: true });

@@ -46,12 +46,6 @@ bool Count(const Napi::CallbackInfo &info, size_t index, const char *what, doubl
   return false;
 }
 
-// sodium_init(): once, before any other call; safe to repeat (it returns 1 then).
-Napi::Value Init(const Napi::CallbackInfo &info) {
-  if (sodium_init() < 0) Napi::Error::New(info.Env(), "sodium_init() failed").ThrowAsJavaScriptException();
-  return info.Env().Undefined();
-}
-
 // randombytes_buf(length) -> Uint8Array.
 Napi::Value RandomBytes(const Napi::CallbackInfo &info) {
   double length = 0;
@@ -289,8 +283,12 @@ Napi::Value Sha256Fd(const Napi::CallbackInfo &info) {
 }  // namespace
 
 void InitSodium(Napi::Env env, Napi::Object exports) {
+  // sodium_init() before any other call (libsodium's "Usage"); repeating it is harmless
+  if (sodium_init() < 0) {
+    Napi::Error::New(env, "sodium_init() failed").ThrowAsJavaScriptException();
+    return;
+  }
   Napi::Object sodium = Napi::Object::New(env);
-  sodium.Set("init", Napi::Function::New(env, Init));
   sodium.Set("randomBytes", Napi::Function::New(env, RandomBytes));
   sodium.Set("boxKeypair", Napi::Function::New(env, BoxKeypair));
   sodium.Set("scalarmultBase", Napi::Function::New(env, ScalarmultBase));

@@ -18,7 +18,6 @@ let sodium: NativeSodium;
 beforeAll(async () => {
   await wasm.ready;
   sodium = native().sodium;
-  sodium.init();
 });
 
 const bytes = (min: number, max: number) => fc.uint8Array({ minLength: min, maxLength: max });

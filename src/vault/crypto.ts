@@ -9,17 +9,13 @@ import { native, type NativeSodium } from './native.js';
 
 let loaded: NativeSodium | undefined;
 
-/** sodium_init(), once; kept async so that callers need not know whether loading waits. */
+/** Loads the addon (which initialises libsodium); kept async so that callers need not know whether loading waits. */
 export async function loadCrypto(): Promise<void> {
   sodium();
 }
 
 function sodium(): NativeSodium {
-  if (loaded === undefined) {
-    const module = native().sodium;
-    module.init();
-    loaded = module;
-  }
+  loaded ??= native().sodium;
   return loaded;
 }
 

@@ -37,12 +37,11 @@ export interface NativeAddon {
 }
 
 /**
- * The libsodium calls of docs/FORMAT.md. Keys are 32 bytes, nonces 24; a wrong size or type throws a
- * TypeError or RangeError. What does not open or verify returns null, never a partial result.
+ * The libsodium calls of docs/FORMAT.md, initialised (sodium_init) when the addon loads. Keys are 32
+ * bytes, nonces 24; a wrong size or type throws a TypeError or RangeError. What does not open or
+ * verify returns null, never a partial result.
  */
 export interface NativeSodium {
-  /** sodium_init(); call before any other, repeating it is harmless. */
-  init(): void;
   randomBytes(length: number): Uint8Array;
   boxKeypair(): { publicKey: Uint8Array; secretKey: Uint8Array };
   scalarmultBase(secretKey: Uint8Array): Uint8Array;
