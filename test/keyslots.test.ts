@@ -95,6 +95,12 @@ function keychainItem(account: string): string | undefined {
   return result.status === 0 ? result.stdout : undefined;
 }
 
+/** Replaces the value of sealvault's item `account`, as any process of the user can. */
+function setKeychainItem(account: string, value: string): void {
+  const result = keytarChild(`require('keytar').setPassword('sealvault', ${JSON.stringify(account)}, ${JSON.stringify(value)}).then(() => process.exit(0), (e) => { process.stderr.write(String(e)); process.exit(1); })`);
+  if (result.status !== 0) throw new Error(`cannot write the keychain: ${result.stderr}`);
+}
+
 function deleteKeychainItem(account: string): void {
   keytarChild(`require('keytar').deletePassword('sealvault', ${JSON.stringify(account)}).then(() => process.exit(0), () => process.exit(1))`);
 }
@@ -248,6 +254,16 @@ describe.skipIf(SECRET_SERVICE_PROBLEM !== undefined && !KEYCHAIN_REQUIRED)('key
     fails(ws.run(['verify'], { cli, env: { VAULT_KEY: 'not-a-token' } }), 2, /VAULT_KEY is not a sealvault token/);
     // the keychain comes before VAULT_PASSPHRASE: a wrong passphrase is never looked at
     ok(ws.run(['verify'], { cli, env: { VAULT_PASSPHRASE: 'wrong passphrase!' } }), 'keychain + wrong passphrase');
+    // an item any process of the user rewrote, even to a key of the wrong length, only fails to open its slot
+    const account = slotFiles(ws).find((slot) => slot.kind === 'keychain')!.keychain!.account;
+    const kek = keychainItem(account)!;
+    setKeychainItem(account, Buffer.alloc(31, 9).toString('base64'));
+    try {
+      ok(ws.run(['verify'], { cli, env: { VAULT_PASSPHRASE: PASSPHRASE } }), 'a 31-byte keychain item, then the passphrase');
+      fails(ws.run(['verify'], { cli, env: { VAULT_PASSPHRASE: 'wrong passphrase!' } }), 7, /VAULT_PASSPHRASE opens none/);
+    } finally {
+      setKeychainItem(account, kek);
+    }
     // without the keychain, VAULT_PASSPHRASE decides
     const noBus = { ...ws.env };
     delete noBus.DBUS_SESSION_BUS_ADDRESS;

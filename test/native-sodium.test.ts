@@ -11,8 +11,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import wasm from 'libsodium-wrappers-sumo';
+import { spawn } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { native, type NativeSodium } from '../src/vault/native.js';
+import { findBuildArtifact, native, type NativeSodium } from '../src/vault/native.js';
 
 let sodium: NativeSodium;
 beforeAll(async () => {
@@ -98,6 +99,12 @@ describe('native libsodium equals libsodium-wrappers', () => {
       const dirFd = fs.openSync(dir, 'r');
       try {
         expect(() => sodium.sha256Fd(dirFd)).toThrow(/pread: Is a directory/);
+        try {
+          sodium.sha256Fd(dirFd);
+        } catch (error) {
+          // shaped like Node's errors, so that vault reports "pread failed: EISDIR", not an internal error
+          expect(error).toMatchObject({ code: 'EISDIR', syscall: 'pread', errno: -21 });
+        }
       } finally {
         fs.closeSync(dirFd);
       }
@@ -126,5 +133,59 @@ describe('native libsodium equals libsodium-wrappers', () => {
     expect(() => sodium.randomBytes(-1)).toThrow(RangeError);
     expect(sodium.randomBytes(32)).toHaveLength(32);
     expect(sodium.version).toMatch(/^1\.0\.\d+$/);
+  });
+});
+
+/** How many times `needle` occurs in the writable memory of process `pid` (/proc/PID/maps and mem). */
+function occurrencesIn(pid: number, needle: Buffer): number {
+  let count = 0;
+  const mem = fs.openSync(`/proc/${pid}/mem`, 'r');
+  try {
+    for (const line of fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
+      const match = /^([0-9a-f]+)-([0-9a-f]+) rw/.exec(line);
+      if (match === null) continue;
+      const start = Number.parseInt(match[1]!, 16);
+      const length = Number.parseInt(match[2]!, 16) - start;
+      if (length > 1 << 30) continue;
+      const region = Buffer.alloc(length);
+      try {
+        fs.readSync(mem, region, 0, length, start);
+      } catch {
+        continue; // a guard page or a mapping gone since
+      }
+      for (let at = region.indexOf(needle); at !== -1; at = region.indexOf(needle, at + 1)) count += 1;
+    }
+  } finally {
+    fs.closeSync(mem);
+  }
+  return count;
+}
+
+describe('argon2id leaves no copy of the key it derived', () => {
+  it.each([[1, 8192], [2, 1 << 20], [3, 32 << 20]])('in the process that ran it (opslimit %i, memlimit %i), once the caller wiped the key it got (the pool thread\'s stack included)', async (ops, mem) => {
+    const addon = findBuildArtifact('sealvault_native.node');
+    const passphrase = 'a passphrase for the stack scrub';
+    const salt = Buffer.alloc(16, 7);
+    // a separate node: this process must not hold the bytes it looks for in that one's memory
+    const child = spawn(process.execPath, ['-e', `
+      const sodium = require(${JSON.stringify(addon)}).sodium;
+      sodium.pwhashArgon2id(32, new TextEncoder().encode(${JSON.stringify(passphrase)}), new Uint8Array(16).fill(7), ${ops}, ${mem})
+        .then((key) => {
+          process.stdout.write('derived\\n');
+          process.stdin.once('data', () => { key.fill(0); process.stdout.write('wiped\\n'); });
+        });`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const next = () => new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+    try {
+      await next();
+      await wasm.ready;
+      const key = Buffer.from(wasm.crypto_pwhash(32, new TextEncoder().encode(passphrase), salt, ops, mem, wasm.crypto_pwhash_ALG_ARGON2ID13));
+      // the method sees the key where it is: in the array handed over
+      expect(occurrencesIn(child.pid!, key)).toBeGreaterThanOrEqual(1);
+      child.stdin!.write('wipe\n');
+      await next();
+      expect(occurrencesIn(child.pid!, key)).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });

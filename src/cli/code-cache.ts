@@ -1,16 +1,17 @@
 /**
  * Loading the build's CommonJS bundle of a direct `vault exec` (dist/exec.cjs, see exec-bundle.ts)
  * with the V8 code cache the build made for it (dist/exec.cjs.v8cache), so that its ≈ 240 KB are
- * not parsed and compiled again on every run: ≈ 17 ms a start here (docs/performance.md). Node 20
+ * not parsed and compiled again on every run: ≈ 11 ms a start here (docs/performance.md). Node 20
  * has no compile cache for modules (module.enableCompileCache came in Node 22.1); this is the
  * vm.Script cachedData that such caches are made of (node:vm, "new vm.Script", cachedData).
  *
  * The cache sits beside the code it was made from, written by the same build with the same
- * permissions: whoever could replace it could replace the code. Its file is the SHA-256 of the
- * source it was made from (32 bytes) and then V8's data. V8 itself checks only the source's length,
- * its own version and flags (`cachedDataRejected`), so a source edited to the same length would run
- * the cached code: the hash is checked first. Anything that does not fit is compiled from the
- * source, slower and otherwise the same.
+ * permissions: whoever could replace it could replace the code. V8 checks only a source's length,
+ * its own version and flags (`cachedDataRejected`), not the cached data itself: a damaged cache can
+ * crash V8 or run code that is in no source. So the file is SHA-256(source) ‖ SHA-256(data) ‖ data,
+ * both hashes are checked before V8 sees the data, and anything that does not fit (another source,
+ * damaged data, not a regular file, over MAX_FILE_BYTES) is compiled from the source, slower and
+ * otherwise the same.
  *
  * The bundle must not use import(): a vm.Script has no module loader for it, and the one Node 20
  * offers (vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER) is experimental, warns on every run, and is
@@ -27,6 +28,25 @@ import { native } from '../vault/native.js';
 export const codeCacheFile = (file: string): string => `${file}.v8cache`;
 
 const HASH_BYTES = 32;
+/** The bundle and its cache are ≈ 250 and ≈ 130 KB: anything far larger is not what the build wrote. */
+const MAX_FILE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The bytes of a regular file of at most MAX_FILE_BYTES, or undefined when `file` is anything else:
+ * opened without blocking (a FIFO in its place must not hang vault; Node's fds are close-on-exec)
+ * and checked with fstat(2).
+ * Throws only when the file cannot be opened or read.
+ */
+function readRegularFile(file: string): Buffer | undefined {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile() || stat.size > MAX_FILE_BYTES) return undefined;
+    return fs.readFileSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 
 /** `source` as a CommonJS module function, as Node wraps one (modules.md, "The module wrapper"). */
 function compile(file: string, source: Buffer, cachedData: Buffer | undefined): vm.Script {
@@ -34,16 +54,19 @@ function compile(file: string, source: Buffer, cachedData: Buffer | undefined): 
   return new vm.Script(wrapped, { filename: file, ...(cachedData !== undefined ? { cachedData } : {}) });
 }
 
-/** V8's part of the cache file when it was made from `source`, else undefined. */
+/** V8's part of the cache file when it was made from `source` and is whole, else undefined. */
 function cacheFor(file: string, source: Buffer): Buffer | undefined {
-  let cache: Buffer;
+  let cache: Buffer | undefined;
   try {
-    cache = fs.readFileSync(codeCacheFile(file));
+    cache = readRegularFile(codeCacheFile(file));
   } catch {
-    return undefined; // none: compile the source
+    return undefined; // none, or unreadable: compile the source
   }
-  const made = cache.subarray(0, HASH_BYTES);
-  return cache.length > HASH_BYTES && native().sodium.memcmp(made, native().sodium.sha256(source)) ? cache.subarray(HASH_BYTES) : undefined;
+  if (cache === undefined || cache.length <= 2 * HASH_BYTES) return undefined;
+  const { memcmp, sha256 } = native().sodium;
+  const data = cache.subarray(2 * HASH_BYTES);
+  const fits = memcmp(cache.subarray(0, HASH_BYTES), sha256(source)) && memcmp(cache.subarray(HASH_BYTES, 2 * HASH_BYTES), sha256(data));
+  return fits ? data : undefined;
 }
 
 function evaluate(script: vm.Script, file: string): unknown {
@@ -53,9 +76,16 @@ function evaluate(script: vm.Script, file: string): unknown {
   return module.exports;
 }
 
+/** The source of the bundle `file`; an Error naming it when it is not a regular file. */
+function sourceOf(file: string): Buffer {
+  const source = readRegularFile(file);
+  if (source === undefined) throw new Error(`${file} is not a regular file of at most ${MAX_FILE_BYTES} bytes; reinstall vault`);
+  return source;
+}
+
 /** The exports of the CommonJS file `file` (absolute), compiled with its code cache when it fits. */
 export function requireWithCodeCache(file: string): unknown {
-  const source = fs.readFileSync(file);
+  const source = sourceOf(file);
   return evaluate(compile(file, source, cacheFor(file, source)), file);
 }
 
@@ -64,15 +94,17 @@ export function requireWithCodeCache(file: string): unknown {
  * code cache of what V8 compiled to `codeCacheFile(file)`. Run it with the node that runs vault.
  */
 export function writeCodeCache(file: string): void {
-  const source = fs.readFileSync(file);
+  const source = sourceOf(file);
   const script = compile(file, source, undefined);
   evaluate(script, file);
-  fs.writeFileSync(codeCacheFile(file), Buffer.concat([native().sodium.sha256(source), script.createCachedData()]));
+  const data = script.createCachedData();
+  const { sha256 } = native().sodium;
+  fs.writeFileSync(codeCacheFile(file), Buffer.concat([sha256(source), sha256(data), data]));
 }
 
-/** Whether the code cache of `file` is the one made from it and V8 takes it: for tests and `vault doctor`. */
+/** Whether the code cache of `file` is the one made from it, whole, and V8 takes it: for the tests. */
 export function codeCacheFits(file: string): boolean {
-  const source = fs.readFileSync(file);
+  const source = sourceOf(file);
   const cachedData = cacheFor(file, source);
   return cachedData !== undefined && !compile(file, source, cachedData).cachedDataRejected;
 }

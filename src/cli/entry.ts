@@ -16,6 +16,7 @@ import { VaultError } from '../vault/errors.js';
 import { parseNetwork } from '../sandbox/network.js';
 import { native } from '../vault/native.js';
 import { resolveVaultDirectory } from '../vault/paths.js';
+import { printable } from '../vault/printable.js';
 import { requireWithCodeCache } from './code-cache.js';
 import { maskStyle, parseDuration, parseLeanExec } from './exec-args.js';
 
@@ -72,6 +73,20 @@ async function leanExec(): Promise<number | undefined> {
 }
 
 /**
+ * leanExec, and for what it did not foresee (the exec's bundle unreadable, a failure in the agent's
+ * client) one line and exit 125, `vault exec`'s own failure: never a stack trace.
+ */
+async function leanExecOrFail(): Promise<number | undefined> {
+  try {
+    return await leanExec();
+  } catch (error) {
+    const { describeFailure } = await import('./messages.js');
+    process.stderr.write(`vault: ${printable(describeFailure(error).message)}\n`);
+    return 125;
+  }
+}
+
+/**
  * The direct exec's code: the build's CommonJS bundle with its code cache (code-cache.ts) beside this
  * file, or, from the sources (tests of src/), the same modules through import().
  */
@@ -102,7 +117,7 @@ if (injected !== undefined) {
   // `vault exec` keeps its own failures at 125, apart from the target's codes
   process.exitCode = parseLeanExec(process.argv.slice(2)) !== undefined ? 125 : 2;
 } else {
-  const code = await leanExec();
+  const code = await leanExecOrFail();
   if (code !== undefined) process.exitCode = code;
   else await import('./main.js');
 }

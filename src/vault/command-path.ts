@@ -30,7 +30,14 @@ export function resolveCommand(command: string, pathList = process.env.PATH ?? '
   } catch {
     throw new VaultError('notFound', `${candidate}: no such file`);
   }
-  if (!fs.statSync(real).isFile()) throw new VaultError('usage', `${real} is not a regular file`);
+  let regular: boolean;
+  try {
+    regular = fs.statSync(real).isFile();
+  } catch {
+    // realpath gave a name that does not stat, e.g. /proc/self/fd/0 of a pipe ("pipe:[…]")
+    throw new VaultError('notFound', `${candidate}: no such file`);
+  }
+  if (!regular) throw new VaultError('usage', `${real} is not a regular file`);
   if (!isExecutableFile(real)) throw new VaultError('usage', `${real} is not executable; \`chmod +x\` it first`);
   return real;
 }

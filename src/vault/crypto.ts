@@ -92,8 +92,12 @@ export function wrapKey(kek: Uint8Array, secretKey: Uint8Array, aad: Uint8Array)
   return { nonce, wrapped };
 }
 
-/** Returns the private key, or undefined when `kek` is not this slot's key. */
+/**
+ * Returns the private key, or undefined when `kek` is not this slot's key, of whatever length: a
+ * keychain item is written by any process of the user, and a wrong one must let the next slot try.
+ */
 export function unwrapKey(kek: Uint8Array, nonce: Uint8Array, wrapped: Uint8Array, aad: Uint8Array): Uint8Array | undefined {
+  if (kek.length !== 32 || nonce.length !== 24) return undefined;
   return sodium().aeadXChaCha20Poly1305Decrypt(wrapped, aad, nonce, kek) ?? undefined;
 }
 
@@ -142,7 +146,27 @@ export function toBase64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 }
 
-/** Callers pass only strings a schema has already checked to be base64 of the right length. */
+/**
+ * Bytes in memory of their own, for keys: V8 keeps a typed array of up to 64 bytes inside its heap
+ * and moves it out when native code first uses it, leaving the old bytes behind where wipe() cannot
+ * reach them (the review of 2026-11-30 found a token's KEK twice in a process). An ArrayBuffer's
+ * memory is outside the heap from the start.
+ */
+export function offHeapCopy(bytes: Uint8Array): Uint8Array {
+  const copy = new Uint8Array(new ArrayBuffer(bytes.length));
+  copy.set(bytes);
+  return copy;
+}
+
+/**
+ * The decoded bytes, off V8's heap (offHeapCopy), with Buffer's decoding buffer wiped. Callers pass
+ * only strings a schema has already checked to be base64 of the right length.
+ */
 export function fromBase64(text: string): Uint8Array {
-  return new Uint8Array(Buffer.from(text, 'base64'));
+  const decoded = Buffer.from(text, 'base64');
+  try {
+    return offHeapCopy(decoded);
+  } finally {
+    decoded.fill(0);
+  }
 }

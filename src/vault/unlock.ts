@@ -77,9 +77,14 @@ async function findOpeningSlot(vaultId: Uint8Array, slots: SlotFile[], options: 
       tried.push(`keychain slot ${slot.id}: ${read.reason}`);
       continue;
     }
+    // any process of the user can write the item: it may not even be base64 of 32 bytes
     const kek = fromBase64(read.value);
-    const secretKey = openSlot(slot, vaultId, kek);
-    wipe(kek);
+    let secretKey: Uint8Array | undefined;
+    try {
+      secretKey = openSlot(slot, vaultId, kek);
+    } finally {
+      wipe(kek);
+    }
     if (secretKey !== undefined) return { secretKey, slot };
     tried.push(`keychain slot ${slot.id}: the keychain's key does not open it`);
   }
