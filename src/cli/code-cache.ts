@@ -22,6 +22,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import * as vm from 'node:vm';
+import { VaultError } from '../vault/errors.js';
 import { native } from '../vault/native.js';
 
 /** The file of the code cache for the CommonJS file `file`. */
@@ -76,10 +77,10 @@ function evaluate(script: vm.Script, file: string): unknown {
   return module.exports;
 }
 
-/** The source of the bundle `file`; an Error naming it when it is not a regular file. */
+/** The source of the bundle `file`; a VaultError naming it when it is not a regular file. */
 function sourceOf(file: string): Buffer {
   const source = readRegularFile(file);
-  if (source === undefined) throw new Error(`${file} is not a regular file of at most ${MAX_FILE_BYTES} bytes; reinstall vault`);
+  if (source === undefined) throw new VaultError('internal', `${file} is not a regular file of at most ${MAX_FILE_BYTES} bytes; reinstall vault`);
   return source;
 }
 
