@@ -31,7 +31,8 @@
 enum { EXEC_FAILED = 125, KILL_AFTER_MS = 10000, SEND_TIMEOUT_MS = 5000, MAX_LINE_BYTES = 1 << 20 };
 
 // What opens a vault (src/vault/unlock-variables.ts): never sent to the agent.
-static const char *const UNLOCK_VARIABLES[] = { "VAULT_KEY", "VAULT_KEY_FILE", "VAULT_PASSPHRASE", "VAULT_NEW_PASSPHRASE" };
+static const char *const UNLOCK_VARIABLES[] = { "VAULT_KEY", "VAULT_KEY_FILE", "VAULT_IDENTITY_FILE", "VAULT_PASSPHRASE",
+                                                "VAULT_NEW_PASSPHRASE" };
 // What client.ts passes on (SIGWINCH: the window changed).
 static const int PASSED_ON[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
 static const char *const PASSED_ON_NAMES[] = { "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH" };

@@ -1,7 +1,8 @@
 // Bundles the CLI into one ESM file per build (heavy modules stay in lazily loaded chunks):
 // dist/vault.mjs, the release, and dist/test/vault.mjs, the same code with the test-only flag set.
 // Beside each, exec.cjs: a direct `vault exec` as one CommonJS file, and exec.cjs.v8cache, its V8
-// code cache (src/cli/code-cache.ts), made here with the node that will run it.
+// code cache (src/cli/code-cache.ts), made here with the node that will run it; and age.cjs, the
+// age library that exec.cjs requires only to open a recipient slot.
 import { build } from 'esbuild';
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -27,8 +28,25 @@ const esm = {
   outExtension: { '.js': '.mjs' },
 };
 
+/**
+ * In exec.cjs, `age-encryption` (needed only to unlock a recipient slot) is not inlined: it would
+ * double the file every exec reads and hashes (≈ 15 ms a run). It is required on first use from
+ * age.cjs beside it, a CommonJS build of the package made below.
+ */
+const ageBeside = {
+  name: 'age-beside',
+  setup(build) {
+    build.onResolve({ filter: /^age-encryption$/ }, () => ({ path: 'age-encryption', namespace: 'age-beside' }));
+    build.onLoad({ filter: /.*/, namespace: 'age-beside' }, () => ({
+      contents: "module.exports = require(require('node:path').join(__dirname, 'age.cjs'));",
+      loader: 'js',
+    }));
+  },
+};
+
 const cjs = {
   ...common,
+  plugins: [ageBeside],
   entryPoints: { exec: 'src/cli/exec-bundle.ts' },
   format: 'cjs',
   // the sources find the addon and keytar from their own URL
@@ -54,6 +72,7 @@ for (const [outdir, testBuild] of [['dist', false], ['dist/test', true]]) {
   const define = { SEALVAULT_TEST_BUILD: String(testBuild) };
   await build({ ...esm, outdir, define });
   await build({ ...cjs, outdir, define: { ...cjs.define, ...define } });
+  await build({ ...common, entryPoints: { age: 'age-encryption' }, format: 'cjs', outdir, outExtension: { '.js': '.cjs' } });
   writeCodeCache(path.resolve(outdir, 'exec.cjs'));
 }
 // the node that build/Release/vault_launcher starts, by its absolute path: never one found on PATH

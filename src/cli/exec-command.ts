@@ -18,11 +18,12 @@ import { withUnlockedVault } from './unlock-prompt.js';
 
 /**
  * Runs `command args` as the vault at `vaultDirectory` grants it, through the agent when one answers
- * (unless `agentAsked`: entry.ts asked it already), else unlocking here; resolves with the exit code.
+ * (unless `agentAsked`: entry.ts asked it already), else unlocking here (`identityFile`: from
+ * --identity); resolves with the exit code.
  * Bad flags throw a usage VaultError (exit 2) before anything is opened.
  */
 export async function runExec(
-  vaultDirectory: string, command: string, args: string[], flags: ExecFlags, options: { agentAsked?: boolean } = {},
+  vaultDirectory: string, command: string, args: string[], flags: ExecFlags, options: { agentAsked?: boolean; identityFile?: string } = {},
 ): Promise<number> {
   const mask = maskStyle(flags.mask);
   const timeoutMs = flags.timeout === undefined ? undefined : parseDuration('--timeout', flags.timeout);
@@ -47,12 +48,14 @@ export async function runExec(
     if (answer.answered) return answer.code;
   }
   try {
+    const identity = options.identityFile !== undefined ? { identityFile: options.identityFile } : {};
     const result = await withUnlockedVault(vaultDirectory, (vault) =>
       execGranted(vault, {
         tier: flags.tier as Tier | undefined, net, argv: [command, ...args], only: flags.only, files: flags.file ?? [], mask, noMask: flags.mask === false,
         timeoutMs, killAfterMs,
         warn: (message) => say(`vault: warning: ${message}`),
       }),
+      identity,
     );
     if (flags.info && result.info !== undefined) say(`vault: info ${JSON.stringify(result.info)}`);
     return result.exitCode;

@@ -4,6 +4,7 @@
  * everything meant for people goes to stderr.
  */
 import { Command, CommanderError, Option } from 'commander';
+import * as fs from 'node:fs';
 import { grantTarget, hashScript, type ProgramTarget, scriptTarget, staleGrants } from '../vault/binary.js';
 import { realPathOf, resolveCommand } from '../vault/command-path.js';
 import { checkPassEnv, parsePinnedEnv, SAFE_PATH } from '../sandbox/environment.js';
@@ -12,11 +13,11 @@ import { keychainUnavailableReason } from '../vault/keychain.js';
 import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
 import { TIERS, type Tier } from '../sandbox/tiers.js';
 import { fromField, networkText, parseNetwork } from '../sandbox/network.js';
-import type { SlotRequest } from '../vault/keyslots.js';
+import { newAgeIdentity, type SlotRequest } from '../vault/keyslots.js';
 import { resolveVaultDirectory } from '../vault/paths.js';
 import { checkSecretName } from '../vault/names.js';
 import { sameGrantTarget } from '../vault/policy.js';
-import type { AuditEntry } from '../vault/format.js';
+import { AGE_RECIPIENT_PATTERN, type AuditEntry, SLOT_LABEL_PATTERN } from '../vault/format.js';
 import { printableJson } from '../vault/printable.js';
 import { existsError, type UnlockedVault, Vault } from '../vault/vault.js';
 import { type AgentStartFlags, controlCommand, startAgent } from './agent.js';
@@ -25,7 +26,7 @@ import { type ExecFlags, maskStyle } from './exec-args.js';
 import { runExec } from './exec-command.js';
 import { exitWhenWritten, fail, installFailureHandlers, say } from './messages.js';
 import { unlocked, withUnlockedVault } from './unlock-prompt.js';
-import { renderAuditEntry, renderGrants, renderSecrets, renderSlots } from './render.js';
+import { renderAuditEntry, renderGrants, renderRecipients, renderSecrets, renderSlots } from './render.js';
 import { readSecretValue } from './secret-input.js';
 import { askHiddenTwice, askLine, hasTerminal } from './terminal.js';
 
@@ -38,6 +39,7 @@ const program = new Command('vault')
   .enablePositionalOptions()
   .description('A write-only secret vault: secrets go in, and come out only into sandboxed programs granted them.')
   .option('--vault <dir>', 'vault directory (default: $VAULT_DIR, else $XDG_DATA_HOME/sealvault)')
+  .option('--identity <file>', 'an age identity file that opens your recipient slot (default: $VAULT_IDENTITY_FILE)')
   .showHelpAfterError(false)
   .exitOverride()
   .configureOutput({
@@ -56,23 +58,40 @@ function vaultDir(): string {
 
 /** Runs `work` with this command's vault unlocked (unlock-prompt.ts), and wipes the private key however it ends. */
 function withUnlocked<T>(work: (vault: UnlockedVault) => T | Promise<T>, options: { checkPin?: boolean; changes?: boolean } = {}): Promise<T> {
-  return withUnlockedVault(vaultDir(), work, options);
+  return withUnlockedVault(vaultDir(), work, { ...options, ...identityFlag() });
 }
 
 interface SlotFlags {
   token?: boolean;
   passphrase?: boolean;
   keychain?: boolean;
+  label?: string;
   insecureTestKdf?: boolean;
 }
+
+/** The slot kinds a flag of `init` and `key add` chooses (a recipient slot comes from `vault recipient add`). */
+type FlagKind = 'token' | 'passphrase' | 'keychain';
 
 function slotKindOption(command: Command): Command {
   return command
     .option('--token', 'a random token for CI, printed once, alone on stdout')
     .option('--passphrase', 'a passphrase (argon2id), from the terminal or the environment')
     .option('--keychain', 'a key kept in the OS keychain (Secret Service)')
+    .option('--label <text>', 'who or what the slot is for, shown by `vault key list` (1-64 characters)')
     .addOption(new Option('--insecure-test-kdf', 'test build only: weakest argon2id parameters').hideHelp());
 }
+
+/** A label given by --label or `recipient add`: docs/FORMAT.md's SLOT_LABEL_PATTERN, else a usage error. */
+function checkLabel(label: string): string {
+  if (!SLOT_LABEL_PATTERN.test(label)) throw new VaultError('usage', `a slot label is 1-64 characters without control characters, not "${label}"`);
+  return label;
+}
+
+/** The age identity file of --identity, for an unlock. */
+const identityFlag = (): { identityFile?: string } => {
+  const file = program.opts<{ identity?: string }>().identity;
+  return file !== undefined ? { identityFile: file } : {};
+};
 
 const MIN_PASSPHRASE = 8;
 
@@ -90,16 +109,17 @@ async function newPassphrase(variable: string): Promise<Uint8Array> {
 }
 
 /** Turns --token/--passphrase/--keychain into a slot request; `fallback` picks when none is given. */
-async function slotRequest(flags: SlotFlags, passphraseVariable: string, fallback: () => Promise<SlotRequest['kind']>): Promise<SlotRequest> {
+async function slotRequest(flags: SlotFlags, passphraseVariable: string, fallback: () => Promise<FlagKind>): Promise<SlotRequest> {
   if (flags.insecureTestKdf && !isTestBuild) {
     throw new VaultError('usage', '--insecure-test-kdf exists only in the test build, because it makes passphrases easy to guess');
   }
+  const label = flags.label !== undefined ? { label: checkLabel(flags.label) } : {};
   const chosen = (['token', 'passphrase', 'keychain'] as const).filter((k) => flags[k]);
   if (chosen.length > 1) throw new VaultError('usage', `choose one of --${chosen.join(', --')}`);
   const kind = chosen[0] ?? (await fallback());
-  if (kind !== 'passphrase') return { kind };
+  if (kind !== 'passphrase') return { kind, ...label };
   const passphrase = await newPassphrase(passphraseVariable);
-  return { kind, passphrase, ...(flags.insecureTestKdf ? { kdf: KDF_TEST_ONLY } : {}) };
+  return { kind, passphrase, ...(flags.insecureTestKdf ? { kdf: KDF_TEST_ONLY } : {}), ...label };
 }
 
 /**
@@ -107,7 +127,7 @@ async function slotRequest(flags: SlotFlags, passphraseVariable: string, fallbac
  * any process of yours can use it; a passphrase, with `vault agent`, keeps your own processes to
  * running granted programs (docs/agents.md).
  */
-async function chooseFirstSlot(): Promise<SlotRequest['kind']> {
+async function chooseFirstSlot(): Promise<FlagKind> {
   if (!hasTerminal()) throw new VaultError('usage', 'no terminal: choose --token (for CI), --passphrase (with VAULT_PASSPHRASE) or --keychain');
   const unavailable = await keychainUnavailableReason();
   if (unavailable !== undefined) {
@@ -187,18 +207,71 @@ slotKindOption(key.command('add'))
         throw new VaultError('usage', 'choose the kind of slot: --token, --passphrase or --keychain');
       });
       const made = await vault.addSlot(request);
-      say(`added ${made.slot.kind} slot ${made.slot.id}`);
+      say(`added ${made.slot.kind} slot ${made.slot.id}${made.slot.label !== undefined ? ` (${made.slot.label})` : ''}`);
       if (made.token !== undefined) showToken(made.token);
     }, { changes: true });
   });
 
+const identity = program.command('identity').description('age identities: the keys that open recipient slots');
+
+identity
+  .command('new')
+  .description('write a new age X25519 identity to FILE (0600, never over an existing file); print its recipient on stdout')
+  .argument('<file>', 'where to keep the identity, e.g. ~/.config/sealvault/identity.txt')
+  .action(async (file: string) => {
+    const made = await newAgeIdentity();
+    try {
+      // O_EXCL: an identity is not overwritten by mistake; 0600 from the start: never readable by others
+      fs.writeFileSync(file, made.file, { mode: 0o600, flag: 'wx' });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'error';
+      throw new VaultError(code === 'EEXIST' ? 'refused' : 'usage', `cannot write ${file} (${code}); give a new file, an identity is never written over one`);
+    }
+    say(`wrote an age identity to ${file}; keep it private, and give your recipient (below) to the vault's owner`);
+    print(`${made.recipient}\n`);
+  });
+
+const recipient = program.command('recipient').description('people and machines who unlock the vault with their own age identity');
+
+recipient
+  .command('add')
+  .description('add a recipient slot: the vault opens with the identity of RECIPIENT (needs an unlock)')
+  .argument('<label>', 'whose it is, e.g. alice or ci (1-64 characters, unique among the slots)')
+  .argument('<recipient>', 'their age recipient: age1… (from `age-keygen` or `vault identity new`)')
+  .action(async (label: string, ageRecipient: string) => {
+    if (!AGE_RECIPIENT_PATTERN.test(ageRecipient)) {
+      throw new VaultError('usage', `"${ageRecipient}" is not an age X25519 recipient (age1 and 58 characters); ask for the line \`age-keygen -y\` or \`vault identity new\` prints`);
+    }
+    await withUnlocked(async (vault) => {
+      const made = await vault.addSlot({ kind: 'recipient', recipient: ageRecipient, label: checkLabel(label) });
+      say(`added recipient slot ${made.slot.id} for ${label} (${ageRecipient}); they unlock with --identity FILE or VAULT_IDENTITY_FILE`);
+    }, { changes: true });
+  });
+
+recipient
+  .command('list')
+  .description('the recipient slots: label, age recipient, id, date')
+  .option('--json', 'print JSON')
+  .action((flags: { json?: boolean }) => {
+    const rows = Vault.open(vaultDir()).slots().slots.flatMap((s) =>
+      s.kind === 'recipient' ? [{ label: s.label ?? null, recipient: s.recipient.age_recipient, id: s.id, created: s.created }] : []);
+    if (flags.json) printJson(rows);
+    else print(renderRecipients(rows));
+  });
+
 key
   .command('list')
-  .description('the key slots: id, kind, date')
+  .description('the key slots: id, kind, label, date (a recipient slot: its age recipient too)')
   .option('--json', 'print JSON')
   .action((flags: { json?: boolean }) => {
     const { slots, unknown } = Vault.open(vaultDir()).slots();
-    const rows = [...slots.map((s) => ({ id: s.id, kind: s.kind, created: s.created, known: true })), ...unknown.map((s) => ({ ...s, known: false }))];
+    const rows = [
+      ...slots.map((s) => ({
+        id: s.id, kind: s.kind, created: s.created, ...(s.label !== undefined ? { label: s.label } : {}),
+        ...(s.kind === 'recipient' ? { recipient: s.recipient.age_recipient } : {}), known: true,
+      })),
+      ...unknown.map((s) => ({ ...s, known: false })),
+    ];
     if (flags.json) printJson(rows);
     else print(renderSlots(rows));
   });
@@ -210,7 +283,13 @@ key
   .action(async (id: string) => {
     await withUnlocked(async (vault) => {
       const slot = await vault.removeSlot(id);
-      say(`removed ${slot.kind} slot ${slot.id}`);
+      say(`removed ${slot.kind} slot ${slot.id}${slot.label !== undefined ? ` (${slot.label})` : ''}`);
+      // no rekey yet: the slot's KEK, and the slot file in version control, still open the private key
+      say(
+        'vault: warning: the vault keeps its key pair, so a copy of the removed slot (from version control or a backup) ' +
+          'with its token, passphrase or identity still opens every secret, also those put later; to cut someone off, ' +
+          'make a new vault and put the secrets again',
+      );
     }, { changes: true });
   });
 
@@ -415,13 +494,15 @@ program
   .argument('[args...]', 'its arguments (after --)')
   .passThroughOptions()
   .action(async (command: string, args: string[], flags: ExecFlags) => {
-    process.exitCode = await runExec(vaultDir(), command, args, flags);
+    process.exitCode = await runExec(vaultDir(), command, args, flags, identityFlag());
   });
 
 const agent = program
   .command('agent')
   .description('one process that holds the key and runs granted programs for you (or for users you name); it never changes the vault');
-const agentCli = () => ({ say, print, openVault: () => Vault.open(vaultDir()), unlock: unlocked });
+const agentCli = () => ({
+  say, print, openVault: () => Vault.open(vaultDir()), unlock: (vault: Vault, changes?: boolean) => unlocked(vault, changes, identityFlag().identityFile),
+});
 const socketOption = '--socket <path>';
 const socketHelp = 'the agent\'s socket (default: $VAULT_AGENT_SOCK, else $XDG_RUNTIME_DIR/sealvault/agent.sock)';
 agent

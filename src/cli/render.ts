@@ -23,11 +23,24 @@ export interface SlotRow {
   id: string;
   kind: string;
   created?: string;
+  /** Who or what it is for; a writer of the vault can change it (docs/FORMAT.md): it names, it proves nothing. */
+  label?: string;
+  /** A recipient slot's age recipient (age1…). */
+  recipient?: string;
   known: boolean;
 }
 
 export function renderSlots(slots: SlotRow[]): string {
-  return table(['ID', 'KIND', 'CREATED'], slots.map((s) => [s.id, s.known ? s.kind : `${s.kind} (unknown: skipped)`, s.created ?? '-']));
+  return table(
+    ['ID', 'KIND', 'LABEL', 'CREATED', 'RECIPIENT'],
+    slots.map((s) => [s.id, s.known ? s.kind : `${s.kind} (unknown: skipped)`, s.label ?? '-', s.created ?? '-', s.recipient ?? '-']),
+  );
+}
+
+/** The recipient slots: whose, the age recipient, the slot. */
+export function renderRecipients(rows: { label: string | null; recipient: string; id: string; created: string }[]): string {
+  if (rows.length === 0) return '(no recipients; add one with `vault recipient add LABEL age1…`)\n';
+  return table(['LABEL', 'RECIPIENT', 'SLOT', 'CREATED'], rows.map((r) => [r.label ?? '-', r.recipient, r.id, r.created]));
 }
 
 /** The grants, one row each; `stale[i]` says why grant i no longer matches its file (vault allow --renew). */

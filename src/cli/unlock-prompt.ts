@@ -12,9 +12,10 @@ import { askHidden, hasTerminal } from './terminal.js';
  * terminal: without one, nothing shows that a person asked, and any process of the user can read
  * the keychain item. With a terminal it is used, with a warning saying the same.
  */
-export async function unlocked(vault: Vault, changes = false): Promise<UnlockedVault> {
+export async function unlocked(vault: Vault, changes = false, identityFile?: string): Promise<UnlockedVault> {
   const terminal = hasTerminal();
   return vault.unlock({
+    ...(identityFile !== undefined ? { identityFile } : {}),
     ...(terminal ? { askPassphrase: (attempt: number) => askHidden(attempt === 1 ? 'Vault passphrase: ' : 'Wrong passphrase, try again: ') } : {}),
     ...(changes && !terminal
       ? { keychainRefused: 'a change is not made with the keychain without a terminal (any process of yours can use the keychain)' }
@@ -22,11 +23,12 @@ export async function unlocked(vault: Vault, changes = false): Promise<UnlockedV
   });
 }
 
-/** Runs `work` with the vault at `directory` unlocked, and wipes the private key however it ends. */
+/** Runs `work` with the vault at `directory` unlocked (`identityFile`: from --identity), and wipes the private key however it ends. */
 export async function withUnlockedVault<T>(
-  directory: string, work: (vault: UnlockedVault) => T | Promise<T>, options: { checkPin?: boolean; changes?: boolean } = {},
+  directory: string, work: (vault: UnlockedVault) => T | Promise<T>,
+  options: { checkPin?: boolean; changes?: boolean; identityFile?: string } = {},
 ): Promise<T> {
-  const open = await unlocked(Vault.open(directory, options), options.changes === true);
+  const open = await unlocked(Vault.open(directory, options), options.changes === true, options.identityFile);
   if (options.changes === true && open.openedWith.kind === 'keychain') {
     say(
       'vault: warning: unlocked through the keychain, which any process of yours can use to change this vault as ' +

@@ -15,6 +15,7 @@ import {
   grantedEnvironment, grantedPaths, grantedTier, type Policy, runFiles, runMask, runNetwork, secretsToRelease,
 } from '../vault/policy.js';
 import type { UnlockedVault } from '../vault/vault.js';
+import { identityFilePaths } from '../vault/identity-source.js';
 import { tokenFilePath } from '../vault/token-source.js';
 import { type EgressPlan, planEgress } from './egress.js';
 import { targetEnvironment } from './environment.js';
@@ -80,14 +81,17 @@ export function ownExecCaller(): ExecCaller {
   return { ...ownCaller(), env: { ...process.env }, wipeKeyBeforeRun: true };
 }
 
-/** What the target must not see in lockdown: the vault, the user's keychain and session sockets, our state, the token file. */
+/**
+ * What the target must not see in lockdown: the vault, the user's keychain and session sockets, our
+ * state, the token file, the age identity files read to unlock.
+ */
 function pathsToHide(vaultDir: string): string[] {
   const runtime = process.env.XDG_RUNTIME_DIR ?? `/run/user/${process.getuid?.() ?? 0}`;
   const directories = [vaultDir, runtime, stateDirectory(), path.join(os.homedir(), '.local', 'share', 'keyrings')]
     .filter((dir) => path.isAbsolute(dir) && fs.existsSync(dir))
     .map((dir) => fs.realpathSync(dir));
   const tokenFile = tokenFilePath();
-  return tokenFile === undefined ? directories : [...directories, tokenFile];
+  return [...directories, ...(tokenFile === undefined ? [] : [tokenFile]), ...identityFilePaths()];
 }
 
 export async function execGranted(

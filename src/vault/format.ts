@@ -39,11 +39,17 @@ export const vaultFileSchema = z.strictObject({
 });
 export type VaultFile = z.infer<typeof vaultFileSchema>;
 
+/** A slot's label: who or what it is for, for people; 1–64 printable characters, no control characters. */
+export const SLOT_LABEL_PATTERN = /^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]{1,64}$/u;
+/** An age X25519 recipient (age-encryption.org/v1, "X25519 recipient type"): Bech32, HRP "age". */
+export const AGE_RECIPIENT_PATTERN = /^age1[02-9ac-hj-np-z]{58}$/;
+
 const slotCommon = {
   format: z.literal('sealvault-slot'),
   version: z.literal(FORMAT_VERSION),
   id: z.string().check(z.regex(SLOT_ID_PATTERN)),
   created: time,
+  label: z.optional(z.string().check(z.regex(SLOT_LABEL_PATTERN))),
   nonce: base64Of(24),
   wrapped_key: base64Of(48),
 };
@@ -64,6 +70,12 @@ export const slotFileSchema = z.discriminatedUnion('kind', [
   }),
   z.strictObject({
     ...slotCommon,
+    kind: z.literal('recipient'),
+    /** The KEK as an age file (binary, age-encryption.org/v1) to this one X25519 recipient. */
+    recipient: z.strictObject({ age_recipient: z.string().check(z.regex(AGE_RECIPIENT_PATTERN)), age_file: z.string().check(z.regex(BASE64), z.minLength(4), z.maxLength(4096), canonical) }),
+  }),
+  z.strictObject({
+    ...slotCommon,
     kind: z.literal('passphrase'),
     kdf: z.strictObject({
       alg: z.literal('argon2id13'),
@@ -75,7 +87,7 @@ export const slotFileSchema = z.discriminatedUnion('kind', [
 ]);
 export type SlotFile = z.infer<typeof slotFileSchema>;
 /** The slot kinds this version knows; a slot of another kind is skipped (keyslots.ts). */
-export const SLOT_KINDS = ['token', 'keychain', 'passphrase'] as const;
+export const SLOT_KINDS = ['token', 'keychain', 'recipient', 'passphrase'] as const;
 export type SlotKind = SlotFile['kind'];
 
 export const secretFileSchema = z.strictObject({

@@ -3,7 +3,7 @@
  */
 import { fromBase64, keyFromPassphrase, KDF_RELEASE, offHeapCopy, randomBytes, slotAad, toBase64, unwrapKey, wipe, wrapKey } from './crypto.js';
 import { VaultError } from './errors.js';
-import { FORMAT_VERSION, jsonOrUndefined, parseVaultFile, SLOT_ID_PATTERN, SLOT_KINDS, type SlotFile, slotFileSchema } from './format.js';
+import { FORMAT_VERSION, jsonOrUndefined, parseVaultFile, SLOT_ID_PATTERN, SLOT_KINDS, SLOT_LABEL_PATTERN, type SlotFile, slotFileSchema } from './format.js';
 import type { VaultDir } from './vault-dir.js';
 import { keychainWrite } from './keychain.js';
 
@@ -15,10 +15,12 @@ export interface KdfParameters {
   memlimit: number;
 }
 
-export type SlotRequest =
+export type SlotRequest = (
   | { kind: 'token' }
   | { kind: 'keychain' }
-  | { kind: 'passphrase'; passphrase: Uint8Array; kdf?: KdfParameters };
+  | { kind: 'recipient'; recipient: string }
+  | { kind: 'passphrase'; passphrase: Uint8Array; kdf?: KdfParameters }
+) & { label?: string };
 
 export interface NewSlot {
   slot: SlotFile;
@@ -51,13 +53,16 @@ export function keychainAccount(vaultId: Uint8Array, slotId: string): string {
 export async function createSlot(request: SlotRequest, vaultId: Uint8Array, secretKey: Uint8Array): Promise<NewSlot> {
   const id = Buffer.from(randomBytes(6)).toString('hex');
   const aad = slotAad(vaultId, id, request.kind);
-  const created = new Date().toISOString();
+  // the members every kind has, in docs/FORMAT.md's order (the label only when there is one)
+  const head = {
+    format: 'sealvault-slot', version: 1, id, created: new Date().toISOString(), ...(request.label !== undefined ? { label: request.label } : {}),
+  } as const;
   const kek = randomBytes(32);
   try {
     switch (request.kind) {
       case 'token': {
         const { nonce, wrapped } = wrapKey(kek, secretKey, aad);
-        const slot: SlotFile = { format: 'sealvault-slot', version: 1, id, kind: 'token', created, nonce: toBase64(nonce), wrapped_key: toBase64(wrapped) };
+        const slot: SlotFile = { ...head, kind: 'token', nonce: toBase64(nonce), wrapped_key: toBase64(wrapped) };
         return { slot, token: encodeToken(kek) };
       }
       case 'keychain': {
@@ -65,8 +70,16 @@ export async function createSlot(request: SlotRequest, vaultId: Uint8Array, secr
         await keychainWrite(account, toBase64(kek));
         const { nonce, wrapped } = wrapKey(kek, secretKey, aad);
         const slot: SlotFile = {
-          format: 'sealvault-slot', version: 1, id, kind: 'keychain', created, nonce: toBase64(nonce), wrapped_key: toBase64(wrapped),
-          keychain: { service: 'sealvault', account },
+          ...head, kind: 'keychain', nonce: toBase64(nonce), wrapped_key: toBase64(wrapped), keychain: { service: 'sealvault', account },
+        };
+        return { slot };
+      }
+      case 'recipient': {
+        const ageFile = await encryptToRecipient(kek, request.recipient);
+        const { nonce, wrapped } = wrapKey(kek, secretKey, aad);
+        const slot: SlotFile = {
+          ...head, kind: 'recipient', nonce: toBase64(nonce), wrapped_key: toBase64(wrapped),
+          recipient: { age_recipient: request.recipient, age_file: toBase64(ageFile) },
         };
         return { slot };
       }
@@ -77,7 +90,7 @@ export async function createSlot(request: SlotRequest, vaultId: Uint8Array, secr
         try {
           const { nonce, wrapped } = wrapKey(passphraseKey, secretKey, aad);
           const slot: SlotFile = {
-            format: 'sealvault-slot', version: 1, id, kind: 'passphrase', created, nonce: toBase64(nonce), wrapped_key: toBase64(wrapped),
+            ...head, kind: 'passphrase', nonce: toBase64(nonce), wrapped_key: toBase64(wrapped),
             kdf: { alg: 'argon2id13', opslimit: kdf.opslimit, memlimit: kdf.memlimit, salt: toBase64(salt) },
           };
           return { slot };
@@ -86,6 +99,57 @@ export async function createSlot(request: SlotRequest, vaultId: Uint8Array, secr
         }
       }
     }
+  } finally {
+    wipe(kek);
+  }
+}
+
+/** The age library (age-encryption, by age's author), loaded only by the commands that use a recipient. */
+async function ageLibrary(): Promise<typeof import('age-encryption')> {
+  return import('age-encryption');
+}
+
+/** `kek` as an age file (binary) to the one X25519 recipient `recipient` (age1…). */
+async function encryptToRecipient(kek: Uint8Array, recipient: string): Promise<Uint8Array> {
+  const age = await ageLibrary();
+  const encrypter = new age.Encrypter();
+  try {
+    encrypter.addRecipient(recipient);
+  } catch (error) {
+    throw new VaultError('usage', `${recipient} is not an age recipient (age1…, from \`age-keygen\` or \`vault identity new\`): ${(error as Error).message}`);
+  }
+  return encrypter.encrypt(kek);
+}
+
+/**
+ * A new age X25519 identity as age-keygen(1) writes it (two comment lines, then AGE-SECRET-KEY-1…)
+ * and its recipient (age1…).
+ */
+export async function newAgeIdentity(): Promise<{ file: string; recipient: string }> {
+  const age = await ageLibrary();
+  const identity = await age.generateX25519Identity();
+  const recipient = await age.identityToRecipient(identity);
+  return { file: `# created: ${new Date().toISOString()}\n# public key: ${recipient}\n${identity}\n`, recipient };
+}
+
+/**
+ * The private key if one of `identities` (AGE-SECRET-KEY-1… strings) opens the recipient slot
+ * `slot`, else undefined: the age file gives the KEK, which unwraps the key as for every kind.
+ */
+export async function openRecipientSlot(
+  slot: SlotFile & { kind: 'recipient' }, vaultId: Uint8Array, identities: string[],
+): Promise<Uint8Array | undefined> {
+  const age = await ageLibrary();
+  const decrypter = new age.Decrypter();
+  for (const identity of identities) decrypter.addIdentity(identity);
+  let kek: Uint8Array;
+  try {
+    kek = await decrypter.decrypt(fromBase64(slot.recipient.age_file));
+  } catch {
+    return undefined; // none of these identities is this slot's, or its age file was damaged
+  }
+  try {
+    return openSlot(slot, vaultId, kek);
   } finally {
     wipe(kek);
   }
@@ -206,7 +270,10 @@ function unknownKind(fields: unknown): UnknownSlot | undefined {
   const f = fields as Record<string, unknown>;
   if (f.format !== 'sealvault-slot' || f.version !== FORMAT_VERSION || typeof f.kind !== 'string' || (SLOT_KINDS as readonly string[]).includes(f.kind)) return undefined;
   if (typeof f.id !== 'string' || !SLOT_ID_PATTERN.test(f.id)) return undefined;
-  return { id: f.id, kind: f.kind, ...(typeof f.created === 'string' ? { created: f.created } : {}) };
+  return {
+    id: f.id, kind: f.kind, ...(typeof f.created === 'string' ? { created: f.created } : {}),
+    ...(typeof f.label === 'string' && SLOT_LABEL_PATTERN.test(f.label) ? { label: f.label } : {}),
+  };
 }
 
 export function checkSlotId(id: string): string {

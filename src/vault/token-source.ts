@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { VaultError } from './errors.js';
+import { readPrivateFile } from './private-file.js';
 
 export interface GivenToken {
   text: string;
@@ -39,32 +40,5 @@ export function tokenFilePath(env: NodeJS.ProcessEnv = process.env): string | un
 }
 
 function readTokenFile(file: string): string {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOCTTY);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    throw new VaultError(code === 'ENOENT' ? 'notFound' : 'usage', `VAULT_KEY_FILE ${file} cannot be opened (${code}); point it at the file holding the token`);
-  }
-  const bytes = Buffer.alloc(MAX_TOKEN_FILE_BYTES + 1);
-  try {
-    // checked on the open file, so that the file checked is the file read
-    const stat = fs.fstatSync(fd);
-    if (!stat.isFile()) throw new VaultError('usage', `VAULT_KEY_FILE ${file} is not a regular file`);
-    if ((stat.mode & 0o077) !== 0) {
-      const mode = (stat.mode & 0o777).toString(8).padStart(4, '0');
-      throw new VaultError('refused', `VAULT_KEY_FILE ${file} is readable or writable by group or others (mode ${mode}); \`chmod 600 ${file}\` and keep it private`);
-    }
-    let length = 0;
-    for (;;) {
-      const read = fs.readSync(fd, bytes, length, bytes.length - length, null);
-      if (read === 0) break;
-      length += read;
-      if (length > MAX_TOKEN_FILE_BYTES) throw new VaultError('usage', `VAULT_KEY_FILE ${file} is larger than ${MAX_TOKEN_FILE_BYTES} bytes: it does not hold a token`);
-    }
-    return bytes.subarray(0, length).toString('utf8');
-  } finally {
-    bytes.fill(0);
-    fs.closeSync(fd);
-  }
+  return readPrivateFile(file, 'VAULT_KEY_FILE', MAX_TOKEN_FILE_BYTES, 'the token');
 }

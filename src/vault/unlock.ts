@@ -1,5 +1,6 @@
 /**
- * Unlocking: `VAULT_KEY` or `VAULT_KEY_FILE` (a token) → the OS keychain → `VAULT_PASSPHRASE` or a passphrase typed at
+ * Unlocking: `VAULT_KEY` or `VAULT_KEY_FILE` (a token) → an age identity (`--identity FILE` or
+ * `VAULT_IDENTITY_FILE`) for recipient slots → the OS keychain → `VAULT_PASSPHRASE` or a passphrase typed at
  * the terminal. A credential that is given but opens nothing is an error, never a reason to fall
  * through quietly. Every unlock checks that the private key belongs to the vault's public key.
  */
@@ -7,7 +8,8 @@ import { fromBase64, publicKeyMatches, wipe } from './crypto.js';
 import { VaultError } from './errors.js';
 import type { SlotFile } from './format.js';
 import { keychainRead } from './keychain.js';
-import { decodeToken, openPassphraseSlot, openSlot } from './keyslots.js';
+import { givenIdentities } from './identity-source.js';
+import { decodeToken, openPassphraseSlot, openRecipientSlot, openSlot } from './keyslots.js';
 import { givenToken } from './token-source.js';
 
 export interface UnlockOptions {
@@ -18,6 +20,8 @@ export interface UnlockOptions {
    * The keychain hands its item to any process of the user, so it proves no person is there.
    */
   keychainRefused?: string;
+  /** The age identity file `--identity` named (before VAULT_IDENTITY_FILE). */
+  identityFile?: string;
 }
 
 export interface UnlockedKey {
@@ -68,6 +72,23 @@ async function findOpeningSlot(vaultId: Uint8Array, slots: SlotFile[], options: 
     );
   }
   tried.push('neither VAULT_KEY nor VAULT_KEY_FILE is set');
+
+  // an identity given is, like a token, never a reason to fall through to the next way
+  const identity = givenIdentities(options.identityFile);
+  if (identity !== undefined) {
+    for (const slot of ofKind('recipient')) {
+      const secretKey = await openRecipientSlot(slot, vaultId, identity.identities);
+      if (secretKey !== undefined) return { secretKey, slot };
+    }
+    const count = ofKind('recipient').length;
+    throw new VaultError(
+      'wrongKey',
+      count === 0
+        ? `${identity.source} is given but this vault has no recipient slot; add yours with \`vault recipient add LABEL age1…\``
+        : `${identity.source} opens none of this vault's ${count} recipient slot(s): add its recipient with \`vault recipient add\`, or give the right identity`,
+    );
+  }
+  if (ofKind('recipient').length > 0) tried.push('no age identity given (--identity FILE or VAULT_IDENTITY_FILE)');
 
   const keychainSlots = options.keychainRefused === undefined ? ofKind('keychain') : [];
   if (options.keychainRefused !== undefined && ofKind('keychain').length > 0) tried.push(options.keychainRefused);

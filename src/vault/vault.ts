@@ -582,11 +582,18 @@ export class UnlockedVault {
     wipe(this.keys.secretKey);
   }
 
+  /** Adds a slot; a label another slot has already is refused (2): `vault recipient rm LABEL` names one slot. */
   async addSlot(request: SlotRequest): Promise<NewSlot> {
+    const taken = (slots: SlotFile[]) => request.label !== undefined && slots.some((slot) => slot.label === request.label);
+    const sameLabel = () => new VaultError('usage', `a key slot is already labelled "${request.label}" (\`vault key list\`); choose another label`);
+    if (taken(this.vault.slots().slots)) throw sameLabel();
     const made = await createSlot(request, this.vault.vaultId(), this.keys.secretKey);
     this.vault.change(
-      (tmp) => this.vault.writeVaultFile(tmp, `slots/${made.slot.id}.json`, serialize(made.slot)),
-      () => ['key-add', { slot: made.slot.id, kind: made.slot.kind }],
+      (tmp) => {
+        if (taken(this.vault.slots().slots)) throw sameLabel(); // added meanwhile, under the lock
+        this.vault.writeVaultFile(tmp, `slots/${made.slot.id}.json`, serialize(made.slot));
+      },
+      () => ['key-add', { slot: made.slot.id, kind: made.slot.kind, ...(made.slot.label !== undefined ? { label: made.slot.label } : {}) }],
     );
     return made;
   }
