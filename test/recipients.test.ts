@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as age from 'age-encryption';
 import sodium from 'libsodium-wrappers-sumo';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { initWithToken, makeWorkspace, put, type RunResult, type Workspace } from './helpers/cli.js';
@@ -100,6 +101,85 @@ describe('recipient slots', () => {
     expect(run.stdout).toBe('identity hidden\nvariable:unset\n');
   });
 
+  /**
+   * What a writer of the vault (no key) can do with Alice's public recipient: a slot her identity opens,
+   * holding a key pair of the writer's. Returns that pair's public key (base64).
+   */
+  async function plantSlot(recipient: string, id = '000000000000'): Promise<string> {
+    const pair = sodium.crypto_box_keypair();
+    const kek = sodium.randombytes_buf(32);
+    const encrypter = new age.Encrypter();
+    encrypter.addRecipient(recipient);
+    const ageFile = await encrypter.encrypt(kek);
+    const vault = JSON.parse(fs.readFileSync(path.join(ws.vaultDir, 'vault.json'), 'utf8')) as { vault_id: string };
+    const aad = Buffer.concat([Buffer.from('sealvault-slot/1\0'), Buffer.from(vault.vault_id, 'base64'), Buffer.from(`${id}\0recipient`)]);
+    const nonce = sodium.randombytes_buf(24);
+    const wrapped = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(pair.privateKey, aad, null, nonce, kek);
+    const slot = {
+      format: 'sealvault-slot', version: 1, id, kind: 'recipient', created: new Date().toISOString(), label: 'alice',
+      nonce: Buffer.from(nonce).toString('base64'), wrapped_key: Buffer.from(wrapped).toString('base64'),
+      recipient: { age_recipient: recipient, age_file: Buffer.from(ageFile).toString('base64') },
+    };
+    fs.writeFileSync(path.join(ws.vaultDir, 'slots', `${id}.json`), `${JSON.stringify(slot, null, 2)}\n`);
+    return Buffer.from(pair.publicKey).toString('base64');
+  }
+
+  it('a slot a writer planted for your identity, holding its own key, is passed over; it never gets pinned by `vault trust`', async () => {
+    const recipient = newIdentity();
+    ok(ws.run(['recipient', 'add', 'alice', recipient]), 'recipient add');
+    const env = withoutToken({ VAULT_IDENTITY_FILE: identityFile() });
+    const planted = await plantSlot(recipient); // sorts before the real slot
+    expect(ok(ws.run(['exec', '--no-mask', '--', script], env), 'exec past a planted slot').stdout).toBe('recipient-secret-1\n');
+    // without Alice's real slot: the planted one is named, nothing opens
+    const real = slots().find((s) => s.kind === 'recipient' && s.id !== '000000000000')!;
+    const realFile = path.join(ws.vaultDir, 'slots', `${real.id}.json`);
+    const realText = fs.readFileSync(realFile);
+    fs.rmSync(realFile);
+    fails(ws.run(['policy'], env), 9, /recipient slot\(s\) 000000000000 open with .* but hold a key that is not this vault's/);
+    // and with vault.json's public key replaced to match: refused by the pin, and `vault trust` does not re-pin it
+    const vaultJson = path.join(ws.vaultDir, 'vault.json');
+    const original = JSON.parse(fs.readFileSync(vaultJson, 'utf8'));
+    fs.writeFileSync(vaultJson, `${JSON.stringify({ ...original, public_key: planted }, null, 2)}\n`);
+    fails(ws.run(['policy'], env), 9, /public key/);
+    fails(ws.run(['trust'], env), 11, /does not prove the public key; check the fingerprint .* `vault trust --fingerprint/);
+    fails(ws.run(['put', 'LATER'], { input: 'x', env: { VAULT_KEY: undefined } }), 9, /public key/);
+    // the owner restores both, and everything is as before
+    fs.writeFileSync(vaultJson, `${JSON.stringify(original, null, 2)}\n`);
+    fs.writeFileSync(realFile, realText);
+    expect(ok(ws.run(['exec', '--no-mask', '--', script], env), 'exec restored').stdout).toBe('recipient-secret-1\n');
+  });
+
+  it('planted slots for your identity cost at most 8 tries, with a notice naming the rest', async () => {
+    const recipient = newIdentity();
+    ok(ws.run(['recipient', 'add', 'alice', recipient]), 'recipient add');
+    for (let i = 0; i < 10; i += 1) await plantSlot(recipient, `00000000000${i.toString(16)}`);
+    const result = ws.run(['policy'], withoutToken({ VAULT_IDENTITY_FILE: identityFile() }));
+    expect(result.status).toBe(9); // the 8 tried are planted; the real one is past the budget
+    expect(result.stderr).toMatch(/vault: warning: recipient slot\(s\) 000000000008, 000000000009, \w{12} for your identity are not tried: only 8 are/);
+  });
+
+  it('a mistyped identity is named by its line, and its text is never printed', () => {
+    newIdentity();
+    const lines = fs.readFileSync(identityFile(), 'utf8').split('\n');
+    const key = lines[2]!;
+    const last = key.at(-1) === 'Q' ? 'P' : 'Q'; // a valid Bech32 character: only the checksum fails
+    const typo = path.join(ws.root, 'typo.txt');
+    fs.writeFileSync(typo, [lines[0], lines[1], `${key.slice(0, -1)}${last}`, ''].join('\n'), { mode: 0o600 });
+    const result = ws.run(['policy'], withoutToken({ VAULT_IDENTITY_FILE: typo }));
+    fails(result, 2, /line 3 is not an age X25519 identity/);
+    expect(result.stderr).not.toContain(key.slice(16, 60));
+  });
+
+  it('an identity file given beside a token is hidden from a lockdown target too', () => {
+    const file = path.join(ws.project, 'identity.txt');
+    newIdentity(file);
+    const probe = path.join(ws.project, 'probe.sh');
+    fs.writeFileSync(probe, `#!/bin/sh\n[ -s ${file} ] && echo "identity visible" || echo "identity hidden"\n`, { mode: 0o755 });
+    ok(ws.run(['allow', 'DB_PASSWORD', '--to', probe, '--min-tier', 'lockdown']), 'allow');
+    expect(ok(ws.run(['exec', '--', probe], { env: { VAULT_IDENTITY_FILE: file } }), 'by variable').stdout).toBe('identity hidden\n');
+    expect(ok(ws.run(['--identity', file, 'exec', '--', probe]), 'by flag').stdout).toBe('identity hidden\n');
+  });
+
   it('an identity that is not a recipient of the vault is an error (7), never a reason to try the next way', () => {
     newIdentity();
     const other = path.join(ws.root, 'other.txt');
@@ -130,6 +210,10 @@ describe('recipient slots', () => {
     fails(ws.run(['key', 'add', '--token', '--label', 'bad\u0007label']), 2, /slot label/);
     ok(ws.run(['key', 'add', '--token', '--label', 'ci runner']), 'key add --label');
     expect(slots().map((s) => s.label ?? null).sort()).toEqual(['alice', 'ci runner', null]);
+    // members in docs/FORMAT.md's order, the kind's own last
+    const order = (kind: string) => Object.keys(slots().find((s) => s.kind === kind && s.label !== undefined)!);
+    expect(order('token')).toEqual(['format', 'version', 'id', 'kind', 'created', 'label', 'nonce', 'wrapped_key']);
+    expect(order('recipient')).toEqual(['format', 'version', 'id', 'kind', 'created', 'label', 'nonce', 'wrapped_key', 'recipient']);
   });
 
   it.skipIf(!AGE)('the slot is age\'s format: `age -d` with the identity gives the KEK, which unwraps the key as FORMAT.md says', () => {

@@ -11,14 +11,15 @@ exec dbus-run-session -- bash -c '
   export XDG_DATA_HOME="$SEALVAULT_TEST_KEYRING_HOME" HOME="$SEALVAULT_TEST_KEYRING_HOME"
   printf "sealvault-test-keyring\n" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
   # The daemon finishes creating its login keyring after --unlock returns. Wait (bounded) until an
-  # item round-trips, so that the first keychain test does not race the keyring being set up.
-  for attempt in $(seq 50); do
+  # item round-trips, so that the first keychain test does not race the keyring being set up (30 s:
+  # on a loaded 2-core machine 10 s was once not enough).
+  for attempt in $(seq 150); do
     if printf ready | secret-tool store --label=sealvault-test-ready service sealvault-test-ready account ready 2>/dev/null &&
        [ "$(secret-tool lookup service sealvault-test-ready account ready 2>/dev/null)" = ready ]; then
       secret-tool clear service sealvault-test-ready account ready
       break
     fi
-    [ "$attempt" -lt 50 ] || { echo "test/run.sh: the Secret Service (gnome-keyring) did not store and return an item within 10s" >&2; exit 1; }
+    [ "$attempt" -lt 150 ] || { echo "test/run.sh: the Secret Service (gnome-keyring) did not store and return an item within 30s" >&2; exit 1; }
     sleep 0.2
   done
   export SEALVAULT_TEST_KEYCHAIN=required

@@ -10,6 +10,7 @@ import { execGranted, netOutsideLockdown } from '../sandbox/exec.js';
 import { type Network, parseNetwork } from '../sandbox/network.js';
 import type { Tier } from '../sandbox/tiers.js';
 import { resolveCommand } from '../vault/command-path.js';
+import { noteIdentityFile } from '../vault/identity-source.js';
 import { VaultError } from '../vault/errors.js';
 import { checkSecretName } from '../vault/names.js';
 import { type ExecFlags, maskStyle, parseDuration } from './exec-args.js';
@@ -48,6 +49,7 @@ export async function runExec(
     if (answer.answered) return answer.code;
   }
   try {
+    if (options.identityFile !== undefined) noteIdentityFile(options.identityFile); // hidden even if a token unlocks
     const identity = options.identityFile !== undefined ? { identityFile: options.identityFile } : {};
     const result = await withUnlockedVault(vaultDirectory, (vault) =>
       execGranted(vault, {

@@ -13,6 +13,7 @@ import { keychainUnavailableReason } from '../vault/keychain.js';
 import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
 import { TIERS, type Tier } from '../sandbox/tiers.js';
 import { fromField, networkText, parseNetwork } from '../sandbox/network.js';
+import { noteIdentityFile } from '../vault/identity-source.js';
 import { newAgeIdentity, type SlotRequest } from '../vault/keyslots.js';
 import { resolveVaultDirectory } from '../vault/paths.js';
 import { checkSecretName } from '../vault/names.js';
@@ -90,6 +91,7 @@ function checkLabel(label: string): string {
 /** The age identity file of --identity, for an unlock. */
 const identityFlag = (): { identityFile?: string } => {
   const file = program.opts<{ identity?: string }>().identity;
+  if (file !== undefined) noteIdentityFile(file); // hidden from targets even when a token unlocks
   return file !== undefined ? { identityFile: file } : {};
 };
 
@@ -242,8 +244,9 @@ recipient
     if (!AGE_RECIPIENT_PATTERN.test(ageRecipient)) {
       throw new VaultError('usage', `"${ageRecipient}" is not an age X25519 recipient (age1 and 58 characters); ask for the line \`age-keygen -y\` or \`vault identity new\` prints`);
     }
+    checkLabel(label);
     await withUnlocked(async (vault) => {
-      const made = await vault.addSlot({ kind: 'recipient', recipient: ageRecipient, label: checkLabel(label) });
+      const made = await vault.addSlot({ kind: 'recipient', recipient: ageRecipient, label });
       say(`added recipient slot ${made.slot.id} for ${label} (${ageRecipient}); they unlock with --identity FILE or VAULT_IDENTITY_FILE`);
     }, { changes: true });
   });

@@ -54,15 +54,16 @@ export async function createSlot(request: SlotRequest, vaultId: Uint8Array, secr
   const id = Buffer.from(randomBytes(6)).toString('hex');
   const aad = slotAad(vaultId, id, request.kind);
   // the members every kind has, in docs/FORMAT.md's order (the label only when there is one)
-  const head = {
-    format: 'sealvault-slot', version: 1, id, created: new Date().toISOString(), ...(request.label !== undefined ? { label: request.label } : {}),
-  } as const;
+  const created = new Date().toISOString();
+  const head = <K extends SlotFile['kind']>(kind: K) => ({
+    format: 'sealvault-slot', version: 1, id, kind, created, ...(request.label !== undefined ? { label: request.label } : {}),
+  } as const);
   const kek = randomBytes(32);
   try {
     switch (request.kind) {
       case 'token': {
         const { nonce, wrapped } = wrapKey(kek, secretKey, aad);
-        const slot: SlotFile = { ...head, kind: 'token', nonce: toBase64(nonce), wrapped_key: toBase64(wrapped) };
+        const slot: SlotFile = { ...head('token'), nonce: toBase64(nonce), wrapped_key: toBase64(wrapped) };
         return { slot, token: encodeToken(kek) };
       }
       case 'keychain': {
@@ -70,7 +71,7 @@ export async function createSlot(request: SlotRequest, vaultId: Uint8Array, secr
         await keychainWrite(account, toBase64(kek));
         const { nonce, wrapped } = wrapKey(kek, secretKey, aad);
         const slot: SlotFile = {
-          ...head, kind: 'keychain', nonce: toBase64(nonce), wrapped_key: toBase64(wrapped), keychain: { service: 'sealvault', account },
+          ...head('keychain'), nonce: toBase64(nonce), wrapped_key: toBase64(wrapped), keychain: { service: 'sealvault', account },
         };
         return { slot };
       }
@@ -78,7 +79,7 @@ export async function createSlot(request: SlotRequest, vaultId: Uint8Array, secr
         const ageFile = await encryptToRecipient(kek, request.recipient);
         const { nonce, wrapped } = wrapKey(kek, secretKey, aad);
         const slot: SlotFile = {
-          ...head, kind: 'recipient', nonce: toBase64(nonce), wrapped_key: toBase64(wrapped),
+          ...head('recipient'), nonce: toBase64(nonce), wrapped_key: toBase64(wrapped),
           recipient: { age_recipient: request.recipient, age_file: toBase64(ageFile) },
         };
         return { slot };
@@ -90,7 +91,7 @@ export async function createSlot(request: SlotRequest, vaultId: Uint8Array, secr
         try {
           const { nonce, wrapped } = wrapKey(passphraseKey, secretKey, aad);
           const slot: SlotFile = {
-            ...head, kind: 'passphrase', nonce: toBase64(nonce), wrapped_key: toBase64(wrapped),
+            ...head('passphrase'), nonce: toBase64(nonce), wrapped_key: toBase64(wrapped),
             kdf: { alg: 'argon2id13', opslimit: kdf.opslimit, memlimit: kdf.memlimit, salt: toBase64(salt) },
           };
           return { slot };

@@ -95,7 +95,8 @@ export function checkPin(vault: PinCheck): void {
   const state = readState();
   const pin = state.vaults[vault.vaultId];
   const howToRepin =
-    `check the fingerprint ${vault.fingerprint} with the vault's owner, then run \`vault trust --fingerprint ${vault.fingerprint}\` (or \`vault trust\` if you can unlock it)`;
+    `check the fingerprint ${vault.fingerprint} with the vault's owner, then run \`vault trust --fingerprint ${vault.fingerprint}\` ` +
+    '(or `vault trust` if you can unlock it with a token, passphrase or keychain slot)';
   if (pin !== undefined && pin.public_key !== vault.publicKey) {
     throw new VaultError(
       'tampered',

@@ -37,7 +37,7 @@ export async function unlockPrivateKey(
   slots: SlotFile[],
   options: UnlockOptions,
 ): Promise<UnlockedKey> {
-  const unlocked = await findOpeningSlot(vaultId, slots, options);
+  const unlocked = await findOpeningSlot(vaultId, publicKey, slots, options);
   if (!publicKeyMatches(unlocked.secretKey, publicKey)) {
     wipe(unlocked.secretKey);
     throw new VaultError(
@@ -48,7 +48,14 @@ export async function unlockPrivateKey(
   return unlocked;
 }
 
-async function findOpeningSlot(vaultId: Uint8Array, slots: SlotFile[], options: UnlockOptions): Promise<UnlockedKey> {
+/**
+ * Recipient slots one identity may try per unlock. Anyone can make an age file to your recipient, so
+ * a writer of the vault can plant any number of slots your identity opens; each costs a few ms of
+ * X25519. Past this many, the rest are not tried, with a notice (as the passphrase budget).
+ */
+export const RECIPIENT_SLOT_BUDGET = 8;
+
+async function findOpeningSlot(vaultId: Uint8Array, publicKey: Uint8Array, slots: SlotFile[], options: UnlockOptions): Promise<UnlockedKey> {
   const tried: string[] = [];
   const ofKind = <K extends SlotFile['kind']>(kind: K) => slots.filter((s): s is SlotFile & { kind: K } => s.kind === kind);
 
@@ -74,11 +81,31 @@ async function findOpeningSlot(vaultId: Uint8Array, slots: SlotFile[], options: 
   tried.push('neither VAULT_KEY nor VAULT_KEY_FILE is set');
 
   // an identity given is, like a token, never a reason to fall through to the next way
-  const identity = givenIdentities(options.identityFile);
+  const identity = await givenIdentities(options.identityFile);
   if (identity !== undefined) {
-    for (const slot of ofKind('recipient')) {
+    // only the slots made for one of these identities; a planted slot may claim that too (it names, it
+    // proves nothing), so the number tried is bounded, and one that opens to another key is passed over
+    const mine = ofKind('recipient').filter((slot) => identity.recipients.includes(slot.recipient.age_recipient));
+    if (mine.length > RECIPIENT_SLOT_BUDGET) {
+      process.emitWarning(
+        `recipient slot(s) ${mine.slice(RECIPIENT_SLOT_BUDGET).map((s) => s.id).join(', ')} for your identity are not tried: ` +
+          `only ${RECIPIENT_SLOT_BUDGET} are, since anyone who can write the vault can add such slots; remove those you did not make (\`vault key list\`)`,
+      );
+    }
+    const planted: string[] = [];
+    for (const slot of mine.slice(0, RECIPIENT_SLOT_BUDGET)) {
       const secretKey = await openRecipientSlot(slot, vaultId, identity.identities);
-      if (secretKey !== undefined) return { secretKey, slot };
+      if (secretKey === undefined) continue;
+      if (publicKeyMatches(secretKey, publicKey)) return { secretKey, slot };
+      wipe(secretKey);
+      planted.push(slot.id);
+    }
+    if (planted.length > 0) {
+      throw new VaultError(
+        'tampered',
+        `recipient slot(s) ${planted.join(', ')} open with ${identity.source} but hold a key that is not this vault's: someone who ` +
+          'can write the vault planted them, and no slot of yours is left; remove them with `vault key rm ID`, and restore your slot from version control',
+      );
     }
     const count = ofKind('recipient').length;
     throw new VaultError(
@@ -130,7 +157,11 @@ async function findOpeningSlot(vaultId: Uint8Array, slots: SlotFile[], options: 
       ? 'no passphrase slot'
       : 'VAULT_PASSPHRASE is not set and there is no terminal to ask for the passphrase',
   );
-  throw new VaultError('noUnlock', `cannot unlock the vault: ${tried.join('; ')}. Set VAULT_KEY (or VAULT_KEY_FILE) to a token or VAULT_PASSPHRASE, or run in a terminal`);
+  throw new VaultError(
+    'noUnlock',
+    `cannot unlock the vault: ${tried.join('; ')}. Set VAULT_KEY (or VAULT_KEY_FILE) to a token, VAULT_IDENTITY_FILE to your age identity ` +
+      '(or give --identity FILE), or VAULT_PASSPHRASE; or run in a terminal',
+  );
 }
 
 async function openWithPassphrase(

@@ -789,8 +789,21 @@ export class UnlockedVault {
     return { problems, summary };
   }
 
-  /** Re-pins this vault's public key; the unlock has just proved it belongs to the private key. */
+  /**
+   * Re-pins this vault's public key; the unlock has just proved it belongs to the private key. Not
+   * after an unlock through a recipient slot: anyone can make an age file to your public recipient,
+   * so a writer can plant a slot that your identity opens, holding a key pair of the writer's
+   * (with vault.json's public key replaced to match): such an unlock proves nothing.
+   */
   trust(): void {
+    if (this.openedWith.kind === 'recipient') {
+      throw new VaultError(
+        'refused',
+        `the vault opened through recipient slot ${this.openedWith.id}, which anyone who can write the vault could have planted ` +
+          `for your identity: it does not prove the public key; check the fingerprint ${this.vault.fingerprint} with the vault's ` +
+          `owner and run \`vault trust --fingerprint ${this.vault.fingerprint}\``,
+      );
+    }
     this.vault.change(() => this.vault.pin(), () => ['trust', { fingerprint: this.vault.fingerprint, by: 'unlock' }]);
   }
 }
