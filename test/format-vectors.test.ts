@@ -190,7 +190,7 @@ describe('the golden-v1 vault (test/fixtures/golden-v1)', () => {
 
     it('verifies it with the token, and with the passphrase', () => {
       const summary = 'ok: 3 secret(s) open under their own names, policy revision 1 with 3 grant(s) verified, ' +
-        'audit chain of 11 entries intact, 2 key slot(s)\n';
+        `audit chain of 11 entries intact, 2 key slot(s); fingerprint ${vectors.fingerprint}\n`;
       const withToken = ws.run(['verify']);
       expect(withToken.status, withToken.stderr).toBe(0);
       expect(withToken.stderr).toBe(summary);

@@ -785,7 +785,9 @@ export class UnlockedVault {
       `${names.length} secret(s) open under their own names, ` +
       `policy revision ${policy?.revision ?? '?'} with ${policy?.grants.length ?? '?'} grant(s) verified, ` +
       `audit chain of ${audit?.count ?? '?'} entries intact, ${slots === undefined ? '?' : slots.slots.length + slots.unknown.length} key slot(s)` +
-      (skipped.length > 0 ? `, of which unlock skips ${skipped.join(', ')}` : '');
+      (skipped.length > 0 ? `, of which unlock skips ${skipped.join(', ')}` : '') +
+      // what a newcomer compares with the owner's (vault init printed it): a first use pins whatever it finds
+      `; fingerprint ${this.vault.fingerprint}`;
     return { problems, summary };
   }
 
