@@ -121,15 +121,19 @@ Napi::Value BoxSealOpen(const Napi::CallbackInfo &info) {
   return message;
 }
 
+// The arguments of both AEAD calls: (input, additionalData, nonce, key), `input` named `what`.
+bool AeadArguments(const Napi::CallbackInfo &info, const char *what, Napi::Uint8Array *input, Napi::Uint8Array *ad,
+                   Napi::Uint8Array *nonce, Napi::Uint8Array *key) {
+  return Bytes(info, 0, what, input) && Bytes(info, 1, "additionalData", ad) &&
+         BytesOf(info, 2, "nonce", crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, nonce) &&
+         BytesOf(info, 3, "key", crypto_aead_xchacha20poly1305_ietf_KEYBYTES, key);
+}
+
 // crypto_aead_xchacha20poly1305_ietf_encrypt(message, additionalData, nonce, key) -> ciphertext.
 Napi::Value AeadEncrypt(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Napi::Uint8Array message, ad, nonce, key;
-  if (!Bytes(info, 0, "message", &message) || !Bytes(info, 1, "additionalData", &ad) ||
-      !BytesOf(info, 2, "nonce", crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, &nonce) ||
-      !BytesOf(info, 3, "key", crypto_aead_xchacha20poly1305_ietf_KEYBYTES, &key)) {
-    return env.Undefined();
-  }
+  if (!AeadArguments(info, "message", &message, &ad, &nonce, &key)) return env.Undefined();
   Napi::Uint8Array out = Napi::Uint8Array::New(env, message.ByteLength() + crypto_aead_xchacha20poly1305_ietf_ABYTES);
   unsigned long long written = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(out.Data(), &written, message.Data(), message.ByteLength(), ad.Data(),
@@ -142,11 +146,7 @@ Napi::Value AeadEncrypt(const Napi::CallbackInfo &info) {
 Napi::Value AeadDecrypt(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Napi::Uint8Array ciphertext, ad, nonce, key;
-  if (!Bytes(info, 0, "ciphertext", &ciphertext) || !Bytes(info, 1, "additionalData", &ad) ||
-      !BytesOf(info, 2, "nonce", crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, &nonce) ||
-      !BytesOf(info, 3, "key", crypto_aead_xchacha20poly1305_ietf_KEYBYTES, &key)) {
-    return env.Undefined();
-  }
+  if (!AeadArguments(info, "ciphertext", &ciphertext, &ad, &nonce, &key)) return env.Undefined();
   if (ciphertext.ByteLength() < crypto_aead_xchacha20poly1305_ietf_ABYTES) return env.Null();
   Napi::Uint8Array out = Napi::Uint8Array::New(env, ciphertext.ByteLength() - crypto_aead_xchacha20poly1305_ietf_ABYTES);
   unsigned long long written = 0;

@@ -7,16 +7,9 @@
 import { VaultError } from './errors.js';
 import { native, type NativeSodium } from './native.js';
 
-let loaded: NativeSodium | undefined;
-
-/** Loads the addon (which initialises libsodium); kept async so that callers need not know whether loading waits. */
-export async function loadCrypto(): Promise<void> {
-  sodium();
-}
-
+/** libsodium, initialised when the addon loaded (native() loads it once). */
 function sodium(): NativeSodium {
-  loaded ??= native().sodium;
-  return loaded;
+  return native().sodium;
 }
 
 
@@ -152,7 +145,7 @@ export function toBase64(bytes: Uint8Array): string {
  * reach them (the review of 2026-11-30 found a token's KEK twice in a process). An ArrayBuffer's
  * memory is outside the heap from the start.
  */
-export function offHeapCopy(bytes: Uint8Array): Uint8Array {
+function offHeapCopy(bytes: Uint8Array): Uint8Array {
   const copy = new Uint8Array(new ArrayBuffer(bytes.length));
   copy.set(bytes);
   return copy;
@@ -160,10 +153,10 @@ export function offHeapCopy(bytes: Uint8Array): Uint8Array {
 
 /**
  * The decoded bytes, off V8's heap (offHeapCopy), with Buffer's decoding buffer wiped. Callers pass
- * only strings a schema has already checked to be base64 of the right length.
+ * only strings a schema or pattern has already checked to be base64 (or base64url) of the right length.
  */
-export function fromBase64(text: string): Uint8Array {
-  const decoded = Buffer.from(text, 'base64');
+export function fromBase64(text: string, encoding: 'base64' | 'base64url' = 'base64'): Uint8Array {
+  const decoded = Buffer.from(text, encoding);
   try {
     return offHeapCopy(decoded);
   } finally {

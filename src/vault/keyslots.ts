@@ -1,7 +1,7 @@
 /**
  * Key slots, like LUKS: the vault's private key wrapped once per way of unlocking it.
  */
-import { fromBase64, keyFromPassphrase, KDF_RELEASE, offHeapCopy, randomBytes, slotAad, toBase64, unwrapKey, wipe, wrapKey } from './crypto.js';
+import { fromBase64, keyFromPassphrase, KDF_RELEASE, randomBytes, slotAad, toBase64, unwrapKey, wipe, wrapKey } from './crypto.js';
 import { VaultError } from './errors.js';
 import { FORMAT_VERSION, jsonOrUndefined, parseVaultFile, SLOT_ID_PATTERN, SLOT_KINDS, SLOT_LABEL_PATTERN, type SlotFile, slotFileSchema } from './format.js';
 import type { VaultDir } from './vault-dir.js';
@@ -38,12 +38,7 @@ export function decodeToken(text: string, source = 'VAULT_KEY'): Uint8Array {
   if (!TOKEN_PATTERN.test(trimmed)) {
     throw new VaultError('usage', `${source} is not a sealvault token (svt1_ followed by 43 characters); set it to the token \`vault init --token\` or \`vault key add --token\` printed`);
   }
-  const decoded = Buffer.from(trimmed.slice(TOKEN_PREFIX.length), 'base64url');
-  try {
-    return offHeapCopy(decoded); // the token is the slot's KEK: keep it where wipe() reaches it
-  } finally {
-    decoded.fill(0);
-  }
+  return fromBase64(trimmed.slice(TOKEN_PREFIX.length), 'base64url'); // the slot's KEK: off V8's heap
 }
 
 export function keychainAccount(vaultId: Uint8Array, slotId: string): string {

@@ -12,7 +12,7 @@ import {
 import { grantTarget, type ProgramTarget, readShebang, scriptTarget } from './binary.js';
 import { resolveCommand } from './command-path.js';
 import {
-  fingerprint, fromBase64, generateKeyPair, type KeyPair, loadCrypto, openSecret, randomBytes, SEAL_OVERHEAD, sealSecret, sha256OfFd, toBase64, wipe,
+  fingerprint, fromBase64, generateKeyPair, type KeyPair, openSecret, randomBytes, SEAL_OVERHEAD, sealSecret, sha256OfFd, toBase64, wipe,
 } from './crypto.js';
 import { VaultError } from './errors.js';
 import {
@@ -130,7 +130,6 @@ export class Vault {
       root.close();
       throw new VaultError('refused', `${dir} is not empty; choose a new or empty directory for the vault`);
     }
-    await loadCrypto();
     const keys = generateKeyPair();
     const vaultId = randomBytes(16);
     const file: VaultFile = {
@@ -263,7 +262,6 @@ export class Vault {
     if (value.length > MAX_VALUE_BYTES) {
       throw new VaultError('badSecret', `the value for ${name} is ${value.length} bytes, over the limit of ${MAX_VALUE_BYTES} (1 MiB); nothing was stored`);
     }
-    await loadCrypto();
     const sealed = toBase64(sealSecret(this.publicKey(), name, value));
     return this.change((tmp) => this.within('secrets', (secrets) => {
       let previous: Buffer | undefined;
@@ -380,7 +378,6 @@ export class Vault {
     if (slots.length === 0) {
       throw new VaultError('noUnlock', `${this.at('slots')} holds no key slot this sealvault can use, so nothing can unlock this vault; restore the slots from version control or a backup`);
     }
-    await loadCrypto();
     const { secretKey, slot } = await unlockPrivateKey(this.vaultId(), this.publicKey(), slots, options);
     // remembered only when another was tried first: a routine unlock changes no file
     if (slot.id !== slots[0]?.id) recordOpenedSlot(this.file.vault_id, slot.id);
