@@ -24,8 +24,9 @@ function actor() {
 
 /**
  * Writes `count` secrets of `valueBytes` random bytes each into `vaultDir`
- * (secrets/NAME.json = crypto_box_seal(NAME ‖ 0x00 ‖ value, public_key)), and appends one
- * hash-chained `put` audit entry per secret, as `count` real puts would have left behind.
+ * (secrets/NAME.json = crypto_box_seal(NAME ‖ 0x00 ‖ value, public_key)), and one `put` entry per
+ * secret in audit/ (docs/FORMAT.md, "audit/"), each the child of the one before, as `count` real
+ * puts would have left behind.
  */
 export async function fillVault(vaultDir, count, valueBytes = 32) {
   await sodium.ready;
@@ -33,14 +34,11 @@ export async function fillVault(vaultDir, count, valueBytes = 32) {
   const publicKey = new Uint8Array(Buffer.from(vaultFile.public_key, 'base64'));
   if (publicKey.length !== 32) throw new Error(`${vaultDir}/vault.json: public_key is not 32 bytes`);
 
-  const auditFile = path.join(vaultDir, 'audit.log');
-  const lines = fs.readFileSync(auditFile, 'utf8').split('\n').filter((l) => l !== '');
-  const last = lines.at(-1);
-  if (last === undefined) throw new Error(`${auditFile} is empty; run \`vault init\` first`);
-  let seq = JSON.parse(last).seq;
-  let prev = sha256Hex(last);
+  const auditDir = path.join(vaultDir, 'audit');
+  const entryHashes = fs.readdirSync(auditDir).filter((f) => /^[0-9a-f]{64}\.json$/.test(f)).map((f) => f.slice(0, 64));
+  if (entryHashes.length !== 1) throw new Error(`${auditDir} holds ${entryHashes.length} entries; fill a vault fresh from \`vault init\``);
+  let parent = entryHashes[0];
   const who = actor();
-  const audit = [];
   const encoder = new TextEncoder();
 
   for (let i = 0; i < count; i += 1) {
@@ -54,10 +52,8 @@ export async function fillVault(vaultDir, count, valueBytes = 32) {
     const secret = { format: 'sealvault-secret', version: 1, created: time, updated: time, sealed };
     fs.writeFileSync(path.join(vaultDir, 'secrets', `${name}.json`), `${JSON.stringify(secret)}\n`, { mode: 0o600 });
 
-    seq += 1;
-    const line = JSON.stringify({ seq, time, event: 'put', actor: who, details: { name }, prev });
-    audit.push(`${line}\n`);
-    prev = sha256Hex(line);
+    const entry = `${JSON.stringify({ time, event: 'put', actor: who, details: { name }, parents: [parent] })}\n`;
+    parent = sha256Hex(entry);
+    fs.writeFileSync(path.join(auditDir, `${parent}.json`), entry, { mode: 0o600 });
   }
-  fs.appendFileSync(auditFile, audit.join(''));
 }

@@ -41,6 +41,7 @@ const PUT_TARGET = 1.3;
 // `vault exec` rows (the issue's targets): EXEC_SECRETS secrets granted to /bin/true and released per run
 const EXEC_SECRETS = 20;
 const PASSPHRASE_EVERY = option('--passphrase-every', 5); // the argon2id row runs in 1 round of every 5 only
+const REKEY_EVERY = option('--rekey-every', 10); // so does the rekey of the 10k vault, which takes seconds
 // lockdown: a direct exec (no agent), restated by the agent's issue from 1.6 to 3.5; agent: an exec
 // through the agent, the same 20 secrets (to a script); agentDotenvx: dotenvx run / that exec
 const EXEC_TARGETS = {
@@ -185,11 +186,14 @@ function vaultAsync(args, { dir, input = '', env = {} } = {}) {
 }
 
 /**
- * The runs an audit log records, to check what the exec rows really released: every `release`
+ * The runs a user's run log records, to check what the exec rows really released: every `release`
  * entry with the `exit` entry of the same run (undefined when there is none), in order.
  */
 function auditedRuns(dir) {
-  const lines = fs.readFileSync(path.join(dir, 'audit.log'), 'utf8').trim().split('\n');
+  // the user's run log of that vault, outside it (docs/FORMAT.md, "Run log")
+  const vaultId = JSON.parse(fs.readFileSync(path.join(dir, 'vault.json'), 'utf8')).vault_id;
+  const runLog = path.join(baseEnv.XDG_STATE_HOME, 'sealvault', 'runs', Buffer.from(vaultId, 'base64').toString('base64url'), 'audit.log');
+  const lines = fs.readFileSync(runLog, 'utf8').trim().split('\n');
   const entries = lines.map((line) => JSON.parse(line));
   const exits = new Map(entries.filter((e) => e.event === 'exit').map((e) => [e.details.run, e.details.exit]));
   return entries.filter((e) => e.event === 'release').map((e) => ({ ...e.details, exit: exits.get(e.details.run) }));
@@ -591,6 +595,13 @@ async function main() {
       what: `vault policy, VAULT_KEY token unlock, ${SECRETS} secrets`,
       invocation: () => ({ command: process.execPath, args: [CLI, 'policy'], env: { VAULT_DIR: bigVault, VAULT_KEY: tokenBig } }),
     },
+    {
+      name: 'rekey-10k',
+      what: `vault rekey, ${SECRETS} secrets: a new key pair, every value opened and sealed again, every file fsynced, `
+        + `committed by one rename; VAULT_KEY token; in 1 round of every ${REKEY_EVERY}`,
+      invocation: () => ({ command: process.execPath, args: [CLI, 'rekey'], env: { VAULT_DIR: bigVault, VAULT_KEY: tokenBig } }),
+      every: REKEY_EVERY,
+    },
   ];
   const execRow = (name, tier, dir, credential, what, extra = {}, program = TRUE) => ({
     name,
@@ -732,6 +743,7 @@ async function main() {
     { row: 'list-10k', num: 'list-10k', den: 'put-empty' },
     { row: 'unlock', num: 'unlock', den: 'floor' },
     { row: 'unlock-10k', num: 'unlock-10k', den: 'unlock' },
+    { row: 'rekey-10k', num: 'rekey-10k', den: 'list-10k' },
     { row: 'exec', num: 'exec', den: 'floor', op: '≤', target: EXEC_TARGETS.lockdown },
     { row: 'exec', num: 'exec', den: 'unlock' },
     { row: 'exec', kind: 'rss', num: 'exec', op: '≤', target: EXEC_TARGETS.rssMiB },

@@ -103,9 +103,10 @@ for (const runner of RUNNERS) {
       const needsNode = run(launcher, ['exec', '--info', '--', script], env);
       expect(needsNode.status).toBe(125);
       expect(needsNode.stderr).toMatch(/^vault: cannot start: execve \/nonexistent\/node: No such file or directory\n$/);
-      // the run is the agent's: audited with the client that asked
-      const audit = ws.run(['audit', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; details: Record<string, unknown> });
-      const releases = audit.filter((e) => e.event === 'release');
+      // the run is the agent's: audited with the client that asked, in the run log of the agent's user (the same here)
+      const runs = ws.run(['audit', '--runs', '--json']).stdout.trim().split('\n')
+        .map((l) => JSON.parse(l) as { event: string; details: Record<string, unknown> });
+      const releases = runs.filter((e) => e.event === 'release');
       expect(releases).toHaveLength(4);
       for (const r of releases) expect(r.details).toMatchObject({ tier: 'lockdown', secrets: ['DB'], client: expect.objectContaining({ uid: account()?.uid ?? 0 }) });
     });

@@ -448,7 +448,12 @@ describe.skipIf(!IS_ROOT)('docs/ci.md recipes', () => {
     const tracked = git(repo, 'ls-files', '-s').trim().split('\n');
     expect(tracked.find((l) => l.endsWith('\tdeploy.sh'))).toMatch(/^100755 /);
     const files = tracked.map((l) => l.split('\t')[1]);
-    for (const file of ['.vault/vault.json', '.vault/policy.json', '.vault/audit.log', '.vault/secrets/DEPLOY_TOKEN.json']) expect(files).toContain(file);
+    for (const file of ['.vault/vault.json', '.vault/policy.json', '.vault/secrets/DEPLOY_TOKEN.json']) {
+      expect(files).toContain(file);
+    }
+    // the audit log: one entry file each for init, put and allow (docs/FORMAT.md, "audit/")
+    const entry = expect.stringMatching(/^\.vault\/audit\/[0-9a-f]{64}\.json$/);
+    expect(files.filter((f) => f?.startsWith('.vault/audit'))).toEqual([entry, entry, entry]);
     expect(git(repo, 'status', '--porcelain')).toBe('');
     for (const file of files) expect(fs.readFileSync(path.join(repo, file as string)).includes(SECRET), file).toBe(false);
   });
@@ -472,9 +477,12 @@ describe.skipIf(!IS_ROOT)('docs/ci.md recipes', () => {
     expect(result.stdout).toContain(`deploying with a token of ${Buffer.byteLength(SECRET)} bytes\n`);
     expect(result.stdout).toContain(`the deploy endpoint says: ${ENDPOINT_REPLY}\n`);
 
-    // the grant was made for the developer's path; the clone's deploy.sh matches it by hash
+    // the grant was made for the developer's path; the clone's deploy.sh matches it by hash; the run
+    // is in the CI user's run log (docs/FORMAT.md, "Run log"), so the checkout is left as it was
     const deploy = path.join(c.clone, 'deploy.sh');
-    const entries = vaultIn(c, ['audit', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditEntry);
+    expect(git(c.clone, 'status', '--porcelain', '--ignored')).toBe('');
+    const entries = vaultIn(c, ['audit', '--runs', '--json']).stdout.trim().split('\n')
+      .map((l) => JSON.parse(l) as AuditEntry);
     const release = entries.filter((e) => e.event === 'release');
     expect(release).toHaveLength(1);
     expect(release[0]?.details).toMatchObject({ tier: 'lockdown', secrets: ['DEPLOY_TOKEN'], sha256: sha256(deploy) });
@@ -547,9 +555,9 @@ describe.skipIf(!IS_ROOT)('docs/ci.md recipes', () => {
     return true;
   }
 
-  /** The agents this clone's vault has started (their `agent-start` entries), and its whole audit log. */
+  /** The agents this clone's vault has started (their `agent-start` entries), and the CI user's whole run log of it. */
   function auditOf(c: ReturnType<typeof ciCheckout>): { entries: AuditEntry[]; agents: number[] } {
-    const audit = vaultIn(c, ['audit', '--json']);
+    const audit = vaultIn(c, ['audit', '--runs', '--json']);
     expect(audit.status, audit.stderr).toBe(0);
     const entries = audit.stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as AuditEntry);
     return { entries, agents: entries.filter((e) => e.event === 'agent-start').map((e) => Number(e.details.pid)) };

@@ -26,16 +26,21 @@ describe('vault exec', () => {
   });
   afterEach(() => ws.cleanup());
 
-  const audit = () => ws.run(['audit', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; details: Record<string, unknown> });
+  // runs are recorded in this user's run log, outside the vault (docs/FORMAT.md, "Run log")
+  const runs = () => ws.run(['audit', '--runs', '--json']).stdout.trim().split('\n')
+    .map((l) => JSON.parse(l) as { event: string; details: Record<string, unknown> });
 
   it('releases exactly the granted secret into a #! script and records the run', () => {
     expect(ws.run(['allow', 'DB_PASSWORD', '--to', script]).status).toBe(0);
+    const vaultBefore = ws.vaultFiles();
     const result = ws.run(['exec', '--', script]);
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     expect(result.stdout).toBe(`len=${SECRET.length}\nmatch\nother=unset\n`);
+    // the run is recorded outside the vault: a committed vault does not change by being used
+    expect(ws.vaultFiles()).toEqual(vaultBefore);
     // a release entry before anything was decrypted, then the exit code, tied by the run's id
-    const [release, exit] = audit().slice(-2);
+    const [release, exit] = runs().slice(-2);
     expect(release?.event).toBe('release');
     expect(release?.details).toMatchObject({ path: script, tier: 'hardened', secrets: ['DB_PASSWORD'], files: [] });
     expect(release?.details.sha256).toBe(createHash('sha256').update(fs.readFileSync(script)).digest('hex'));

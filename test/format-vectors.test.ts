@@ -190,7 +190,7 @@ describe('the golden-v1 vault (test/fixtures/golden-v1)', () => {
 
     it('verifies it with the token, and with the passphrase', () => {
       const summary = 'ok: 3 secret(s) open under their own names, policy revision 1 with 3 grant(s) verified, ' +
-        `audit chain of 11 entries intact, 2 key slot(s); fingerprint ${vectors.fingerprint}\n`;
+        `audit log of 11 entries intact, 2 key slot(s); fingerprint ${vectors.fingerprint}\n`;
       const withToken = ws.run(['verify']);
       expect(withToken.status, withToken.stderr).toBe(0);
       expect(withToken.stderr).toBe(summary);
@@ -212,7 +212,8 @@ describe('the golden-v1 vault (test/fixtures/golden-v1)', () => {
       }
       const audit = ws.run(['audit', '--verify']);
       expect(audit.status, audit.stderr).toBe(0);
-      expect(audit.stderr).toBe(`audit log intact: ${vectors.audit.entries} entries\n`);
+      // the 0.1 log is read as it is; this user has no run of this vault yet
+      expect(audit.stderr).toBe(`audit log intact: ${vectors.audit.entries} entries; run log intact: 0 entries\n`);
       const entries = ws.run(['audit', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as Json);
       expect(entries.map((e) => e.event)).toEqual(vectors.audit.events);
     });
@@ -224,11 +225,21 @@ describe('the golden-v1 vault (test/fixtures/golden-v1)', () => {
       fs.chmodSync(script, 0o755);
       const allow = ws.run(['allow', ...NAMES, '--to', script]);
       expect(allow.status, allow.stderr).toBe(0);
+      // a run writes nothing into the vault: release and exit go to the user's run log
+      const before = ws.vaultFiles();
       const run = ws.run(['exec', '--', script]);
       expect(run.status, run.stderr).toBe(0);
       expect(run.stdout).toBe(NAMES.map((name) => `${name} ${vectors.secrets[name]?.sha256}\n`).join(''));
+      expect(ws.vaultFiles()).toEqual(before);
+      // the 0.1 log is never appended to: the allow is one entry of audit/
+      const legacy = fs.readFileSync(path.join(VAULT, 'audit.log'));
+      expect(fs.readFileSync(path.join(ws.vaultDir, 'audit.log'))).toEqual(legacy);
+      expect(fs.readdirSync(path.join(ws.vaultDir, 'audit'))).toHaveLength(1);
       const audit = ws.run(['audit', '--verify']);
-      expect(audit.stderr).toBe(`audit log intact: ${vectors.audit.entries + 3} entries\n`);
+      expect(audit.status, audit.stderr).toBe(0);
+      expect(audit.stderr).toBe(`audit log intact: ${vectors.audit.entries + 1} entries; run log intact: 2 entries\n`);
+      const runs = ws.run(['audit', '--runs', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as Json);
+      expect(runs.map((e) => e.event)).toEqual(['release', 'exit']);
     });
   });
 

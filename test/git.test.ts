@@ -1,9 +1,10 @@
 /**
  * A vault directory is meant to be committed and shared: its files hold nothing secret, local
- * files stay out of git, a put changes only the files of that secret and the audit log, and a
- * clone at another path works as the original.
+ * files stay out of git, a put changes only the files of that secret and adds one audit entry, and
+ * a clone at another path works as the original.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -34,13 +35,26 @@ describe('a vault in a git repository', () => {
     expect(tracked.some((f) => f.includes('.lock') || f.includes('.tmp/'))).toBe(false);
     expect(tracked).toContain('.vault/vault.json');
 
+    // a change adds one new file to audit/ (named by the hash of its bytes) and modifies no tracked audit file
+    const status = () => git(repo, 'status', '--porcelain', '--untracked-files=all').trimEnd().split('\n').sort();
+    const newEntry = (lines: string[]) => {
+      const added = lines.filter((l) => l.startsWith('?? .vault/audit/'));
+      expect(added).toHaveLength(1);
+      const file = added[0]!.slice(3);
+      const name = path.basename(file, '.json');
+      expect(createHash('sha256').update(fs.readFileSync(path.join(repo, file))).digest('hex')).toBe(name);
+      return `?? .vault/audit/${name}.json`;
+    };
     put(ws, 'DELTA', 'delta-value-123456');
-    expect(git(repo, 'status', '--porcelain').trimEnd().split('\n').sort()).toEqual([' M .vault/audit.log', '?? .vault/secrets/DELTA.json']);
+    const afterDelta = status();
+    expect(afterDelta).toEqual([newEntry(afterDelta), '?? .vault/secrets/DELTA.json']);
     git(repo, 'add', '.vault');
     git(repo, 'commit', '-qm', 'delta');
     put(ws, 'BRAVO', 'bravo-value-changed', ['--force']);
-    expect(git(repo, 'status', '--porcelain').trimEnd().split('\n').sort()).toEqual([' M .vault/audit.log', ' M .vault/secrets/BRAVO.json']);
-    git(repo, 'commit', '-qam', 'bravo');
+    const afterBravo = status();
+    expect(afterBravo).toEqual([' M .vault/secrets/BRAVO.json', newEntry(afterBravo)]);
+    git(repo, 'add', '.vault');
+    git(repo, 'commit', '-qm', 'bravo');
 
     const clone = path.join(ws.root, 'elsewhere', 'checkout');
     git(ws.root, 'clone', '-q', repo, clone);

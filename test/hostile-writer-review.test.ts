@@ -9,13 +9,14 @@
  * - Slots at the KDF cap: one unlock spends at most KDF_BUDGET on passphrase slots; the rest are
  *   named in one warning, and the token (or the real passphrase) still opens at once.
  * - Audit `details` nested deeper than MAX_DETAILS_DEPTH: not a valid entry (9, one line, no stack
- *   trace), even when the chain holds; a member named `__proto__` is an ordinary member.
- * - `vault audit --accept` after the log was removed or rewritten: the old log kept aside, a new
- *   chain that starts with an `accept` entry, and the vault usable again.
- * - audit.log and .lock hard-linked to a file outside: 13, the file's bytes and owner unchanged
+ *   trace), even when its hash and parents hold; a member named `__proto__` is an ordinary member.
+ * - `vault audit --accept` after an entry was removed or rewritten: the broken entries (and those
+ *   after them) kept aside in audit.broken-TIME/, an `accept` entry naming them, and the vault usable
+ *   again; a planted audit.log of sealvault 0.1 that does not verify, kept aside byte for byte.
+ * - An audit entry and .lock hard-linked to a file outside: 13, the file's bytes and owner unchanged
  *   (root writing into another user's vault included, whose files root chowns).
- * - A torn last line after a rewritten or shortened log: refused (9) before anything is set aside.
- * - A torn last line of exactly the line cap: tampering (9), not a torn line to set aside.
+ * - A torn last line of the run log after a damaged line: refused (125) before anything is set aside.
+ * - A torn last line of the run log of exactly the line cap: tampering, not a torn line to set aside.
  * - `__proto__` as a secret name, `--env` and `--pass-env` name; U+202E in planted file names and
  *   slot kinds printed escaped; `put --force` over a directory: 13.
  */
@@ -65,26 +66,44 @@ for (const runner of RUNNERS) {
     /** Gives what the test made to the vault's owner, as a writer of the vault would have it. */
     const own = (file: string) => giveTo(account(), file);
     const at = (...parts: string[]) => path.join(ws.vaultDir, ...parts);
-    const auditText = () => fs.readFileSync(at('audit.log'), 'utf8');
-    const auditLines = () => auditText().split('\n').filter((l) => l !== '');
-    type Entry = { seq: number; event: string; details: Record<string, unknown> };
-    const events = () => auditLines().map((l) => JSON.parse(l) as Entry);
     const slotFiles = () => fs.readdirSync(at('slots')).map((f) => at('slots', f));
     const exec = () => ws.run(['exec', '--', script], BOUND);
-    const stateFile = () => path.join(ws.env.XDG_STATE_HOME!, 'sealvault', 'known_vaults.json');
-    /** The user's audit witness (known_vaults.json). */
-    const witness = () => {
-      const state = JSON.parse(fs.readFileSync(stateFile(), 'utf8')) as { vaults: Record<string, { audit: unknown }> };
-      return Object.values(state.vaults)[0]?.audit;
+    type Entry = { event: string; details: Record<string, unknown>; parents: string[] };
+    /** The entries of audit/, by hash, as their files hold them. */
+    const dagEntries = () => new Map(fs.readdirSync(at('audit')).filter((f) => /^[0-9a-f]{64}\.json$/.test(f))
+      .map((f) => [f.slice(0, 64), JSON.parse(fs.readFileSync(at('audit', f), 'utf8')) as Entry]));
+    /** The vault's history as `vault audit --json` shows it, parents first. */
+    const events = () => ws.run(['audit', '--json']).stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Entry);
+    /** The entries no entry names as a parent: what the next entry joins. */
+    const heads = () => {
+      const entries = dagEntries();
+      const named = new Set([...entries.values()].flatMap((e) => e.parents));
+      return [...entries.keys()].filter((h) => !named.has(h)).sort();
     };
-    /** A line that chains correctly on the log's last line: only its `details` (JSON text) can be wrong. */
-    const chainedLine = (detailsJson: string) => {
-      const last = auditLines().at(-1)!;
-      const seq = (JSON.parse(last) as { seq: number }).seq + 1;
-      const time = new Date().toISOString();
-      return `{"seq":${seq},"time":"${time}","event":"put","actor":{"uid":0,"user":"root"},` +
-        `"details":${detailsJson},"prev":"${sha256(last)}"}`;
+    /**
+     * The text of an entry joining the heads, and its file name (the hash of its bytes): only its `details`
+     * (JSON text, kept as written) can be wrong.
+     */
+    const joiningEntry = (detailsJson: string) => {
+      const text = `{"time":"${new Date().toISOString()}","event":"put","actor":{"uid":0,"user":"root"},` +
+        `"details":${detailsJson},"parents":${JSON.stringify(heads())}}\n`;
+      return { text, name: `${sha256(text)}.json` };
     };
+    /** Adds an entry as a writer of the vault directory can. */
+    const plantEntry = (detailsJson: string) => {
+      const { text, name } = joiningEntry(detailsJson);
+      fs.writeFileSync(at('audit', name), text);
+      own(at('audit', name));
+      return name;
+    };
+    /** This user's run log of the vault: `runs/<vault id in base64url>/audit.log` in their state directory. */
+    const runLog = () => {
+      const { vault_id: id } = JSON.parse(fs.readFileSync(at('vault.json'), 'utf8')) as { vault_id: string };
+      const runs = path.join(ws.env.XDG_STATE_HOME!, 'sealvault', 'runs');
+      return path.join(runs, Buffer.from(id, 'base64').toString('base64url'), 'audit.log');
+    };
+    const runLines = () => fs.readFileSync(runLog(), 'utf8').split('\n').filter((l) => l !== '');
+    const tornSaved = () => fs.readdirSync(path.dirname(runLog())).filter((f) => f.startsWith('audit.log.torn-'));
 
     beforeEach(() => {
       ({ ws, script, marker } = grantedVault(account()));
@@ -147,6 +166,7 @@ for (const runner of RUNNERS) {
           '.tmp': outsideDir('tmp-target', ['id_ed25519', 'known_hosts']),
           slots: outsideDir('slots-target', [`${SLOT_ID}.json`, 'other.json']),
           secrets: outsideDir('secrets-target', ['DB.json']),
+          audit: outsideDir('audit-target', [`${'a'.repeat(64)}.json`]),
         };
         for (const name of ['vault.json', 'policy.json', 'audit.log', '.gitignore', '.lock']) {
           links[name] = path.join(outsideDir('files', [name]), name);
@@ -174,7 +194,10 @@ for (const runner of RUNNERS) {
           fs.mkdirSync(path.join(d, '.tmp', 'a-real-dir'));
           fs.writeFileSync(path.join(d, '.tmp', 'a-real-dir', 'kept'), 'kept\n');
           fs.mkdirSync(path.join(d, 'secrets'));
+          fs.mkdirSync(path.join(d, 'audit'));
+          fs.symlinkSync(secretFile, path.join(d, 'audit', `${'a'.repeat(64)}.json`));
           fs.writeFileSync(path.join(d, 'vault.json'), '{}\n');
+          // init makes no audit.log (sealvault 0.1's log): a link by that name is a stranger's
           fs.symlinkSync(secretFile, path.join(d, 'audit.log'));
           fs.writeFileSync(path.join(d, 'README'), 'a stranger\'s file\n');
         });
@@ -184,8 +207,9 @@ for (const runner of RUNNERS) {
         const left = (fs.readdirSync(dir, { recursive: true }) as string[]).sort();
         // init's own files and links are gone; a directory holding what init did not make stays
         expect(left).toEqual([
-          '.tmp', '.tmp/a-real-dir', '.tmp/a-real-dir/kept', 'README', 'slots', 'slots/bbbbbbbbbbbb.json',
+          '.tmp', '.tmp/a-real-dir', '.tmp/a-real-dir/kept', 'README', 'audit.log', 'slots', 'slots/bbbbbbbbbbbb.json',
         ]);
+        expectAtMostUnlinked(dir, 'audit.log', secretFile);
       });
 
       it.skipIf(!IS_ROOT)('through the CLI: an init that runs out of inodes leaves the directory as found', () => {
@@ -282,106 +306,140 @@ for (const runner of RUNNERS) {
 
     describe(`audit details nested deeper than ${MAX_DETAILS_DEPTH}`, () => {
       it(`${MAX_DETAILS_DEPTH} levels (details itself the first) is an entry like any other`, () => {
-        fs.appendFileSync(at('audit.log'), `${chainedLine(nested(MAX_DETAILS_DEPTH))}\n`);
+        plantEntry(nested(MAX_DETAILS_DEPTH));
         const verify = ws.run(['audit', '--verify'], BOUND);
         expect(verify.status, verify.stderr).toBe(0);
-        expect(verify.stderr).toBe('audit log intact: 6 entries\n');
+        // init, the put of DB, its grant and this one; the exec of grantedVault went to the run log
+        expect(verify.stderr).toBe('audit log intact: 4 entries; run log intact: 2 entries\n');
         const shown = ws.run(['audit', '--json'], BOUND);
         expect(shown.status, shown.stderr).toBe(0);
         expect(shown.stdout.trimEnd().split('\n').at(-1)).toContain(`"details":${nested(MAX_DETAILS_DEPTH)}`);
       });
 
       for (const levels of [MAX_DETAILS_DEPTH + 1, 100_000]) {
-        it(`${levels} levels, the chain intact: not a valid entry (9), one line, no stack trace`, () => {
-          const line = chainedLine(nested(levels));
-          expect(Buffer.byteLength(line) + 1).toBeLessThanOrEqual(LINE_CAP);
-          fs.appendFileSync(at('audit.log'), `${line}\n`);
+        it(`${levels} levels, its hash and parents intact: not a valid entry (9), one line, no stack trace`, () => {
+          const { text } = joiningEntry(nested(levels));
+          expect(Buffer.byteLength(text)).toBeLessThanOrEqual(SIZE_CAPS.auditEntry);
+          const name = plantEntry(nested(levels));
           for (const args of [['audit', '--verify'], ['audit'], ['audit', '--json']]) {
             const result = runUnchanged(ws, args, BOUND);
             expectBounded(result);
             expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(TAMPERED);
-            expectOneLine(result, /audit log broken at line 6: not a valid audit entry/);
+            expectOneLine(result, `${name}: not a valid audit entry`);
             expect(result.stderr).not.toMatch(/RangeError|call stack|internal error|\n\s+at /);
           }
           const refused = runUnchanged(ws, ['put', 'NEW'], { input: NEW_VALUE, ...BOUND });
           expect(refused.status).toBe(TAMPERED);
-          expectOneLine(refused, /its last line is damaged/);
+          expectOneLine(refused, `${name}: not a valid audit entry`, /nothing was changed/);
         });
       }
     });
 
-    describe('vault audit --accept: the way out of a log that cannot be restored', () => {
-      /** accept, then a put and a verification on the new chain; returns the accept entry's details. */
-      const acceptAndGoOn = (expectedAside: string | undefined) => {
-        const seen = witness();
-        expect(seen).toMatchObject({ seq: 5 });
+    describe('vault audit --accept: the way out of a history that cannot be restored', () => {
+      /** The audit.broken-TIME/ directories of the vault. */
+      const brokenDirs = () => fs.readdirSync(ws.vaultDir).filter((f) => f.startsWith('audit.broken-'));
+      /** accept, then a put and a verification on the history left; returns the accept entry's details. */
+      const acceptAndGoOn = (entriesLeft: number) => {
         const accepted = ws.run(['audit', '--accept'], BOUND);
         expect(accepted.status, accepted.stderr).toBe(0);
-        const kept = fs.readdirSync(ws.vaultDir).filter((f) => f.startsWith('audit.log.before-'));
-        expect(kept).toHaveLength(expectedAside === undefined ? 0 : 1);
-        if (expectedAside !== undefined) expect(fs.readFileSync(at(kept[0]!), 'utf8')).toBe(expectedAside);
-        const [first] = events();
-        expect(first).toMatchObject({ seq: 1, event: 'accept', details: { witness_was: seen } });
-        expect(witness()).toMatchObject({ seq: 1, hash: sha256(auditLines()[0]!), offset: 0 });
+        const accept = events().at(-1)!;
+        expect(accept.event).toBe('accept');
         put(ws, 'NEW', NEW_VALUE);
         const verify = ws.run(['audit', '--verify']);
         expect(verify.status, verify.stderr).toBe(0);
-        expect(verify.stderr).toBe('audit log intact: 2 entries\n');
-        expect(events().map((e) => e.event)).toEqual(['accept', 'put']);
+        expect(verify.stderr).toBe(`audit log intact: ${entriesLeft + 2} entries; run log intact: 2 entries\n`);
+        expect(events().map((e) => e.event).slice(-2)).toEqual(['accept', 'put']);
         expect(exec().stdout).toBe(`db=${SECRET.length}\n`);
-        return { details: first!.details, kept: kept[0] };
+        return accept.details;
       };
+      const hashOf = (event: string) => [...dagEntries()].find(([, e]) => e.event === event)![0];
 
-      it('after rm audit.log: verify and put refuse (9); accept (with an unlock) starts a new chain', () => {
-        fs.rmSync(at('audit.log'));
-        expect(runUnchanged(ws, ['audit', '--verify']).status).toBe(TAMPERED);
-        expect(runUnchanged(ws, ['put', 'NEW'], { input: NEW_VALUE }).status).toBe(TAMPERED);
+      it('a middle entry removed: verify and put refuse (9); accept (with an unlock) sets aside what named it', () => {
+        const [removed, allow] = [hashOf('put'), hashOf('allow')];
+        const allowBytes = fs.readFileSync(at('audit', `${allow}.json`));
+        fs.rmSync(at('audit', `${removed}.json`));
+        const verify = runUnchanged(ws, ['audit', '--verify']);
+        expect(verify.status).toBe(TAMPERED);
+        expectOneLine(verify, `${allow}.json: it names a parent ${removed.slice(0, 12)}… that is not there`);
+        const refused = runUnchanged(ws, ['put', 'NEW'], { input: NEW_VALUE });
+        expect(refused.status).toBe(TAMPERED);
+        expectOneLine(refused, /an entry was removed; nothing was changed/, /vault audit --accept/);
         // a change like any other: a writer of the directory without a key cannot accept
         const locked = runUnchanged(ws, ['audit', '--accept'], { env: { VAULT_KEY: undefined }, ...BOUND });
         expect(locked.status).toBe(NO_UNLOCK);
-        const { details } = acceptAndGoOn(undefined);
-        expect(details.set_aside).toBeNull();
+        const details = acceptAndGoOn(1);
+        expect(details).toEqual({ set_aside: null, entries: [allow], witness_was: null });
+        const [aside] = brokenDirs();
+        expect(fs.readdirSync(at(aside!))).toEqual([`${allow}.json`]);
+        expect(fs.readFileSync(at(aside!, `${allow}.json`)).equals(allowBytes), 'kept byte for byte').toBe(true);
       });
 
-      it('after the witnessed line was rewritten: the old log is kept aside, byte for byte, and named', () => {
-        const lines = auditLines();
-        const last = JSON.parse(lines.at(-1)!) as { details: { exit: number } };
-        last.details.exit = 1;
-        lines[lines.length - 1] = JSON.stringify(last);
-        const rewritten = `${lines.join('\n')}\n`;
-        fs.writeFileSync(at('audit.log'), rewritten);
-        expect(runUnchanged(ws, ['audit', '--verify']).status).toBe(TAMPERED);
+      it('an entry rewritten in place: it and the entries after it are kept aside, byte for byte, and named', () => {
+        const [put, allow] = [hashOf('put'), hashOf('allow')];
+        const entry = dagEntries().get(put)!;
+        const rewritten = `${JSON.stringify({ ...entry, details: { name: 'OTHER' } })}\n`;
+        fs.writeFileSync(at('audit', `${put}.json`), rewritten);
+        const verify = runUnchanged(ws, ['audit', '--verify']);
+        expect(verify.status).toBe(TAMPERED);
+        expectOneLine(verify, `${put}.json: its bytes do not hash to its name: it was edited`);
         const refused = runUnchanged(ws, ['put', 'NEW'], { input: NEW_VALUE });
         expect(refused.status).toBe(TAMPERED);
-        expectOneLine(refused, /`vault audit --accept` keeps it aside and starts a new one/);
-        const { details, kept } = acceptAndGoOn(rewritten);
-        const bytes = Buffer.byteLength(rewritten);
-        expect(details).toMatchObject({ set_aside: kept, bytes, sha256: sha256(rewritten) });
+        expectOneLine(refused, /it was edited; nothing was changed/, /`vault audit --accept`/);
+        const details = acceptAndGoOn(1);
+        expect(details).toEqual({ set_aside: null, entries: [put, allow].sort(), witness_was: null });
+        const [aside] = brokenDirs();
+        expect(fs.readFileSync(at(aside!, `${put}.json`), 'utf8')).toBe(rewritten);
+      });
+
+      it('a planted audit.log of sealvault 0.1 that does not verify: kept aside byte for byte, named, hashed', () => {
+        // the run log's two lines, the first rewritten: a chain that breaks at line 2
+        const [first, second] = runLines();
+        const planted = `${JSON.stringify({ ...JSON.parse(first!), details: {} })}\n${second}\n`;
+        fs.writeFileSync(at('audit.log'), planted);
+        own(at('audit.log'));
+        const verify = runUnchanged(ws, ['audit', '--verify']);
+        expect(verify.status).toBe(TAMPERED);
+        expectOneLine(verify, /audit\.log line 2: /);
+        const details = acceptAndGoOn(3);
+        const kept = fs.readdirSync(ws.vaultDir).filter((f) => f.startsWith('audit.log.before-'));
+        expect(kept).toHaveLength(1);
+        expect(fs.readFileSync(at(kept[0]!), 'utf8')).toBe(planted);
+        const aside = { set_aside: kept[0], bytes: Buffer.byteLength(planted), sha256: sha256(planted) };
+        expect(details).toEqual({ ...aside, entries: [], witness_was: null });
+        expect(brokenDirs()).toEqual([]);
       });
     });
 
     describe('hard links to a file outside the vault', () => {
-      for (const name of ['audit.log', '.lock']) {
-        it(`${name}: put refuses (13) with one line; the outside file's bytes and owner are unchanged`, () => {
-          // the owner's own file elsewhere: for audit.log a copy of the log, which a put would chain on and append to
-          const outside = path.join(ws.root, 'home', `outside-${name}`);
-          fs.writeFileSync(outside, name === 'audit.log' ? auditText() : '', { mode: 0o600 });
+      // the owner's own file elsewhere: for an entry a valid one joining the heads, which a put would join in turn;
+      // for the audit.log of sealvault 0.1 a valid chain, which audit --verify reads
+      const cases: [string, () => { rel: string; text: string }, string[][]][] = [
+        ['an audit entry', () => {
+          const { text, name } = joiningEntry('{"name":"PLANTED"}');
+          return { rel: path.join('audit', name), text };
+        }, [['put', 'NEW'], ['audit', '--verify']]],
+        ['.lock', () => ({ rel: '.lock', text: '' }), [['put', 'NEW']]],
+        ['audit.log', () => ({ rel: 'audit.log', text: fs.readFileSync(runLog(), 'utf8') }), [['audit', '--verify']]],
+      ];
+      for (const [label, make, commands] of cases) {
+        const refusing = commands.map((c) => c.join(' ')).join(', ');
+        it(`${label}: ${refusing} refuse (13) with one line; the outside file's bytes and owner are unchanged`, () => {
+          const { rel, text } = make();
+          const outside = path.join(ws.root, 'home', `outside-${path.basename(rel)}`);
+          fs.writeFileSync(outside, text, { mode: 0o600 });
           own(outside);
-          fs.rmSync(at(name));
-          fs.linkSync(outside, at(name));
+          fs.rmSync(at(rel), { force: true });
+          fs.linkSync(outside, at(rel));
           const before = fs.statSync(outside);
           const bytes = fs.readFileSync(outside);
-          const result = runUnchanged(ws, ['put', 'NEW'], { input: NEW_VALUE, ...BOUND });
-          expect(result.status, result.stderr).toBe(UNSAFE);
-          expectOneLine(result, `${at(name)} is a hard link (2 names for one file), where the vault keeps a regular`);
-          if (name === 'audit.log') {
-            const verify = runUnchanged(ws, ['audit', '--verify'], BOUND);
-            expect(verify.status).toBe(UNSAFE);
-            expectOneLine(verify, /audit\.log is a hard link/);
+          for (const args of commands) {
+            const result = runUnchanged(ws, args, { input: NEW_VALUE, ...BOUND });
+            expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(UNSAFE);
+            expectOneLine(result, `${at(rel)} is a hard link (2 names for one file), where the vault keeps a regular`);
           }
+          // exec opens none of these (its release goes to the user's run log): it runs, and leaves the file alone
           const ran = exec();
-          expect(ran.status).toBe(EXEC_FAILED);
-          expect(fs.existsSync(marker), 'the target ran').toBe(false);
+          expect(ran.status, ran.stderr).toBe(0);
           const after = fs.statSync(outside);
           expect(fs.readFileSync(outside).equals(bytes), 'the outside file changed').toBe(true);
           expect([after.uid, after.gid, after.mode, after.nlink]).toEqual([before.uid, before.gid, before.mode, 2]);
@@ -389,53 +447,51 @@ for (const runner of RUNNERS) {
       }
     });
 
-    describe('a torn last line after the log was changed behind the user\'s back', () => {
+    describe('a torn last line of the run log after a damaged line', () => {
       const torn = '{"seq":99,"time":"2026-';
-      const cases: [string, (lines: string[]) => string[], RegExp][] = [
-        ['the witnessed last line rewritten', (lines) => {
-          const last = JSON.parse(lines.at(-1)!) as { details: { exit: number } };
-          last.details.exit = 3;
-          return [...lines.slice(0, -1), JSON.stringify(last)];
-        }, /entry 5 differs from the one you saw \(the log was rewritten\)/],
-        ['the last two lines removed', (lines) => lines.slice(0, -2), /it ends at entry 3 but you saw entry 5/],
+      const cases: [string, (line: string) => string][] = [
+        ['rewritten as no entry', () => '{"seq": "damaged"}'],
+        ['cut short', (line) => line.slice(0, 40)],
       ];
-      for (const [label, change, reason] of cases) {
-        it(`${label}: put (9) and exec (125) refuse, and nothing is set aside or cut`, () => {
-          fs.writeFileSync(at('audit.log'), `${change(auditLines()).join('\n')}\n${torn}`);
-          const result = runUnchanged(ws, ['put', 'NEW'], { input: NEW_VALUE, ...BOUND });
-          expect(result.status, result.stderr).toBe(TAMPERED);
-          expectOneLine(result, reason, /nothing was changed/);
+      for (const [label, change] of cases) {
+        it(`the line before it ${label}: exec refuses (125), and nothing is set aside or cut`, () => {
+          const lines = runLines();
+          fs.writeFileSync(runLog(), `${[...lines.slice(0, -1), change(lines.at(-1)!)].join('\n')}\n${torn}`);
           const ran = runUnchanged(ws, ['exec', '--', script], BOUND);
-          expect(ran.status).toBe(EXEC_FAILED);
+          expect(ran.status, ran.stderr).toBe(EXEC_FAILED);
+          expectOneLine(ran, /nothing was released and nothing ran: .*the line before its torn last line is damaged/);
           expect(fs.existsSync(marker), 'the target ran').toBe(false);
-          expect(fs.readdirSync(ws.vaultDir).filter((f) => f.startsWith('audit.log.torn-'))).toEqual([]);
+          expect(tornSaved()).toEqual([]);
+          expect(runUnchanged(ws, ['audit', '--runs', '--verify'], BOUND).status).toBe(TAMPERED);
         });
       }
     });
 
-    describe('a torn last line at the line cap', () => {
-      const tear = (bytes: number) => fs.appendFileSync(at('audit.log'), Buffer.alloc(bytes, 0x61));
+    describe('a torn last line of the run log at the line cap', () => {
+      const tear = (bytes: number) => fs.appendFileSync(runLog(), Buffer.alloc(bytes, 0x61));
 
-      it(`exactly ${LINE_CAP} bytes with no newline: tampering (9), not set aside`, () => {
+      it(`exactly ${LINE_CAP} bytes with no newline: tampering, exec refuses (125), not set aside`, () => {
         tear(LINE_CAP);
-        const result = runUnchanged(ws, ['put', 'NEW'], { input: NEW_VALUE, ...BOUND });
+        const result = runUnchanged(ws, ['exec', '--', script], BOUND);
         expectBounded(result);
-        expect(result.status, result.stderr).toBe(TAMPERED);
+        expect(result.status, result.stderr).toBe(EXEC_FAILED);
         expectOneLine(result, /audit\.log: its last line is damaged, so nothing more can be chained to it/);
-        const verify = runUnchanged(ws, ['audit', '--verify'], BOUND);
+        expect(fs.existsSync(marker), 'the target ran').toBe(false);
+        const verify = runUnchanged(ws, ['audit', '--runs', '--verify'], BOUND);
         expect(verify.status).toBe(TAMPERED);
-        expectOneLine(verify, /line 6: longer than/);
+        expectOneLine(verify, /audit\.log line 3: longer than/);
       });
 
-      it(`one byte less (${LINE_CAP - 1}): a torn line like any other, set aside; the vault goes on`, () => {
+      it(`one byte less (${LINE_CAP - 1}): a torn line like any other, set aside; exec goes on`, () => {
         tear(LINE_CAP - 1);
-        const result = ws.run(['put', 'NEW'], { input: NEW_VALUE, ...BOUND });
+        const result = ws.run(['exec', '--', script], BOUND);
         expect(result.status, result.stderr).toBe(0);
-        const saved = fs.readdirSync(ws.vaultDir).filter((f) => f.startsWith('audit.log.torn-'));
+        const saved = tornSaved();
         expect(saved).toHaveLength(1);
-        expect(fs.statSync(at(saved[0]!)).size).toBe(LINE_CAP - 1);
-        expect(events().slice(-2).map((e) => e.event)).toEqual(['torn', 'put']);
-        expect(ws.run(['audit', '--verify']).status).toBe(0);
+        expect(fs.statSync(path.join(path.dirname(runLog()), saved[0]!)).size).toBe(LINE_CAP - 1);
+        const events = runLines().map((l) => (JSON.parse(l) as { event: string }).event);
+        expect(events.slice(-3)).toEqual(['torn', 'release', 'exit']);
+        expect(ws.run(['audit', '--runs', '--verify']).status).toBe(0);
       });
     });
 
@@ -477,7 +533,7 @@ for (const runner of RUNNERS) {
 
       it('as a member of audit details: an ordinary member, verified and shown as written', () => {
         const details = '{"name":"DB","__proto__":{"polluted":true}}';
-        fs.appendFileSync(at('audit.log'), `${chainedLine(details)}\n`);
+        plantEntry(details);
         const verify = ws.run(['audit', '--verify']);
         expect(verify.status, verify.stderr).toBe(0);
         const shown = ws.run(['audit', '--json']);
@@ -554,7 +610,7 @@ for (const runner of RUNNERS) {
   });
 }
 
-describe.skipIf(!IS_ROOT)('root writing into a vault another user owns, whose files are hard links to root\'s', () => {
+describe.skipIf(!IS_ROOT)('root writing into a vault another user owns, whose files are links to root\'s', () => {
   let ws: Workspace;
   let rootHome: string;
   beforeEach(() => {
@@ -568,18 +624,22 @@ describe.skipIf(!IS_ROOT)('root writing into a vault another user owns, whose fi
     fs.rmSync(rootHome, { recursive: true, force: true });
   });
 
-  for (const name of ['audit.log', '.lock']) {
-    it(`${name} linked to an empty file of root's: root's put refuses (13); the file stays root's and empty`, () => {
+  const rootsPut = () => spawnSync(process.execPath, [RELEASE_CLI, 'put', 'FROM_ROOT'], {
+    env: { ...ws.env, HOME: rootHome, XDG_STATE_HOME: path.join(rootHome, 'state') },
+    input: NEW_VALUE, encoding: 'utf8', timeout: BOUND.timeout,
+  });
+
+  // an audit entry by the name of an empty file's hash: root reads every entry it has not seen before it joins them
+  const links: [string, string][] = [['an audit entry', path.join('audit', `${sha256('')}.json`)], ['.lock', '.lock']];
+  for (const [label, name] of links) {
+    it(`${label} linked to an empty file of root's: root's put refuses (13); the file stays root's and empty`, () => {
       // empty: a writer that adopts a file it finds empty would chown it to the vault's owner (and write to it)
-      const rootsFile = path.join(ws.root, `roots-${name}`);
+      const rootsFile = path.join(ws.root, `roots-${path.basename(name)}`);
       fs.writeFileSync(rootsFile, '', { mode: 0o600 });
-      fs.rmSync(path.join(ws.vaultDir, name));
+      fs.rmSync(path.join(ws.vaultDir, name), { force: true });
       fs.linkSync(rootsFile, path.join(ws.vaultDir, name));
       const before = snapshot(ws.root);
-      const asRoot = spawnSync(process.execPath, [RELEASE_CLI, 'put', 'FROM_ROOT'], {
-        env: { ...ws.env, HOME: rootHome, XDG_STATE_HOME: path.join(rootHome, 'state') },
-        input: NEW_VALUE, encoding: 'utf8', timeout: BOUND.timeout,
-      });
+      const asRoot = rootsPut();
       expect(asRoot.status, asRoot.stderr).toBe(UNSAFE);
       expect(asRoot.stderr).toMatch(/^vault: [^\n]+ is a hard link \(2 names for one file\)[^\n]*\n$/);
       expect(snapshot(ws.root)).toEqual(before);
@@ -587,4 +647,23 @@ describe.skipIf(!IS_ROOT)('root writing into a vault another user owns, whose fi
       expect([stat.uid, stat.gid, stat.size, stat.mode & 0o777]).toEqual([0, 0, 0, 0o600]);
     });
   }
+
+  it('audit/ linked to a directory of root\'s: root\'s put refuses (13); nothing is written or chowned there', () => {
+    // followed, root would write its entry there and give it to the vault's owner
+    const rootsDir = path.join(ws.root, 'roots-dir');
+    fs.cpSync(path.join(ws.vaultDir, 'audit'), rootsDir, { recursive: true });
+    spawnSync('chown', ['-R', '0:0', rootsDir]);
+    fs.rmSync(path.join(ws.vaultDir, 'audit'), { recursive: true });
+    fs.symlinkSync(rootsDir, path.join(ws.vaultDir, 'audit'));
+    const before = snapshot(ws.root);
+    const asRoot = rootsPut();
+    expect(asRoot.status, asRoot.stderr).toBe(UNSAFE);
+    expect(asRoot.stderr).toMatch(
+      /^vault: [^\n]+\/audit is a symbolic link, where the vault keeps a directory[^\n]*\n$/,
+    );
+    expect(snapshot(ws.root)).toEqual(before);
+    for (const entry of [rootsDir, ...fs.readdirSync(rootsDir).map((f) => path.join(rootsDir, f))]) {
+      expect(fs.statSync(entry).uid, entry).toBe(0);
+    }
+  });
 });

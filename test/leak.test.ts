@@ -1,6 +1,7 @@
 /**
  * Known secret values go through every command. None of them, in any common encoding, may come out
- * on stdout or stderr, or land in the audit log or any file of the vault or state directories.
+ * on stdout or stderr, or land in the audit log (audit/), the run log or any file of the vault or state
+ * directories.
  * Values only ever travel on stdin or in files, never in argv, and `vault` hardens itself (no core
  * dumps, not dumpable) before it reads one.
  */
@@ -113,7 +114,7 @@ describe('no secret value leaks through any command', () => {
     expect(init.status, init.stderr).toBe(0);
     token = init.stdout.trim();
     ws.env.VAULT_KEY = token;
-    const fingerprint = /fingerprint (svfp1_[0-9a-f]{40})/.exec(init.stderr)?.[1] ?? '';
+    let fingerprint = /fingerprint (svfp1_[0-9a-f]{40})/.exec(init.stderr)?.[1] ?? '';
 
     // put: stdin, multi-line, binary, --from-file --trim, refused overwrite, --force replace
     run(['put', 'PLAIN'], { input: VALUES.plain });
@@ -147,7 +148,11 @@ describe('no secret value leaks through any command', () => {
     run(['key', 'list']);
     run(['key', 'list', '--json']);
     run(['verify'], { env: { VAULT_KEY: secondToken } });
-    run(['key', 'rm', slotId]);
+    run(['key', 'rm', slotId, '--no-rekey']);
+    // a rekey reseals every value: none may show on its way
+    const rekeyed = run(['rekey']);
+    fingerprint = /fingerprint (svfp1_[0-9a-f]{40})/.exec(rekeyed.stderr)?.[1] ?? '';
+    run(['list', '--stale']);
 
     // grants
     const tool = path.join(inputs, 'bin', 'deploy-tool');
@@ -160,11 +165,15 @@ describe('no secret value leaks through any command', () => {
     run(['policy', '--json']);
     run(['revoke', 'MULTI_LINE', '--from', tool]);
     run(['policy', '--json']);
+    // a run: its release and exit go to the run log, which must name the secrets and hold no value
+    run(['exec', '--only', 'PLAIN,BINARY', '--file', 'BINARY', '--', tool]);
 
     // reading the log and checking everything (verify opens every value)
     run(['audit']);
     run(['audit', '--json']);
     run(['audit', '--verify']);
+    run(['audit', '--runs']);
+    run(['audit', '--runs', '--json']);
     run(['verify']);
     run(['trust']);
     run(['trust', '--fingerprint', fingerprint]);
@@ -232,10 +241,22 @@ describe('no secret value leaks through any command', () => {
     for (const file of filesBelow(ws.root)) expect(findNeedle(fs.readFileSync(file), tokens), file).toBeUndefined();
   });
 
-  it('no line of audit.log holds a value', () => {
-    const lines = fs.readFileSync(path.join(ws.vaultDir, 'audit.log')).toString('utf8').trimEnd().split('\n');
-    expect(lines.length).toBeGreaterThan(10);
+  it('no entry of audit/ and no line of the run log holds a value', () => {
+    const entries = filesBelow(path.join(ws.vaultDir, 'audit'));
+    expect(entries.length).toBeGreaterThan(10);
+    for (const file of entries) expect(findNeedle(fs.readFileSync(file), SECRET_NEEDLES), file).toBeUndefined();
+    const vaultJson = fs.readFileSync(path.join(ws.vaultDir, 'vault.json'), 'utf8');
+    const { vault_id: vaultId } = JSON.parse(vaultJson) as { vault_id: string };
+    const runs = path.join(ws.env.XDG_STATE_HOME ?? '', 'sealvault', 'runs');
+    const runLog = path.join(runs, Buffer.from(vaultId, 'base64').toString('base64url'), 'audit.log');
+    const lines = fs.readFileSync(runLog).toString('utf8').trimEnd().split('\n');
+    // the run's release names the secrets it gave (so the search is over a line about them), then its exit
+    expect(lines.map((line) => (JSON.parse(line) as { event: string }).event)).toEqual(['release', 'exit']);
+    const release = JSON.parse(lines[0]!) as { details: { secrets: string[] } };
+    expect(release.details.secrets.sort()).toEqual(['BINARY', 'PLAIN']);
     for (const line of lines) expect(findNeedle(Buffer.from(line), SECRET_NEEDLES), line).toBeUndefined();
+    // no audit.log in the vault any more: nothing is appended to it
+    expect(fs.existsSync(path.join(ws.vaultDir, 'audit.log'))).toBe(false);
   });
 
   it('no file of the vault, the state directory or anywhere in the home holds a value', () => {

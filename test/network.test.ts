@@ -124,7 +124,7 @@ for (const runner of RUNNERS) {
           { to: `127.0.0.1:${port.host}`, addresses: ['127.0.0.1'] },
         ],
       });
-      const audit = ws.run(['audit']);
+      const audit = ws.run(['audit', '--runs']);
       expect(audit.stdout).toContain(`"net":"${NETNS.listed}:${port.ns},127.0.0.1:${port.host}"`);
     });
 
@@ -148,12 +148,12 @@ for (const runner of RUNNERS) {
       expect(run.stderr).toContain(`{"to":"db.sealvault.test:${port.ns}","addresses":["${NETNS.listed}"]}`);
 
       // outside that namespace the names do not resolve: refused before anything is released
-      const before = ws.run(['audit']).stdout;
+      const before = ws.run(['audit', '--runs']).stdout;
       const unresolved = exec(['--', probe, `db.sealvault.test:${port.ns}`]);
       expect(unresolved.status).toBe(125);
       expect(unresolved.stdout).toBe('');
       expect(unresolved.stderr).toMatch(/^vault: the grant's network lists db\.sealvault\.test:\d+, and db\.sealvault\.test does not resolve here \(\w+\), so nothing ran\n$/);
-      expect(ws.run(['audit']).stdout).toBe(before);
+      expect(ws.run(['audit', '--runs']).stdout).toBe(before);
     });
 
     it('without a listing, the host\'s loopback is unreachable: neither at 127.0.0.1 nor through the stack\'s gateway', () => {
@@ -321,13 +321,13 @@ ${PROBE.split('\n').slice(1).join('\n')}`);
       expect(atGrant.status).toBe(11);
       expect(atGrant.stderr).toBe('vault: DB goes as a file whose path would be in DB_FILE, which is already the secret DB_FILE, released to the same run; deliver one of them another way\n');
       allow('DB', 'DB_FILE', '--to', show);
-      const before = ws.run(['audit']).stdout;
+      const before = ws.run(['audit', '--runs']).stdout;
       const atExec = exec(['--file', 'DB', '--', show]);
       expect(atExec.status).toBe(125);
       expect(atExec.stdout).toBe('');
       expect(atExec.stderr).toMatch(/^vault: DB goes as a file whose path would be in DB_FILE/);
       // nothing was released, so nothing was audited
-      expect(ws.run(['audit']).stdout).toBe(before);
+      expect(ws.run(['audit', '--runs']).stdout).toBe(before);
     });
 
     it.skipIf(!IS_ROOT)('fails closed: without slirp4netns an egress grant refuses to run, and vault doctor says so', () => {
@@ -339,12 +339,12 @@ ${PROBE.split('\n').slice(1).join('\n')}`);
         const [program, ...rest] = ['unshare', '-m', 'sh', '-c', 'mount --bind /dev/null /usr/bin/slirp4netns && exec "$@"', 'sh', ...ws.command(args)];
         return spawnSync(program!, rest, { env: ws.env, cwd: ws.project, encoding: 'utf8', timeout: 30_000, input: '' });
       };
-      const before = ws.run(['audit']).stdout;
+      const before = ws.run(['audit', '--runs']).stdout;
       const run = withoutStack(['exec', '--', probe, `127.0.0.1:${port.host}`]);
       expect(run.status).toBe(125);
       expect(run.stdout).toBe('');
       expect(run.stderr).toMatch(/^vault: the grant allows the network only to 127\.0\.0\.1:\d+, and this host cannot give that: slirp4netns is not installed \(apt-get install slirp4netns\); `vault doctor` says more\n$/);
-      expect(ws.run(['audit']).stdout).toBe(before);
+      expect(ws.run(['audit', '--runs']).stdout).toBe(before);
       const doctor = withoutStack(['doctor']);
       expect(doctor.stdout).toMatch(/^lockdown network --net HOST:PORT\S*: NOT available: slirp4netns is not installed/m);
       expect(doctor.stdout).toMatch(/^lockdown network --net host: available$/m);
@@ -408,7 +408,7 @@ describe('an egress grant through the agent', () => {
         const run = ws.run(['exec', '--no-mask', '--', probe, `127.0.0.1:${port.host}`, `127.0.0.1:${port.hostOther}`], { timeout: 30_000 });
         expect(run.status, run.stderr).toBe(0);
         expect(outcomes(run.stdout)).toEqual({ [`127.0.0.1:${port.host}`]: 'host', [`127.0.0.1:${port.hostOther}`]: 'refused' });
-        expect(ws.run(['audit']).stdout).toMatch(/release .*"net":"127\.0\.0\.1:\d+".*"client"/);
+        expect(ws.run(['audit', '--runs']).stdout).toMatch(/release .*"net":"127\.0\.0\.1:\d+".*"client"/);
       } finally {
         ws.run(['agent', 'stop']);
       }

@@ -1,11 +1,12 @@
 /**
  * Property tests of every reader of a vault file (fast-check): random bytes, truncations at every
  * offset, wrong JSON types in every field, sizes over the caps, a symlink and a FIFO, for each file
- * kind (vault.json, a slot, a secret, policy.json, audit.log, the user's known_vaults.json). Every
- * case must end with success or one VaultError: one line, a kind of errors.ts (so a documented exit
- * code), nothing else thrown (which the CLI would print as "internal error"), no hang (a FIFO is
- * opened non-blocking), and no change on disk when it refuses. The readers run in-process, as the
- * commands call them, for speed; a sample per kind also runs through the real CLI.
+ * kind (vault.json, a slot, a secret, policy.json, an entry of audit/, the user's run log and
+ * known_vaults.json). Every case must end with success or one VaultError: one line, a kind of
+ * errors.ts (so a documented exit code), nothing else thrown (which the CLI would print as
+ * "internal error"), no hang (a FIFO is opened non-blocking), and no change on disk when it refuses.
+ * The readers run in-process, as the commands call them, for speed; a sample per kind also runs
+ * through the real CLI.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -14,6 +15,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wipe } from '../src/vault/crypto.js';
 import { EXIT_CODES, VaultError } from '../src/vault/errors.js';
+import { readRunLog } from '../src/vault/run-log.js';
 import { SIZE_CAPS } from '../src/vault/vault-dir.js';
 import { Vault } from '../src/vault/vault.js';
 import { initWithToken, makeWorkspace, put, type Workspace } from './helpers/cli.js';
@@ -21,7 +23,9 @@ import { snapshot } from './helpers/disk.js';
 
 let ws: Workspace;
 let stateFile: string;
-const KINDS = ['vault.json', 'a slot', 'a secret', 'policy.json', 'audit.log', 'known_vaults.json'] as const;
+const KINDS = [
+  'vault.json', 'a slot', 'a secret', 'policy.json', 'an audit entry', 'the run log', 'known_vaults.json',
+] as const;
 /** Each file kind: where it is, and the size cap its reader applies. */
 let kinds: { kind: (typeof KINDS)[number]; file: string; cap: number }[];
 
@@ -31,8 +35,11 @@ async function readEverything(): Promise<void> {
   try {
     vault.list();
     vault.slots();
-    const audit = vault.readAudit(() => undefined);
-    if (audit.broken !== undefined) throw new VaultError('tampered', `line ${audit.broken.line}: ${audit.broken.reason}`);
+    const audit = vault.checkAudit(() => undefined);
+    if (audit.problems[0] !== undefined) throw audit.problems[0];
+    // as `audit --verify` reports a broken run log
+    const runs = readRunLog(vault.file.vault_id, () => undefined);
+    if (runs.broken !== undefined) throw new VaultError('tampered', `line ${runs.broken.line}: ${runs.broken.reason}`);
     const unlocked = await vault.unlock();
     try {
       unlocked.policy();
@@ -90,12 +97,21 @@ beforeAll(() => {
   process.env.XDG_STATE_HOME = ws.env.XDG_STATE_HOME;
   stateFile = path.join(ws.env.XDG_STATE_HOME!, 'sealvault', 'known_vaults.json');
   const slot = fs.readdirSync(path.join(ws.vaultDir, 'slots'))[0]!;
+  // the init entry: the root of the DAG, which every later entry descends from
+  const entry = fs.readdirSync(path.join(ws.vaultDir, 'audit')).find((name) =>
+    fs.readFileSync(path.join(ws.vaultDir, 'audit', name), 'utf8').includes('"event":"init"'))!;
+  const vaultJson = fs.readFileSync(path.join(ws.vaultDir, 'vault.json'), 'utf8');
+  const { vault_id: vaultId } = JSON.parse(vaultJson) as { vault_id: string };
+  const runs = path.join(ws.env.XDG_STATE_HOME!, 'sealvault', 'runs');
+  const runLog = path.join(runs, Buffer.from(vaultId, 'base64').toString('base64url'), 'audit.log');
   kinds = [
     { kind: 'vault.json', file: path.join(ws.vaultDir, 'vault.json'), cap: SIZE_CAPS.vault },
     { kind: 'a slot', file: path.join(ws.vaultDir, 'slots', slot), cap: SIZE_CAPS.slot },
     { kind: 'a secret', file: path.join(ws.vaultDir, 'secrets', 'ALPHA.json'), cap: SIZE_CAPS.secret },
     { kind: 'policy.json', file: path.join(ws.vaultDir, 'policy.json'), cap: SIZE_CAPS.policy },
-    { kind: 'audit.log', file: path.join(ws.vaultDir, 'audit.log'), cap: SIZE_CAPS.auditLine },
+    { kind: 'an audit entry', file: path.join(ws.vaultDir, 'audit', entry), cap: SIZE_CAPS.auditEntry },
+    // the run log is JSON lines (the format of audit.log): its cap is per line
+    { kind: 'the run log', file: runLog, cap: SIZE_CAPS.auditLine },
     { kind: 'known_vaults.json', file: stateFile, cap: SIZE_CAPS.state },
   ];
 });
@@ -130,8 +146,8 @@ describe('every reader of a vault file', () => {
 
       it('any JSON in place of the file, and of each of its fields', async () => {
         const original = fs.readFileSync(kind().file, 'utf8');
-        // the audit log is JSON lines: its last entry is the one varied; every other file is one JSON object
-        const lines = name === 'audit.log' ? original.split('\n').filter((l) => l !== '') : [original];
+        // the run log is JSON lines: its last entry is the one varied; every other file is one JSON object
+        const lines = name === 'the run log' ? original.split('\n').filter((l) => l !== '') : [original];
         const last = JSON.parse(lines.at(-1)!) as Record<string, unknown>;
         const fields = Object.keys(last);
         await fc.assert(fc.asyncProperty(fc.jsonValue(), fc.constantFrom(...fields), fc.boolean(), async (value, field, whole) => {
@@ -157,8 +173,8 @@ describe('every reader of a vault file', () => {
             fs.writeFileSync(file, '');
             fs.truncateSync(file, size);
           });
-          // the audit log's cap is per line: a log of zeros has a first line over it
-          const expected = kind().kind === 'audit.log' ? 'tampered' : 'unsafeFile';
+          // the run log's cap is per line: a log of zeros has a first line over it
+          const expected = kind().kind === 'the run log' ? 'tampered' : 'unsafeFile';
           expect(outcome, `${size} bytes`).toMatchObject({ ok: false, kind: expected });
         }
       }, 120_000);

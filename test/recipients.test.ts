@@ -212,8 +212,8 @@ describe('recipient slots', () => {
     expect(slots().map((s) => s.label ?? null).sort()).toEqual(['alice', 'ci runner', null]);
     // members in docs/FORMAT.md's order, the kind's own last
     const order = (kind: string) => Object.keys(slots().find((s) => s.kind === kind && s.label !== undefined)!);
-    expect(order('token')).toEqual(['format', 'version', 'id', 'kind', 'created', 'label', 'nonce', 'wrapped_key']);
-    expect(order('recipient')).toEqual(['format', 'version', 'id', 'kind', 'created', 'label', 'nonce', 'wrapped_key', 'recipient']);
+    expect(order('token')).toEqual(['format', 'version', 'id', 'kind', 'created', 'label', 'nonce', 'wrapped_key', 'mac']);
+    expect(order('recipient')).toEqual(['format', 'version', 'id', 'kind', 'created', 'label', 'nonce', 'wrapped_key', 'recipient', 'mac']);
   });
 
   it.skipIf(!AGE)('the slot is age\'s format: `age -d` with the identity gives the KEK, which unwraps the key as FORMAT.md says', () => {

@@ -93,7 +93,7 @@ describe('concurrent writers', () => {
   });
   afterEach(() => ws.cleanup());
 
-  it('8 processes putting 50 secrets each lose nothing and keep one audit chain', { timeout: 180_000 }, async () => {
+  it('8 processes putting 50 secrets each lose nothing and keep one audit history', { timeout: 180_000 }, async () => {
     const token = initWithToken(ws);
     const WORKERS = 8;
     const PER_WORKER = 50;
@@ -129,10 +129,21 @@ describe('concurrent writers', () => {
     expect(audit.status, audit.stderr).toBe(0);
     expect(audit.stderr).toContain(`${1 + WORKERS * PER_WORKER} entries`);
 
-    // one chain: every put recorded exactly once, seq 1..401 without a fork or a gap
-    const lines = ws.run(['audit', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; event: string; details: { name?: string } });
-    expect(lines.map((e) => e.seq)).toEqual(Array.from({ length: 1 + WORKERS * PER_WORKER }, (_, i) => i + 1));
-    expect(lines.filter((e) => e.event === 'put').map((e) => e.details.name).sort()).toEqual([...expected].sort());
+    // one history: every put recorded exactly once after the init, every parent an entry is chained
+    // on present, and one head, so no writer chained on heads another writer had already moved past
+    type Entry = { hash: string; parents: string[]; event: string; details: { name?: string } };
+    const entries = ws.run(['audit', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l) as Entry);
+    expect(entries).toHaveLength(1 + WORKERS * PER_WORKER);
+    expect(entries.map((e) => e.event).filter((e) => e !== 'put')).toEqual(['init']);
+    expect(entries.filter((e) => e.event === 'put').map((e) => e.details.name).sort()).toEqual([...expected].sort());
+    const hashes = new Set(entries.map((e) => e.hash));
+    expect(hashes.size).toBe(entries.length);
+    for (const entry of entries) {
+      for (const parent of entry.parents) expect(hashes, `${entry.hash} names ${parent}`).toContain(parent);
+    }
+    const named = new Set(entries.flatMap((e) => e.parents));
+    expect(entries.filter((e) => !named.has(e.hash)), 'heads').toHaveLength(1);
+    expect(entries.filter((e) => e.parents.length === 0).map((e) => e.event), 'roots').toEqual(['init']);
 
     const values = await openAllSecrets(ws.vaultDir, token);
     expect(values.size).toBe(WORKERS * PER_WORKER);
@@ -415,10 +426,13 @@ describe('bad input', () => {
       expect(r.timedOut, `put ${name} waited for stdin`).toBe(false);
       expectFailure(r, 12, /secret name .* is (not valid|refused)/);
     }
-    // the longest valid name is accepted
+    // the longest valid name is accepted: its secret file and its audit entry are all that is new
     put(ws, 'A'.repeat(128), 'v');
     expect(listNames(ws)).toEqual(['A'.repeat(128)]);
-    expect(Object.keys(snapshot(ws)).length).toBe(Object.keys(before).length + 1);
+    const added = Object.keys(snapshot(ws)).filter((name) => !(name in before)).sort();
+    expect(added).toHaveLength(2);
+    expect(added[0]).toMatch(/^audit\/[0-9a-f]{64}\.json$/);
+    expect(added[1]).toBe(`secrets/${'A'.repeat(128)}.json`);
   });
 
   it('put over an existing name is refused (11) without --force and keeps the old value; --force replaces it', async () => {
@@ -494,25 +508,28 @@ describe('long output', () => {
   afterEach(() => ws.cleanup());
 
   it('audit --json of a log far over a pipe\'s 64 KiB reaches a slow reader whole', () => {
-    // entries chained on the log as it is: valid, with no key needed
-    const log = path.join(ws.vaultDir, 'audit.log');
-    const lines = fs.readFileSync(log, 'utf8').split('\n').filter((l) => l !== '');
-    const sha = (line: string) => createHash('sha256').update(line).digest('hex');
-    let previous = lines.at(-1)!;
-    let seq = (JSON.parse(previous) as { seq: number }).seq;
-    const added: string[] = [];
+    // entries chained on the log as it is (audit/, one file per entry named by its hash): valid, with no key needed
+    const dir = path.join(ws.vaultDir, 'audit');
+    const existing = fs.readdirSync(dir).filter((name) => name.endsWith('.json'));
+    expect(existing).toHaveLength(1);
+    let parent = existing[0]!.slice(0, -'.json'.length);
     for (let i = 0; i < 3000; i += 1) {
-      seq += 1;
-      const entry = { seq, time: '2026-11-30T09:00:00.000Z', event: 'put', actor: { uid: 0, user: 'root' }, details: { name: `N${i}` }, prev: sha(previous) };
-      previous = JSON.stringify(entry);
-      added.push(previous);
+      const entry = {
+        time: '2026-11-30T09:00:00.000Z', event: 'put', actor: { uid: 0, user: 'root' },
+        details: { name: `N${i}` }, parents: [parent],
+      };
+      const bytes = `${JSON.stringify(entry)}\n`;
+      parent = createHash('sha256').update(bytes).digest('hex');
+      fs.writeFileSync(path.join(dir, `${parent}.json`), bytes, { mode: 0o600 });
     }
-    fs.appendFileSync(log, `${added.join('\n')}\n`);
+    const verify = ws.run(['audit', '--verify']);
+    expect(verify.status, verify.stderr).toBe(0);
+    expect(verify.stderr).toContain('audit log intact: 3001 entries');
     // the reader sleeps first, so the pipe fills and vault must wait for it
     const [program, ...rest] = ws.command(['audit', '--json']);
     const quoted = [program!, ...rest].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
     const run = spawnSync('sh', ['-c', `${quoted} | (sleep 1; wc -l)`], { env: ws.env, encoding: 'utf8', timeout: 60_000 });
     expect(run.stderr).toBe('');
-    expect(Number(run.stdout.trim())).toBe(lines.length + added.length);
+    expect(Number(run.stdout.trim())).toBe(1 + 3000);
   });
 });

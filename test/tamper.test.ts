@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { initWithToken, makeWorkspace, put, type RunResult, type Workspace } from './helpers/cli.js';
+import { initWithToken, makeWorkspace, put, ROOT, type RunResult, type Workspace } from './helpers/cli.js';
 import { expectOneLine, runUnchanged } from './helpers/disk.js';
 import { openAllSecrets } from './helpers/open-vault.js';
 
@@ -45,7 +45,6 @@ describe('tampering with the vault files', () => {
   const others: Workspace[] = [];
   const secrets = (...parts: string[]) => path.join(ws.vaultDir, 'secrets', ...parts);
   const policyFile = () => path.join(ws.vaultDir, 'policy.json');
-  const auditFile = () => path.join(ws.vaultDir, 'audit.log');
   const vaultFile = () => path.join(ws.vaultDir, 'vault.json');
 
   beforeEach(() => {
@@ -165,11 +164,25 @@ describe('tampering with the vault files', () => {
       for (const args of [['policy'], ['verify']]) {
         const result = runUnchanged(ws, args);
         expect(result.status, args[0]).toBe(TAMPERED);
-        expectOneLine(result, policyFile(), /revision 1, but you have seen revision 2/);
+        expectOneLine(result, policyFile(), /holds 1 grant\(s\) you saw revoked: ALPHA to .*deploy\.sh.*vault revoke ALPHA --from/);
       }
-      // another user, who never saw revision 2, has no way to tell: SECURITY.md says so
+      // another user, who never saw the revocation, has no way to tell: SECURITY.md says so
       const fresh = ws.run(['policy', '--json'], { env: { XDG_STATE_HOME: path.join(ws.root, 'other-state') } });
       expect(fresh.status, fresh.stderr).toBe(0);
+      // the revoke that the message names revokes it again, and the vault is usable
+      expect(ws.run(['revoke', 'ALPHA', '--from', script]).status).toBe(0);
+      expect(ws.run(['policy']).status).toBe(0);
+    });
+
+    it('an older authentic policy.json with fewer grants (an older branch) is used as it is', () => {
+      const script = path.join(ws.root, 'deploy.sh');
+      fs.writeFileSync(script, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+      const older = fs.readFileSync(policyFile());
+      expect(ws.run(['allow', 'ALPHA', '--to', script]).status).toBe(0);
+      fs.writeFileSync(policyFile(), older);
+      const result = ws.run(['policy', '--json']);
+      expect(result.status, result.stderr).toBe(0);
+      expect(JSON.parse(result.stdout).grants).toEqual([]);
     });
 
     it('policy.json deleted: policy exits 9 and says it is missing', () => {
@@ -180,129 +193,263 @@ describe('tampering with the vault files', () => {
     });
   });
 
-  describe('audit.log', () => {
-    // init, put ALPHA, put BRAVO, put CHARLIE, rm CHARLIE: five entries
+  describe('audit/ (the change log: one file per entry, a hash DAG)', () => {
+    /** The entries of a log written by one user in turn, each naming the one before: root first. */
+    interface Link {
+      hash: string;
+      file: string;
+      text: string;
+    }
+    let chain: Link[];
+    const auditDir = () => path.join(ws.vaultDir, 'audit');
+    const readChain = (): Link[] => {
+      const links = fs.readdirSync(auditDir()).map((name) => {
+        const file = path.join(auditDir(), name);
+        const text = fs.readFileSync(file, 'utf8');
+        const { parents } = JSON.parse(text) as { parents: string[] };
+        return { hash: path.basename(name, '.json'), file, text, parents };
+      });
+      const ordered: Link[] = [];
+      for (let parents: string[] = []; ordered.length < links.length;) {
+        const next = links.find((l) => JSON.stringify(l.parents) === JSON.stringify(parents));
+        if (next === undefined) throw new Error(`no entry names ${parents.join()} as its only parent`);
+        ordered.push({ hash: next.hash, file: next.file, text: next.text });
+        parents = [next.hash];
+      }
+      return ordered;
+    };
+    const event = (link: Link) => (JSON.parse(link.text) as { event: string }).event;
+    const edit = (link: Link, from: string, to: string) => {
+      expect(link.text).toContain(from);
+      const edited = link.text.replace(from, to);
+      fs.writeFileSync(link.file, edited);
+      return edited;
+    };
+    const sha256 = (text: string | Buffer) => createHash('sha256').update(text).digest('hex');
+    const auditVerify = () => runUnchanged(ws, ['audit', '--verify']);
+
+    // init, put ALPHA, put BRAVO, put CHARLIE, rm CHARLIE: five entries, each the parent of the next
     beforeEach(() => {
       put(ws, 'CHARLIE', 'charlie-value-5555555555');
       expect(ws.run(['rm', 'CHARLIE']).status).toBe(0);
-      expect(fs.readFileSync(auditFile(), 'utf8').trimEnd().split('\n')).toHaveLength(5);
+      chain = readChain();
+      expect(chain.map(event)).toEqual(['init', 'put', 'put', 'put', 'rm']);
     });
-    const auditLines = () => fs.readFileSync(auditFile(), 'utf8').trimEnd().split('\n');
-    const writeLines = (lines: string[]) => fs.writeFileSync(auditFile(), `${lines.join('\n')}\n`);
 
-    it('is intact before anyone touches it', () => {
+    it('is intact before anyone touches it: each file is named by the SHA-256 of its bytes', () => {
+      for (const link of chain) expect(sha256(link.text), link.file).toBe(link.hash);
       const result = ws.run(['audit', '--verify']);
       expect(result.status).toBe(0);
-      expect(result.stderr).toMatch(/intact: 5 entries/);
+      expect(result.stderr).toBe('audit log intact: 5 entries; run log intact: 0 entries\n');
     });
 
-    it('a middle line deleted: audit --verify exits 9 and names that line', () => {
-      writeLines(auditLines().filter((_, i) => i !== 2));
-      const result = runUnchanged(ws, ['audit', '--verify']);
+    it('a middle entry deleted (a later entry names it): audit --verify and verify exit 9, naming its child', () => {
+      fs.rmSync(chain[2]!.file);
+      const result = auditVerify();
       expect(result.status).toBe(TAMPERED);
-      expectOneLine(result, /line 3\b/);
-    });
-
-    it('the last line deleted: detected through the audit witness in the state directory', () => {
-      const state = JSON.parse(fs.readFileSync(path.join(ws.env.XDG_STATE_HOME ?? '', 'sealvault', 'known_vaults.json'), 'utf8')) as {
-        vaults: Record<string, { audit: { seq: number } | null }>;
-      };
-      expect(Object.values(state.vaults)[0]?.audit?.seq).toBe(5);
-
-      writeLines(auditLines().slice(0, 4));
-      const result = runUnchanged(ws, ['audit', '--verify']);
-      expect(result.status).toBe(TAMPERED);
-      expectOneLine(result, /line 5\b/, /removed/);
-
+      expectOneLine(result, chain[3]!.file, `a parent ${chain[2]!.hash.slice(0, 12)}`, /an entry was removed/);
       const verified = runUnchanged(ws, ['verify']);
       expect(verified.status).toBe(TAMPERED);
-      expectOneLine(verified, auditFile(), /line 5\b/);
+      expectOneLine(verified, chain[3]!.file, /an entry was removed/);
     });
 
-    it('a detail edited in a middle entry: exit 9, the break is reported at the next line', () => {
-      const lines = auditLines();
-      expect(lines[1]).toContain('"name":"ALPHA"');
-      lines[1] = (lines[1] ?? '').replace('"name":"ALPHA"', '"name":"ALPHB"');
-      writeLines(lines);
-      const result = runUnchanged(ws, ['audit', '--verify']);
-      expect(result.status).toBe(TAMPERED);
-      expectOneLine(result, /line 3\b/, /previous entry/);
-    });
-
-    it('a detail edited in the last entry: exit 9 (it differs from the witnessed entry)', () => {
-      const lines = auditLines();
-      expect(lines[4]).toContain('"name":"CHARLIE"');
-      lines[4] = (lines[4] ?? '').replace('"name":"CHARLIE"', '"name":"CHARLIF"');
-      writeLines(lines);
-      const result = runUnchanged(ws, ['audit', '--verify']);
-      expect(result.status).toBe(TAMPERED);
-      expectOneLine(result, /line 5\b/);
-    });
-
-    it('a line that is not JSON any more: exit 9 and names it', () => {
-      const lines = auditLines();
-      lines[3] = (lines[3] ?? '').slice(0, 20);
-      writeLines(lines);
-      const result = runUnchanged(ws, ['audit', '--verify']);
-      expect(result.status).toBe(TAMPERED);
-      expectOneLine(result, /line 4\b/);
-    });
-
-    it('audit.log deleted: audit --verify exits 9 (the witness saw 5 entries)', () => {
-      fs.rmSync(auditFile());
-      const result = runUnchanged(ws, ['audit', '--verify']);
-      expect(result.status).toBe(TAMPERED);
-      expectOneLine(result, /line 1\b/, /removed/);
-    });
-
-    // The writer that meets a damaged log must refuse before it writes anything, not after: the
-    // change must not land on disk without its audit entry while the command reports a failure.
-    describe('a damaged last line: every writer refuses and changes nothing', () => {
-      beforeEach(() => {
-        const lines = auditLines();
-        lines[4] = (lines[4] ?? '').slice(0, 25);
-        writeLines(lines);
+    it('the newest entry deleted (as checking out an older branch does): accepted, a known gap of SECURITY.md', () => {
+      const security = fs.readFileSync(path.join(ROOT, 'SECURITY.md'), 'utf8');
+      expect(security).toContain('The newest audit entries can be removed unnoticed');
+      fs.rmSync(chain[4]!.file);
+      const result = ws.run(['audit', '--verify']);
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stderr).toBe('audit log intact: 4 entries; run log intact: 0 entries\n');
+      expect(ws.run(['verify']).status).toBe(0);
+      // the next change joins what is left
+      put(ws, 'DELTA', 'delta-value-0000000000');
+      const after = readChain();
+      expect(after.slice(0, 4)).toEqual(chain.slice(0, 4));
+      expect(JSON.parse(after[4]!.text)).toMatchObject({
+        event: 'put',
+        details: { name: 'DELTA' },
+        parents: [chain[3]!.hash],
       });
-      const tool = () => {
-        const file = path.join(ws.root, 'bin', 'granted-tool');
-        fs.mkdirSync(path.dirname(file), { recursive: true });
-        fs.copyFileSync('/usr/bin/true', file);
-        fs.chmodSync(file, 0o755);
-        return file;
-      };
-      const writers: [string, () => [string[], string?]][] = [
-        ['put', () => [['put', 'DELTA'], 'delta-value-0000000000']],
-        ['put --force', () => [['put', '--force', 'ALPHA'], 'alpha-new-value-11111111']],
-        ['rm', () => [['rm', 'BRAVO']]],
-        ['key add --token', () => [['key', 'add', '--token']]],
-        ['allow', () => [['allow', 'ALPHA', '--to', tool()]]],
-        ['trust', () => [['trust']]],
-      ];
-      for (const [label, command] of writers) {
-        it(label, () => {
-          const [args, input] = command();
-          const result = runUnchanged(ws, args, input === undefined ? {} : { input });
-          expect(result.status).toBe(TAMPERED);
-          expectOneLine(result, /audit/);
-          expect(result.stdout).toBe('');
-        });
-      }
     });
 
-    it('`vault audit` without --verify prints the entries up to the break, then exits 9', () => {
-      writeLines(auditLines().filter((_, i) => i !== 2));
+    it('a detail edited in a middle entry: exit 9 and names it (its bytes no longer hash to its name)', () => {
+      edit(chain[1]!, '"name":"ALPHA"', '"name":"ALPHB"');
+      const result = auditVerify();
+      expect(result.status).toBe(TAMPERED);
+      expectOneLine(result, chain[1]!.file, /it was edited/);
+    });
+
+    it('a detail edited in a middle entry, saved under its new hash: exit 9 at the entry naming the old one', () => {
+      const edited = edit(chain[1]!, '"name":"ALPHA"', '"name":"ALPHB"');
+      fs.renameSync(chain[1]!.file, path.join(auditDir(), `${sha256(edited)}.json`));
+      const result = auditVerify();
+      expect(result.status).toBe(TAMPERED);
+      expectOneLine(result, chain[2]!.file, `a parent ${chain[1]!.hash.slice(0, 12)}`, /an entry was removed/);
+    });
+
+    it('a detail edited in the newest entry: exit 9 and names it', () => {
+      edit(chain[4]!, '"name":"CHARLIE"', '"name":"CHARLIF"');
+      const result = auditVerify();
+      expect(result.status).toBe(TAMPERED);
+      expectOneLine(result, chain[4]!.file, /it was edited/);
+    });
+
+    it('an entry that is not JSON any more: exit 9 and names it, also under the name of its own hash', () => {
+      fs.writeFileSync(chain[3]!.file, chain[3]!.text.slice(0, 20));
+      const cut = auditVerify();
+      expect(cut.status).toBe(TAMPERED);
+      expectOneLine(cut, chain[3]!.file, /it was edited/);
+      fs.writeFileSync(chain[3]!.file, chain[3]!.text);
+
+      // planted with a name that matches: it hashes right, and is still no entry
+      const planted = path.join(auditDir(), `${sha256('not an entry\n')}.json`);
+      fs.writeFileSync(planted, 'not an entry\n', { mode: 0o600 });
+      const result = auditVerify();
+      expect(result.status).toBe(TAMPERED);
+      expectOneLine(result, planted, /not a valid audit entry/);
+    });
+
+    it('several broken entries: one line that names the first and counts the others', () => {
+      fs.rmSync(chain[1]!.file);
+      edit(chain[4]!, '"name":"CHARLIE"', '"name":"CHARLIF"');
+      const result = auditVerify();
+      expect(result.status).toBe(TAMPERED);
+      expectOneLine(result, chain[4]!.file, /it was edited/, /\(and 1 more broken entry\)$/m);
+    });
+
+    // The writer that meets a broken log must refuse before it writes anything, not after: the
+    // change must not land on disk without its audit entry while the command reports a failure.
+    const damages: [string, () => void, RegExp][] = [
+      ['the newest entry cut short', () => fs.writeFileSync(chain[4]!.file, chain[4]!.text.slice(0, 25)),
+        /it was edited/],
+      ['a middle entry deleted', () => fs.rmSync(chain[2]!.file), /an entry was removed/],
+    ];
+    for (const [damage, make, reason] of damages) {
+      describe(`${damage}: every writer refuses and changes nothing`, () => {
+        beforeEach(() => make());
+        const tool = () => {
+          const file = path.join(ws.root, 'bin', 'granted-tool');
+          fs.mkdirSync(path.dirname(file), { recursive: true });
+          fs.copyFileSync('/usr/bin/true', file);
+          fs.chmodSync(file, 0o755);
+          return file;
+        };
+        const writers: [string, () => [string[], string?]][] = [
+          ['put', () => [['put', 'DELTA'], 'delta-value-0000000000']],
+          ['put --force', () => [['put', '--force', 'ALPHA'], 'alpha-new-value-11111111']],
+          ['rm', () => [['rm', 'BRAVO']]],
+          ['key add --token', () => [['key', 'add', '--token']]],
+          ['allow', () => [['allow', 'ALPHA', '--to', tool()]]],
+          ['trust', () => [['trust']]],
+          ['rekey', () => [['rekey']]],
+        ];
+        for (const [label, command] of writers) {
+          it(label, () => {
+            const [args, input] = command();
+            const result = runUnchanged(ws, args, input === undefined ? {} : { input });
+            expect(result.status).toBe(TAMPERED);
+            expectOneLine(result, `${auditDir()}/`, reason);
+            expect(result.stdout).toBe('');
+          });
+        }
+      });
+    }
+
+    // FORMAT.md, "audit/": a writer reads every entry, so an entry edited after this user read it is caught too
+    it('an older entry edited in place (one this user read before): a writer refuses and changes nothing', () => {
+      edit(chain[1]!, '"name":"ALPHA"', '"name":"ALPHB"');
+      const result = runUnchanged(ws, ['put', 'DELTA'], { input: 'delta-value-0000000000' });
+      expect(result.status).toBe(TAMPERED);
+      expectOneLine(result, chain[1]!.file, /it was edited/);
+    });
+
+    it('`vault audit` without --verify prints the intact entries, parents first, then exits 9 naming the break', () => {
+      fs.rmSync(chain[2]!.file);
       const result = runUnchanged(ws, ['audit']);
       expect(result.status).toBe(TAMPERED);
-      expectOneLine(result, /line 3\b/);
+      expectOneLine(result, chain[3]!.file, /an entry was removed/);
       const shown = result.stdout.trimEnd().split('\n');
-      expect(shown).toHaveLength(2);
-      expect(shown[0]).toMatch(/^\s*1\s.*init/);
-      expect(shown[1]).toMatch(/^\s*2\s.*put.*ALPHA/);
+      expect(shown.map((line) => line.slice(0, 12))).toEqual([0, 1, 3, 4].map((i) => chain[i]!.hash.slice(0, 12)));
+      expect(shown[0]).toMatch(/\binit\b/);
+      expect(shown[1]).toMatch(/\bput\b.*ALPHA/);
+      expect(shown[2]).toMatch(/\bput\b.*CHARLIE/);
+      expect(shown[3]).toMatch(/\brm\b.*CHARLIE/);
 
       const json = runUnchanged(ws, ['audit', '--json']);
       expect(json.status).toBe(TAMPERED);
-      const entries = json.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { seq: number });
-      expect(entries.map((e) => e.seq)).toEqual([1, 2]);
+      type Shown = { hash: string; parents: string[]; seq?: number };
+      const entries = json.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Shown);
+      expect(entries.map((e) => e.hash)).toEqual([0, 1, 3, 4].map((i) => chain[i]!.hash));
+      expect(entries[2]!.parents).toEqual([chain[2]!.hash]);
+      expect(entries.every((e) => e.seq === undefined)).toBe(true);
+
+      // an edited entry is not shown: its bytes are no longer what was written
+      fs.writeFileSync(chain[2]!.file, chain[2]!.text);
+      edit(chain[1]!, '"name":"ALPHA"', '"name":"ALPHB"');
+      const edited = runUnchanged(ws, ['audit']);
+      expect(edited.status).toBe(TAMPERED);
+      expect(edited.stdout).not.toMatch(/ALPH[AB]/);
+      expect(edited.stdout.trimEnd().split('\n')).toHaveLength(4);
+    });
+  });
+
+  describe('audit.log of sealvault 0.1 (read-only, checked against the witness)', () => {
+    const golden = () => path.join(ws.root, 'golden');
+    const legacyLog = () => path.join(golden(), 'audit.log');
+    const legacyLines = () => fs.readFileSync(legacyLog(), 'utf8').trimEnd().split('\n');
+    const writeLegacy = (lines: string[]) => fs.writeFileSync(legacyLog(), `${lines.join('\n')}\n`);
+
+    // a copy of test/fixtures/golden-v1 (eleven entries), verified once (an unlock: the first one
+    // also records the policy it saw): the witness saw entry 11
+    beforeEach(() => {
+      const fixture = path.join(ROOT, 'test', 'fixtures', 'golden-v1');
+      fs.cpSync(path.join(fixture, 'vault'), golden(), { recursive: true });
+      for (const entry of fs.readdirSync(golden(), { recursive: true, withFileTypes: true })) {
+        const full = path.join(entry.parentPath, entry.name);
+        const shared = ['vault.json', '.gitignore'].includes(entry.name);
+        fs.chmodSync(full, entry.isDirectory() ? 0o700 : shared ? 0o644 : 0o600);
+      }
+      fs.chmodSync(golden(), 0o700);
+      ws.env.VAULT_DIR = golden();
+      ws.env.VAULT_KEY = (readJson(path.join(fixture, 'VECTORS.json')) as { token: string }).token;
+      const result = ws.run(['verify']);
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stderr).toContain('audit log of 11 entries intact');
+      expect(legacyLines()).toHaveLength(11);
+    });
+
+    it('a middle line deleted: audit --verify exits 9 and names that line', () => {
+      writeLegacy(legacyLines().filter((_, i) => i !== 2));
+      const result = runUnchanged(ws, ['audit', '--verify']);
+      expect(result.status).toBe(TAMPERED);
+      expectOneLine(result, legacyLog(), /line 3\b/);
+    });
+
+    it('the last line deleted: detected through the audit witness in the state directory', () => {
+      writeLegacy(legacyLines().slice(0, 10));
+      const result = runUnchanged(ws, ['audit', '--verify']);
+      expect(result.status).toBe(TAMPERED);
+      expectOneLine(result, /line 11\b/, /removed/);
+      const verified = runUnchanged(ws, ['verify']);
+      expect(verified.status).toBe(TAMPERED);
+      expectOneLine(verified, legacyLog(), /line 11\b/);
+    });
+
+    it('a detail edited in a middle line: exit 9, the break is reported at the next line', () => {
+      const lines = legacyLines();
+      expect(lines[2]).toContain('"event":"put"');
+      lines[2] = lines[2]!.replace('"event":"put"', '"event":"pub"');
+      writeLegacy(lines);
+      const result = runUnchanged(ws, ['audit', '--verify']);
+      expect(result.status).toBe(TAMPERED);
+      expectOneLine(result, /line 4\b/, /previous entry/);
+    });
+
+    it('audit.log deleted: audit --verify exits 9 (the witness saw 11 entries)', () => {
+      fs.rmSync(legacyLog());
+      const result = runUnchanged(ws, ['audit', '--verify']);
+      expect(result.status).toBe(TAMPERED);
+      expectOneLine(result, /line 1\b/, /removed/);
     });
   });
 

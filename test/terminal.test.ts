@@ -23,8 +23,11 @@ function secretNames(ws: Workspace): string[] {
   return fs.existsSync(dir) ? fs.readdirSync(dir) : [];
 }
 
+/** The events of the vault's audit log: one file per entry in audit/ (docs/FORMAT.md, "audit/"). */
 function auditEvents(ws: Workspace): string[] {
-  return fs.readFileSync(path.join(ws.vaultDir, 'audit.log'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { event: string }).event);
+  const dir = path.join(ws.vaultDir, 'audit');
+  const read = (name: string) => JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8')) as { event: string };
+  return fs.readdirSync(dir).map((name) => read(name).event).sort();
 }
 
 const PASSPHRASE = 'tty passphrase 42';

@@ -88,13 +88,38 @@ function expectPrivateVault(vaultDir: string, account: Account): void {
     expect(mode(p) & 0o022, `${p} (${mode(p).toString(8)}) is writable by group or others`).toBe(0);
     expect(stat.isSymbolicLink(), `${p} is a symlink`).toBe(false);
   }
-  for (const dir of ['', 'slots', 'secrets', '.tmp']) expect(mode(path.join(vaultDir, dir)).toString(8), `mode of ${dir || 'the vault directory'}`).toBe('700');
-  for (const sub of ['slots', 'secrets']) {
+  for (const dir of ['', 'slots', 'secrets', 'audit', '.tmp']) {
+    expect(mode(path.join(vaultDir, dir)).toString(8), `mode of ${dir || 'the vault directory'}`).toBe('700');
+  }
+  for (const sub of ['slots', 'secrets', 'audit']) {
     const files = fs.readdirSync(path.join(vaultDir, sub));
     expect(files.length, `${sub}/ is not empty`).toBeGreaterThan(0);
     for (const f of files) expect(mode(path.join(vaultDir, sub, f)).toString(8), `mode of ${sub}/${f}`).toBe('600');
   }
-  for (const f of ['policy.json', 'audit.log', '.lock']) expect(mode(path.join(vaultDir, f)).toString(8), `mode of ${f}`).toBe('600');
+  for (const f of ['policy.json', '.lock']) {
+    expect(mode(path.join(vaultDir, f)).toString(8), `mode of ${f}`).toBe('600');
+  }
+  // the audit log is audit/ now: a new vault has no audit.log
+  expect(fs.existsSync(path.join(vaultDir, 'audit.log')), `${vaultDir}/audit.log`).toBe(false);
+}
+
+/** The user's run log of the vault at `vaultDir`: its directories 0700, its files 0600, all the user's. */
+function expectPrivateRunLog(vaultDir: string, account: Account): string {
+  const vaultJson = fs.readFileSync(path.join(vaultDir, 'vault.json'), 'utf8');
+  const { vault_id: vaultId } = JSON.parse(vaultJson) as { vault_id: string };
+  const runs = path.join(account.home, '.local', 'state', 'sealvault', 'runs');
+  const dir = path.join(runs, Buffer.from(vaultId, 'base64').toString('base64url'));
+  for (const d of [runs, dir]) {
+    expect(fs.lstatSync(d).uid, `owner of ${d}`).toBe(account.uid);
+    expect(mode(d).toString(8), `mode of ${d}`).toBe('700');
+  }
+  for (const f of ['audit.log', '.lock']) {
+    const file = path.join(dir, f);
+    expect(fs.lstatSync(file).isFile(), `${file} is a regular file`).toBe(true);
+    expect(fs.lstatSync(file).uid, `owner of ${file}`).toBe(account.uid);
+    expect(mode(file).toString(8), `mode of ${file}`).toBe('600');
+  }
+  return path.join(dir, 'audit.log');
 }
 
 function expectPrivateState(account: Account): void {
@@ -137,7 +162,7 @@ describe(`a whole flow as an unprivileged user (${IS_ROOT ? 'setpriv from root' 
   let vaultDir: string;
   let token: string;
 
-  it('init, put, list, allow, policy, audit --verify and verify work, with private files', async () => {
+  it('init, put, list, allow, exec, policy, audit --verify and verify work, with private files', async () => {
     vaultDir = path.join(shared, `vault-${user.name}`);
     const env = { VAULT_DIR: vaultDir };
     const init = ok(runAs(user, ['init', '--token'], { env }), 'init --token');
@@ -159,14 +184,22 @@ describe(`a whole flow as an unprivileged user (${IS_ROOT ? 'setpriv from root' 
     const policy = JSON.parse(ok(runAs(user, ['policy', '--json'], { env: withKey }), 'policy').stdout) as { revision: number; grants: { secret: string; path: string }[] };
     expect(policy.revision).toBe(2);
     expect(policy.grants.map((g) => [g.secret, g.path])).toEqual([['API_KEY', script]]);
-    expect(ok(runAs(user, ['audit', '--verify'], { env }), 'audit --verify').stderr).toMatch(/audit log intact: 5 entries/);
+    // a run: its release and exit go to the user's own run log, outside the (shared) vault directory
+    expect(ok(runAs(user, ['exec', '--', script], { env: withKey }), 'exec').stdout).toBe('deployed\n');
+    expect(ok(runAs(user, ['audit', '--verify'], { env }), 'audit --verify').stderr)
+      .toBe('audit log intact: 5 entries; run log intact: 2 entries\n');
     expect(ok(runAs(user, ['verify'], { env: withKey }), 'verify').stderr).toMatch(/^ok: 2 secret\(s\)/);
     ok(runAs(user, ['key', 'list'], { env }), 'key list');
 
     expectPrivateVault(vaultDir, user);
     expectPrivateState(user);
-    // the audit log names the unprivileged user as the actor
-    const actors = fs.readFileSync(path.join(vaultDir, 'audit.log'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { actor: { uid: number } }).actor.uid);
+    const runLog = expectPrivateRunLog(vaultDir, user);
+    // every entry of audit/ and of the run log names the unprivileged user as the actor
+    const auditDir = path.join(vaultDir, 'audit');
+    const entries = fs.readdirSync(auditDir).map((f) => fs.readFileSync(path.join(auditDir, f), 'utf8'));
+    const runs = fs.readFileSync(runLog, 'utf8').trim().split('\n');
+    expect([entries.length, runs.length]).toEqual([5, 2]);
+    const actors = [...entries, ...runs].map((l) => (JSON.parse(l) as { actor: { uid: number } }).actor.uid);
     expect(new Set(actors)).toEqual(new Set([user.uid]));
     expect((await openAllSecrets(vaultDir, token)).get('API_KEY')?.toString()).toBe('unprivileged-value');
   });

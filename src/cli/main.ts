@@ -14,20 +14,24 @@ import { KDF_TEST_ONLY, wipe } from '../vault/crypto.js';
 import { TIERS, type Tier } from '../sandbox/tiers.js';
 import { fromField, networkText, parseNetwork } from '../sandbox/network.js';
 import { noteIdentityFile } from '../vault/identity-source.js';
-import { newAgeIdentity, type SlotRequest } from '../vault/keyslots.js';
+import { checkSlotId, newAgeIdentity, type SlotRequest } from '../vault/keyslots.js';
 import { resolveVaultDirectory } from '../vault/paths.js';
 import { checkSecretName } from '../vault/names.js';
 import { sameGrantTarget } from '../vault/policy.js';
-import { AGE_RECIPIENT_PATTERN, type AuditEntry, SLOT_LABEL_PATTERN } from '../vault/format.js';
+import { AGE_RECIPIENT_PATTERN, type AuditEntry, SLOT_LABEL_PATTERN, type SlotFile } from '../vault/format.js';
 import { printableJson } from '../vault/printable.js';
 import { existsError, type UnlockedVault, Vault } from '../vault/vault.js';
+import { topological } from '../vault/audit-dag.js';
+import { readRunLog, runLogFile } from '../vault/run-log.js';
 import { type AgentStartFlags, controlCommand, startAgent } from './agent.js';
 import { isTestBuild } from './build-flags.js';
 import { type ExecFlags, maskStyle } from './exec-args.js';
 import { runExec } from './exec-command.js';
-import { exitWhenWritten, fail, installFailureHandlers, say } from './messages.js';
+import { describeFailure, exitWhenWritten, fail, installFailureHandlers, say } from './messages.js';
+import { conflictText, gitSetup, vaultOfMergedFile } from './git-setup.js';
 import { unlocked, withUnlockedVault } from './unlock-prompt.js';
 import { renderAuditEntry, renderGrants, renderRecipients, renderSecrets, renderSlots } from './render.js';
+import { NO_REKEY_WARNING, type RekeyFlags, rekeyAndReport } from './rekey.js';
 import { readSecretValue } from './secret-input.js';
 import { askHiddenTwice, askLine, hasTerminal } from './terminal.js';
 
@@ -58,7 +62,9 @@ function vaultDir(): string {
 }
 
 /** Runs `work` with this command's vault unlocked (unlock-prompt.ts), and wipes the private key however it ends. */
-function withUnlocked<T>(work: (vault: UnlockedVault) => T | Promise<T>, options: { checkPin?: boolean; changes?: boolean } = {}): Promise<T> {
+function withUnlocked<T>(
+  work: (vault: UnlockedVault) => T | Promise<T>, options: { checkPin?: boolean; changes?: boolean; keepKek?: boolean } = {},
+): Promise<T> {
   return withUnlockedVault(vaultDir(), work, { ...options, ...identityFlag() });
 }
 
@@ -183,10 +189,17 @@ program
   .command('list')
   .description('names, sizes and dates of the secrets (never values)')
   .option('--json', 'print JSON')
-  .action((flags: { json?: boolean }) => {
-    const secrets = Vault.open(vaultDir()).list();
+  .option('--stale', 'only the secrets put before the last removal of a slot: its holder may have copied them')
+  .action((flags: { json?: boolean; stale?: boolean }) => {
+    const vault = Vault.open(vaultDir());
+    let secrets = vault.list();
+    if (flags.stale === true) {
+      const removal = vault.lastSlotRemoval();
+      secrets = removal === undefined ? [] : secrets.filter((s) => s.updated < removal);
+      if (!flags.json) say(removal === undefined ? 'no slot was ever removed: nothing is stale' : `put before the last slot removal, ${removal}: rotate these where they are issued, then put them again`);
+    }
     if (flags.json) printJson(secrets);
-    else print(renderSecrets(secrets));
+    else if (!(flags.stale === true && secrets.length === 0)) print(renderSecrets(secrets));
   });
 
 program
@@ -279,21 +292,70 @@ key
     else print(renderSlots(rows));
   });
 
-key
-  .command('rm')
-  .description('remove a key slot (needs an unlock; the last slot cannot be removed)')
+/** `--no-rekey` and `--drop-unreachable`, for the commands that remove a slot. */
+function removalOptions(command: Command): Command {
+  return command
+    .option('--no-rekey', 'only remove the slot: the vault keeps its key pair, which a copy of the slot still opens')
+    .option('--drop-unreachable', 'let the rekey drop the slots it cannot wrap the new key for (see `vault rekey`)');
+}
+
+/** Removes `slot` (found by `find` once unlocked): with a rekey unless --no-rekey. */
+async function removeSlot(find: (vault: UnlockedVault) => SlotFile, flags: RekeyFlags & { rekey?: boolean }): Promise<void> {
+  await withUnlocked(async (vault) => {
+    const slot = find(vault);
+    if (flags.rekey === false) {
+      const removed = await vault.removeSlot(slot.id);
+      say(`removed ${removed.kind} slot ${removed.id}${removed.label !== undefined ? ` (${removed.label})` : ''}`);
+      say(NO_REKEY_WARNING);
+      return;
+    }
+    await rekeyAndReport(vault, [slot], flags);
+  }, { changes: true, keepKek: flags.rekey !== false });
+}
+
+/** The slot of `id`, or exit 3. */
+function slotById(vault: UnlockedVault, id: string): SlotFile {
+  checkSlotId(id);
+  const slot = vault.vault.slots().slots.find((s) => s.id === id);
+  if (slot === undefined) throw new VaultError('notFound', `no key slot ${id}; \`vault key list\` shows the slots`);
+  return slot;
+}
+
+removalOptions(key.command('rm'))
+  .description('remove a key slot and rekey, so that the slot (and any copy of it) opens nothing new (needs an unlock)')
   .argument('<ID>')
-  .action(async (id: string) => {
-    await withUnlocked(async (vault) => {
-      const slot = await vault.removeSlot(id);
-      say(`removed ${slot.kind} slot ${slot.id}${slot.label !== undefined ? ` (${slot.label})` : ''}`);
-      // no rekey yet: the slot's KEK, and the slot file in version control, still open the private key
-      say(
-        'vault: warning: the vault keeps its key pair, so a copy of the removed slot (from version control or a backup) ' +
-          'with its token, passphrase or identity still opens every secret, also those put later; to cut someone off, ' +
-          'make a new vault and put the secrets again',
-      );
-    }, { changes: true });
+  .action(async (id: string, flags: RekeyFlags & { rekey?: boolean }) => {
+    await removeSlot((vault) => slotById(vault, id), flags);
+  });
+
+removalOptions(recipient.command('rm'))
+  .description('remove the recipient slot labelled LABEL and rekey (needs an unlock)')
+  .argument('<label>')
+  .action(async (label: string, flags: RekeyFlags & { rekey?: boolean }) => {
+    await removeSlot((vault) => {
+      const slot = vault.vault.slots().slots.find((s): s is SlotFile & { kind: 'recipient' } => s.kind === 'recipient' && s.label === label);
+      if (slot === undefined) throw new VaultError('notFound', `no recipient slot labelled "${label}"; \`vault recipient list\` shows them`);
+      // a label is only a name: a writer can move it to another slot, which then fails its MAC
+      if (!vault.vouches(slot)) {
+        throw new VaultError(
+          'refused',
+          `the slot labelled "${label}" (${slot.id}, ${slot.recipient.age_recipient}) has no valid slot MAC, so its label may not be ` +
+            'the one a key holder gave it; check the recipient in `vault recipient list` and remove it by id (`vault key rm ID`)',
+        );
+      }
+      return slot;
+    }, flags);
+  });
+
+program
+  .command('rekey')
+  .description(
+    'replace the key pair: every secret resealed, every slot wrapped again, the policy re-authenticated, in one ' +
+      'crash-safe step (needs an unlock); token slots get new tokens, printed once',
+  )
+  .option('--drop-unreachable', 'drop the slots the new key cannot be wrapped for (another passphrase, a keychain item not here, a slot without a MAC)')
+  .action(async (flags: RekeyFlags) => {
+    await withUnlocked((vault) => rekeyAndReport(vault, [], flags), { changes: true, keepKek: true });
   });
 
 program
@@ -408,9 +470,9 @@ program
     }, { changes: true });
   });
 
-program
+const policyCommand = program
   .command('policy')
-  .description('list the grants, after checking their authentication (needs an unlock)')
+  .description('list the grants, after checking their authentication (needs an unlock); `policy merge` after a git merge')
   .option('--json', 'print JSON')
   .action(async (flags: { json?: boolean }) => {
     await withUnlocked((vault) => {
@@ -421,35 +483,80 @@ program
     });
   });
 
+policyCommand
+  .command('merge')
+  .description('after git left policy.json with conflict markers (two branches changed it): write the union of both, authenticated (needs an unlock)')
+  .action(async () => {
+    await withUnlocked((vault) => {
+      const { policy, from } = vault.mergePolicy();
+      say(`merged policy revisions ${from[0]} and ${from[1]} into revision ${policy.revision}: ${policy.grants.length} grant(s); \`git add\` policy.json to finish the merge`);
+    }, { changes: true });
+  });
+
+const gitCommand = program.command('git').description('working with a vault committed to git');
+
+gitCommand
+  .command('setup')
+  .description('make git merge policy.json by itself: the attribute in the vault\'s .gitattributes, the driver in this clone\'s config')
+  .action(() => {
+    for (const line of gitSetup(vaultDir())) say(line);
+  });
+
+gitCommand
+  .command('merge-driver', { hidden: true })
+  .description('the merge driver `vault git setup` installs: git runs it with %A %B %P')
+  .argument('<ours>')
+  .argument('<theirs>')
+  .argument('<path>')
+  .action(async (ours: string, theirs: string, pathInTree: string) => {
+    const oursText = fs.readFileSync(ours);
+    const theirsText = fs.readFileSync(theirs);
+    try {
+      const merged = await withUnlockedVault(vaultOfMergedFile(pathInTree), (vault) => vault.mergedPolicyText(oursText, theirsText), {
+        changes: true, ...identityFlag(),
+      });
+      fs.writeFileSync(ours, merged);
+      say(`vault: merged the policies of both branches in ${pathInTree}`);
+    } catch (error) {
+      fs.writeFileSync(ours, conflictText(oursText, theirsText));
+      say(`vault: cannot merge ${pathInTree} here (${describeFailure(error).message}); run \`vault policy merge\` after the merge stops`);
+      process.exitCode = 1;
+    }
+  });
+
 program
   .command('audit')
-  .description('print the audit log; --verify checks its hash chain')
+  .description("print the vault's audit log (its changes), or with --runs your runs of it; --verify checks them")
   .option('--json', 'print JSON lines')
-  .option('--verify', 'check the chain and report the first broken entry')
-  .option('--accept', 'after you looked at a log that lost what you saw: keep it aside and start a new one (needs an unlock)')
-  .action(async (flags: { json?: boolean; verify?: boolean; accept?: boolean }) => {
+  .option('--runs', 'your runs of this vault (release, exit), kept in your state directory, outside the vault')
+  .option('--verify', 'check the hashes and report every broken entry')
+  .option('--accept', 'after you looked at a damaged log: set the broken entries aside and go on (needs an unlock)')
+  .action(async (flags: { json?: boolean; runs?: boolean; verify?: boolean; accept?: boolean }) => {
     if (flags.accept === true) {
       await withUnlocked((vault) => {
         const { set_aside: aside } = vault.vault.acceptAudit();
-        say(aside === undefined ? 'started a new audit log' : `kept the old audit log as ${aside}; a new one starts with an accept entry naming it`);
+        say(aside.length === 0 ? 'nothing was broken; an accept entry records that you looked' : `set aside ${aside.join(' and ')}; an accept entry names them`);
       }, { changes: true });
       return;
     }
     const vault = Vault.open(vaultDir());
-    // entry by entry as the chain is checked: a log of any size is shown in bounded memory
-    const show = flags.verify ? undefined : (entry: AuditEntry) => print(flags.json ? `${printableJson(entry)}\n` : renderAuditEntry(entry));
-    const reading = vault.readAudit(show);
-    if (flags.verify) {
-      if (reading.broken !== undefined) {
-        throw new VaultError('tampered', `audit log broken at line ${reading.broken.line}: ${reading.broken.reason}`);
-      }
-      if (reading.head !== undefined) vault.acceptAuditHead(reading.head);
-      say(`audit log intact: ${reading.count} entries`);
+    const show = flags.verify ? undefined : (entry: object) => print(flags.json ? `${printableJson(entry)}\n` : renderAuditEntry(entry as AuditEntry));
+    const runs = flags.runs === true || flags.verify === true ? readRunLog(vault.file.vault_id, flags.runs === true ? show : undefined) : undefined;
+    if (runs?.broken !== undefined) {
+      throw new VaultError('tampered', `${runLogFile(vault.file.vault_id)} line ${runs.broken.line}: ${runs.broken.reason}`);
+    }
+    if (flags.runs === true) {
+      if (flags.verify) say(`run log intact: ${runs?.count ?? 0} entries`);
       return;
     }
-    if (reading.broken !== undefined) {
-      throw new VaultError('tampered', `audit log broken at line ${reading.broken.line}: ${reading.broken.reason}; entries from there on are not shown`);
+    // the audit.log of sealvault 0.1 first, line by line as its chain is checked, then audit/, parents first
+    const checked = vault.checkAudit(show);
+    if (show !== undefined) for (const entry of topological(checked.dag.entries)) show(entry);
+    const [first, ...more] = checked.problems;
+    if (first !== undefined) {
+      throw new VaultError(first.kind, `${first.message}${more.length > 0 ? ` (and ${more.length} more broken entr${more.length === 1 ? 'y' : 'ies'})` : ''}`);
     }
+    if (flags.verify) say(`audit log intact: ${checked.count} entries; run log intact: ${runs?.count ?? 0} entries`);
   });
 
 program

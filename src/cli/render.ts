@@ -2,6 +2,7 @@
  * How lists look to people (`--json` prints the data itself). Every cell is escaped (printable.ts):
  * paths, names and labels come from files anyone who can write the vault may have written.
  */
+import type { DagEntry } from '../vault/audit-dag.js';
 import type { AuditEntry, Grant } from '../vault/format.js';
 import { printable, printableJson } from '../vault/printable.js';
 import type { SecretInfo } from '../vault/vault.js';
@@ -70,6 +71,8 @@ export function renderGrants(grants: Grant[], exists: (secret: string) => boolea
 }
 
 /** One line of `vault audit`; the details as JSON with every control character escaped. */
-export function renderAuditEntry(e: AuditEntry): string {
-  return `${String(e.seq).padStart(5)}  ${e.time}  ${printable(e.actor.user).padEnd(10)} ${e.event.padEnd(8)} ${printableJson(e.details)}\n`;
+/** One entry per line: the run log's and audit.log's by number, audit/'s by the first 12 characters of its hash. */
+export function renderAuditEntry(e: AuditEntry | DagEntry): string {
+  const id = 'seq' in e ? String(e.seq).padStart(12) : e.hash.slice(0, 12);
+  return `${id}  ${e.time}  ${printable(e.actor.user).padEnd(10)} ${e.event.padEnd(8)} ${printableJson(e.details)}\n`;
 }

@@ -12,9 +12,10 @@ import { askHidden, hasTerminal } from './terminal.js';
  * terminal: without one, nothing shows that a person asked, and any process of the user can read
  * the keychain item. With a terminal it is used, with a warning saying the same.
  */
-export async function unlocked(vault: Vault, changes = false, identityFile?: string): Promise<UnlockedVault> {
+export async function unlocked(vault: Vault, changes = false, identityFile?: string, keepKek = false): Promise<UnlockedVault> {
   const terminal = hasTerminal();
   return vault.unlock({
+    ...(keepKek ? { keepKek } : {}),
     ...(identityFile !== undefined ? { identityFile } : {}),
     ...(terminal ? { askPassphrase: (attempt: number) => askHidden(attempt === 1 ? 'Vault passphrase: ' : 'Wrong passphrase, try again: ') } : {}),
     ...(changes && !terminal
@@ -26,9 +27,9 @@ export async function unlocked(vault: Vault, changes = false, identityFile?: str
 /** Runs `work` with the vault at `directory` unlocked (`identityFile`: from --identity), and wipes the private key however it ends. */
 export async function withUnlockedVault<T>(
   directory: string, work: (vault: UnlockedVault) => T | Promise<T>,
-  options: { checkPin?: boolean; changes?: boolean; identityFile?: string } = {},
+  options: { checkPin?: boolean; changes?: boolean; identityFile?: string; keepKek?: boolean } = {},
 ): Promise<T> {
-  const open = await unlocked(Vault.open(directory, options), options.changes === true, options.identityFile);
+  const open = await unlocked(Vault.open(directory, options), options.changes === true, options.identityFile, options.keepKek === true);
   if (options.changes === true && open.openedWith.kind === 'keychain') {
     say(
       'vault: warning: unlocked through the keychain, which any process of yours can use to change this vault as ' +

@@ -19,7 +19,7 @@ const LINE_CAP = SIZE_CAPS.auditLine;
 
 export type AuditEvent =
   | 'init' | 'put' | 'replace' | 'rm' | 'key-add' | 'key-rm' | 'allow' | 'revoke' | 'trust' | 'release' | 'exit' | 'torn'
-  | 'agent-start' | 'agent-refused' | 'accept';
+  | 'agent-start' | 'agent-refused' | 'accept' | 'rekey' | 'policy-merge';
 
 /** An entry as the user last saw it: its number, the SHA-256 of its line, and where the line starts. */
 export interface AuditHead {

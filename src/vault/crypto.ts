@@ -56,7 +56,11 @@ export function sealSecret(publicKey: Uint8Array, name: string, value: Uint8Arra
 export function openSecret(keys: KeyPair, name: string, sealed: Uint8Array, file: string): Uint8Array {
   const message = sodium().boxSealOpen(sealed, keys.publicKey, keys.secretKey);
   if (message === null) {
-    throw new VaultError('tampered', `${file} does not open with this vault's key: it was damaged or replaced; restore it or put the secret again`);
+    throw new VaultError(
+      'tampered',
+      `${file} does not open with this vault's key: it was damaged or replaced, or put on a branch from before a rekey ` +
+        '(sealed to the old key); restore it or put the secret again',
+    );
   }
   const nameBytes = encoder.encode(name);
   const boundName = message.length > nameBytes.length && message[nameBytes.length] === 0 && sodium().memcmp(message.subarray(0, nameBytes.length), nameBytes);
@@ -94,14 +98,27 @@ export function unwrapKey(kek: Uint8Array, nonce: Uint8Array, wrapped: Uint8Arra
   return sodium().aeadXChaCha20Poly1305Decrypt(wrapped, aad, nonce, kek) ?? undefined;
 }
 
-/** BLAKE2b-256 keyed MAC over the policy's canonical bytes, with a key derived from `sk`. */
-export function policyMac(secretKey: Uint8Array, canonical: string): Uint8Array {
-  const policyKey = sodium().genericHash(32, encoder.encode('sealvault-policy-key/1'), secretKey);
+/**
+ * BLAKE2b-256 keyed with a key derived from `sk` for one purpose (`context`, e.g.
+ * "sealvault-policy-key/1"), over `canonical`: docs/FORMAT.md, "The MAC" and "Slot MAC".
+ */
+function keyedMac(secretKey: Uint8Array, context: string, canonical: string): Uint8Array {
+  const key = sodium().genericHash(32, encoder.encode(context), secretKey);
   try {
-    return sodium().genericHash(32, encoder.encode(canonical), policyKey);
+    return sodium().genericHash(32, encoder.encode(canonical), key);
   } finally {
-    wipe(policyKey);
+    wipe(key);
   }
+}
+
+/** The policy's MAC over its canonical bytes (docs/FORMAT.md, "The MAC"). */
+export function policyMac(secretKey: Uint8Array, canonical: string): Uint8Array {
+  return keyedMac(secretKey, 'sealvault-policy-key/1', canonical);
+}
+
+/** A slot's MAC over its canonical bytes without `mac` (docs/FORMAT.md, "Slot MAC"). */
+export function slotMac(secretKey: Uint8Array, canonical: string): Uint8Array {
+  return keyedMac(secretKey, 'sealvault-slot-key/1', canonical);
 }
 
 export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {

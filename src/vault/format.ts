@@ -52,6 +52,8 @@ const slotCommon = {
   label: z.optional(z.string().check(z.regex(SLOT_LABEL_PATTERN))),
   nonce: base64Of(24),
   wrapped_key: base64Of(48),
+  /** BLAKE2b-256 under a key from the private key over the rest of the slot (docs/FORMAT.md, "Slot MAC"). */
+  mac: z.optional(base64Of(32)),
 };
 
 /**
@@ -126,11 +128,22 @@ export const grantSchema = z.strictObject({
 });
 export type Grant = z.infer<typeof grantSchema>;
 
+/**
+ * What a policy remembers was revoked (docs/FORMAT.md, "Revocations"): a grant, by the identity
+ * (secret, sha256, created) no other grant has, or a key slot, by its id, with when it was removed.
+ */
+export const revocationSchema = z.union([
+  z.strictObject({ secret: z.string().check(z.regex(/^[A-Z_][A-Z0-9_]{0,127}$/)), sha256: hex64, created: time }),
+  z.strictObject({ slot: z.string().check(z.regex(SLOT_ID_PATTERN)), removed: time }),
+]);
+export type Revocation = z.infer<typeof revocationSchema>;
+
 export const policyFileSchema = z.strictObject({
   format: z.literal('sealvault-policy'),
   version: z.literal(FORMAT_VERSION),
   revision: z.int().check(z.gte(0)),
   grants: z.array(grantSchema),
+  revoked: z.optional(z.array(revocationSchema).check(z.minLength(1))),
   mac: base64Of(32),
 });
 export type PolicyFile = z.infer<typeof policyFileSchema>;
@@ -150,12 +163,16 @@ function nestsAtMost(value: unknown, limit: number): boolean {
   return true;
 }
 
+/** An audit entry's `details`: an object of any members, nesting at most MAX_DETAILS_DEPTH deep. */
+export const auditDetailsSchema = z.record(z.string(), z.unknown()).check(z.refine((d) => nestsAtMost(d, MAX_DETAILS_DEPTH), `must nest at most ${MAX_DETAILS_DEPTH} deep`));
+export type AuditDetails = z.infer<typeof auditDetailsSchema>;
+
 export const auditEntrySchema = z.strictObject({
   seq: z.int().check(z.gte(1)),
   time,
   event: z.string().check(z.regex(/^[a-z-]{1,32}$/)),
   actor: z.strictObject({ uid: z.int(), user: z.string() }),
-  details: z.record(z.string(), z.unknown()).check(z.refine((d) => nestsAtMost(d, MAX_DETAILS_DEPTH), `must nest at most ${MAX_DETAILS_DEPTH} deep`)),
+  details: auditDetailsSchema,
   prev: hex64,
 });
 export type AuditEntry = z.infer<typeof auditEntrySchema>;

@@ -1,7 +1,9 @@
 /**
  * Key slots, like LUKS: the vault's private key wrapped once per way of unlocking it.
  */
-import { fromBase64, keyFromPassphrase, KDF_RELEASE, randomBytes, slotAad, toBase64, unwrapKey, wipe, wrapKey } from './crypto.js';
+import {
+  constantTimeEqual, fromBase64, keyFromPassphrase, KDF_RELEASE, randomBytes, slotAad, slotMac, toBase64, unwrapKey, wipe, wrapKey,
+} from './crypto.js';
 import { VaultError } from './errors.js';
 import { FORMAT_VERSION, jsonOrUndefined, parseVaultFile, SLOT_ID_PATTERN, SLOT_KINDS, SLOT_LABEL_PATTERN, type SlotFile, slotFileSchema } from './format.js';
 import type { VaultDir } from './vault-dir.js';
@@ -59,7 +61,7 @@ export async function createSlot(request: SlotRequest, vaultId: Uint8Array, secr
       case 'token': {
         const { nonce, wrapped } = wrapKey(kek, secretKey, aad);
         const slot: SlotFile = { ...head('token'), nonce: toBase64(nonce), wrapped_key: toBase64(wrapped) };
-        return { slot, token: encodeToken(kek) };
+        return { slot: withMac(slot, secretKey), token: encodeToken(kek) };
       }
       case 'keychain': {
         const account = keychainAccount(vaultId, id);
@@ -68,7 +70,7 @@ export async function createSlot(request: SlotRequest, vaultId: Uint8Array, secr
         const slot: SlotFile = {
           ...head('keychain'), nonce: toBase64(nonce), wrapped_key: toBase64(wrapped), keychain: { service: 'sealvault', account },
         };
-        return { slot };
+        return { slot: withMac(slot, secretKey) };
       }
       case 'recipient': {
         const ageFile = await encryptToRecipient(kek, request.recipient);
@@ -77,7 +79,7 @@ export async function createSlot(request: SlotRequest, vaultId: Uint8Array, secr
           ...head('recipient'), nonce: toBase64(nonce), wrapped_key: toBase64(wrapped),
           recipient: { age_recipient: request.recipient, age_file: toBase64(ageFile) },
         };
-        return { slot };
+        return { slot: withMac(slot, secretKey) };
       }
       case 'passphrase': {
         const kdf = request.kdf ?? KDF_RELEASE;
@@ -89,12 +91,69 @@ export async function createSlot(request: SlotRequest, vaultId: Uint8Array, secr
             ...head('passphrase'), nonce: toBase64(nonce), wrapped_key: toBase64(wrapped),
             kdf: { alg: 'argon2id13', opslimit: kdf.opslimit, memlimit: kdf.memlimit, salt: toBase64(salt) },
           };
-          return { slot };
+          return { slot: withMac(slot, secretKey) };
         } finally {
           wipe(passphraseKey, request.passphrase);
         }
       }
     }
+  } finally {
+    wipe(kek);
+  }
+}
+
+/**
+ * The slot's members that its MAC covers, in docs/FORMAT.md's order, without `mac` ("Slot MAC"):
+ * canonical JSON, whatever order the file had them in.
+ */
+function canonicalSlot(slot: SlotFile): string {
+  const own = slot.kind === 'keychain'
+    ? { keychain: { service: slot.keychain.service, account: slot.keychain.account } }
+    : slot.kind === 'recipient'
+      ? { recipient: { age_recipient: slot.recipient.age_recipient, age_file: slot.recipient.age_file } }
+      : slot.kind === 'passphrase'
+        ? { kdf: { alg: slot.kdf.alg, opslimit: slot.kdf.opslimit, memlimit: slot.kdf.memlimit, salt: slot.kdf.salt } }
+        : {};
+  return JSON.stringify({
+    format: slot.format, version: slot.version, id: slot.id, kind: slot.kind, created: slot.created,
+    ...(slot.label !== undefined ? { label: slot.label } : {}), nonce: slot.nonce, wrapped_key: slot.wrapped_key, ...own,
+  });
+}
+
+/**
+ * `slot` with its MAC under `secretKey` as the last member, its members in docs/FORMAT.md's order
+ * (a slot read back through the schema has them in another).
+ */
+export function withMac(slot: SlotFile, secretKey: Uint8Array): SlotFile {
+  const canonical = canonicalSlot(slot);
+  return { ...(JSON.parse(canonical) as SlotFile), mac: toBase64(slotMac(secretKey, canonical)) };
+}
+
+/**
+ * Whether the holder of `secretKey` made `slot` as it is (its label, recipient and wrapped key):
+ * false for a slot without a MAC (made before sealvault 0.2) or one a writer of the vault made or
+ * changed. Rekey carries only such slots to the new key.
+ */
+export function slotVouched(slot: SlotFile, secretKey: Uint8Array): boolean {
+  return slot.mac !== undefined && constantTimeEqual(fromBase64(slot.mac), slotMac(secretKey, canonicalSlot(slot)));
+}
+
+/**
+ * The slot wrapping `secretKey` (a new key pair's) under `kek`, with a new nonce and MAC: same id,
+ * kind, label and kind member. For rekey, with a KEK it holds (the slot that unlocked, a keychain
+ * item, a new token's); a recipient slot takes a new KEK and age file (rewrapRecipient).
+ */
+export function rewrapSlot(slot: SlotFile, vaultId: Uint8Array, kek: Uint8Array, secretKey: Uint8Array): SlotFile {
+  const { nonce, wrapped } = wrapKey(kek, secretKey, slotAad(vaultId, slot.id, slot.kind));
+  return withMac({ ...slot, nonce: toBase64(nonce), wrapped_key: toBase64(wrapped) }, secretKey);
+}
+
+/** A recipient slot moved to `secretKey`: a new KEK, as a new age file to the same recipient. */
+export async function rewrapRecipient(slot: SlotFile & { kind: 'recipient' }, vaultId: Uint8Array, secretKey: Uint8Array): Promise<SlotFile> {
+  const kek = randomBytes(32);
+  try {
+    const ageFile = await encryptToRecipient(kek, slot.recipient.age_recipient);
+    return rewrapSlot({ ...slot, recipient: { ...slot.recipient, age_file: toBase64(ageFile) } }, vaultId, kek, secretKey);
   } finally {
     wipe(kek);
   }
@@ -156,13 +215,14 @@ export function openSlot(slot: SlotFile, vaultId: Uint8Array, kek: Uint8Array): 
   return unwrapKey(kek, fromBase64(slot.nonce), fromBase64(slot.wrapped_key), slotAad(vaultId, slot.id, slot.kind));
 }
 
-export async function openPassphraseSlot(slot: SlotFile & { kind: 'passphrase' }, vaultId: Uint8Array, passphrase: Uint8Array): Promise<Uint8Array | undefined> {
+/** The private key and the slot's KEK (the caller wipes both) if `passphrase` opens `slot`, else undefined. */
+export async function openPassphraseSlot(
+  slot: SlotFile & { kind: 'passphrase' }, vaultId: Uint8Array, passphrase: Uint8Array,
+): Promise<{ secretKey: Uint8Array; kek: Uint8Array } | undefined> {
   const kek = await keyFromPassphrase(passphrase, fromBase64(slot.kdf.salt), slot.kdf.opslimit, slot.kdf.memlimit);
-  try {
-    return openSlot(slot, vaultId, kek);
-  } finally {
-    wipe(kek);
-  }
+  const secretKey = openSlot(slot, vaultId, kek);
+  if (secretKey === undefined) wipe(kek);
+  return secretKey === undefined ? undefined : { secretKey, kek };
 }
 
 /**

@@ -2,8 +2,9 @@
  * Per-user trust state outside every vault, in the spirit of ssh's known_hosts: the public key
  * pinned on first use for each vault id, the paths the vault was seen at, and the audit witness
  * (the newest audit entry this user wrote or verified), which exposes a truncated or rewritten log,
- * the highest policy revision this user has seen, which exposes an older policy put back, and the
- * slot that opened the vault last, tried first next time. docs/FORMAT.md, "known_vaults.json".
+ * the revocations this user has seen, which expose a revoked grant or slot put back, the keys a
+ * rekey retired, and the slot that opened the vault last, tried first next time. docs/FORMAT.md,
+ * "known_vaults.json".
  */
 import * as z from 'zod/mini';
 import type { AuditHead } from './audit.js';
@@ -24,6 +25,12 @@ const stateSchema = z.strictObject({
       audit: z.nullable(z.strictObject({ seq: z.int().check(z.gte(1)), hash: z.string(), offset: z.optional(z.int().check(z.gte(0))) })),
       policy_revision: z.int().check(z.gte(0)),
       last_slot: z.optional(z.string().check(z.regex(SLOT_ID_PATTERN))),
+      /** Revocations this user saw in an authentic policy (policy.ts revocationKey): never to come back. */
+      revoked: z.optional(z.array(z.string())),
+      /** Public keys this vault had before a rekey this user made or followed: a checkout that still has one is older. */
+      retired_keys: z.optional(z.array(z.string())),
+      /** The new public key of a rekey this user has begun: accepted (and pinned) when the vault has it. */
+      pending_key: z.optional(z.string()),
     }),
   ),
 });
@@ -97,10 +104,22 @@ export function checkPin(vault: PinCheck): void {
   const howToRepin =
     `check the fingerprint ${vault.fingerprint} with the vault's owner, then run \`vault trust --fingerprint ${vault.fingerprint}\` ` +
     '(or `vault trust` if you can unlock it with a token, passphrase or keychain slot)';
-  if (pin !== undefined && pin.public_key !== vault.publicKey) {
+  if (pin !== undefined && pin.public_key !== vault.publicKey && pin.pending_key === vault.publicKey) {
+    // this user's own rekey, killed after its commit and before it moved the pin
+    followRekey(vault.vaultId, pin.public_key, vault.publicKey);
+  } else if (pin !== undefined && pin.public_key !== vault.publicKey) {
+    if (pin.retired_keys?.includes(vault.publicKey) === true) {
+      throw new VaultError(
+        'tampered',
+        `the vault at ${vault.realPath} still has the key pair its rekey retired (fingerprint ${vault.fingerprint}): this ` +
+          'is an older copy (a branch or backup from before someone was removed), and whoever was removed can still open ' +
+          'it; merge or check out the branch with the rekey (docs/team.md)',
+      );
+    }
     throw new VaultError(
       'tampered',
-      `the public key of the vault at ${vault.realPath} changed since you pinned it: a put now could be read by whoever changed it; ${howToRepin}`,
+      `the public key of the vault at ${vault.realPath} changed since you pinned it: a put now could be read by whoever changed it ` +
+        `(if a teammate rekeyed it after removing someone, they can tell you its new fingerprint); ${howToRepin}`,
     );
   }
   const other = Object.entries(state.vaults).find(([id, p]) => id !== vault.vaultId && p.paths.includes(vault.realPath));
@@ -123,7 +142,12 @@ export function pinVault(vault: PinCheck): void {
     if (pin !== undefined && pin.public_key === vault.publicKey) {
       if (!pin.paths.includes(vault.realPath)) pin.paths.push(vault.realPath);
     } else {
-      state.vaults[vault.vaultId] = { public_key: vault.publicKey, paths: [vault.realPath], audit: null, policy_revision: 0 };
+      // a re-pin (vault trust): the old key is retired, and the revocations seen still hold
+      const retired = pin === undefined ? [] : [...new Set([...(pin.retired_keys ?? []), pin.public_key])].filter((k) => k !== vault.publicKey);
+      state.vaults[vault.vaultId] = {
+        public_key: vault.publicKey, paths: [vault.realPath], audit: null, policy_revision: 0,
+        ...(pin?.revoked !== undefined ? { revoked: pin.revoked } : {}), ...(retired.length > 0 ? { retired_keys: retired } : {}),
+      };
     }
   });
 }
@@ -140,8 +164,8 @@ export function recordAuditWitness(vaultId: string, head: AuditHead): void {
   });
 }
 
-/** Sets the witness to `head`, also backwards: only for `vault audit --accept`, which starts a new chain. */
-export function replaceAuditWitness(vaultId: string, head: AuditHead): void {
+/** Sets the witness to `head`, also backwards or to none: only for `vault audit --accept`, which sets the log aside. */
+export function replaceAuditWitness(vaultId: string, head: AuditHead | null): void {
   updateState((state) => {
     const pin = state.vaults[vaultId];
     if (pin !== undefined) pin.audit = head;
@@ -156,6 +180,44 @@ export function recordPolicyRevision(vaultId: string, revision: number): void {
   updateState((state) => {
     const pin = state.vaults[vaultId];
     if (pin !== undefined && revision > pin.policy_revision) pin.policy_revision = revision;
+  });
+}
+
+/** Revocations (policy.ts revocationKey) this user has seen in an authentic policy of `vaultId`. */
+export function revocationsSeen(vaultId: string): Set<string> {
+  return new Set(readState().vaults[vaultId]?.revoked ?? []);
+}
+
+/** Adds `keys` to the revocations remembered for `vaultId`; never forgets one. */
+export function recordRevocations(vaultId: string, keys: string[]): void {
+  updateState((state) => {
+    const pin = state.vaults[vaultId];
+    if (pin === undefined) return;
+    const known = new Set(pin.revoked ?? []);
+    const added = keys.filter((key) => !known.has(key));
+    if (added.length > 0) pin.revoked = [...(pin.revoked ?? []), ...added];
+  });
+}
+
+/**
+ * After this user's rekey: the pin moves to `publicKey`, keeping the record (witness, revocations),
+ * and the old key is remembered as retired, so that an older checkout is named as one.
+ */
+export function followRekey(vaultId: string, oldPublicKey: string, publicKey: string): void {
+  updateState((state) => {
+    const pin = state.vaults[vaultId];
+    if (pin === undefined || pin.public_key !== oldPublicKey) return;
+    pin.retired_keys = [...new Set([...(pin.retired_keys ?? []), oldPublicKey])];
+    pin.public_key = publicKey;
+    delete pin.pending_key;
+  });
+}
+
+/** Before a rekey commits: its new key is this user's to accept, whenever the vault turns out to have it. */
+export function expectRekey(vaultId: string, publicKey: string): void {
+  updateState((state) => {
+    const pin = state.vaults[vaultId];
+    if (pin !== undefined) pin.pending_key = publicKey;
   });
 }
 

@@ -10,7 +10,7 @@ import { type Tier, tierAtLeast, TIERS } from '../sandbox/tiers.js';
 import { matches } from '../sandbox/environment.js';
 import type { MaskStyle } from '../sandbox/masking.js';
 import { fromField, intersect, type Network, networkText, within } from '../sandbox/network.js';
-import { FORMAT_VERSION, type Grant, parseVaultFile, type PolicyFile, policyFileSchema } from './format.js';
+import { FORMAT_VERSION, type Grant, parseVaultFile, type PolicyFile, policyFileSchema, type Revocation } from './format.js';
 
 /**
  * Programs that run whatever code or command they are given: interpreters, and launchers whose
@@ -59,6 +59,18 @@ export function isInterpreter(...paths: string[]): boolean {
 export interface Policy {
   revision: number;
   grants: Grant[];
+  /** What was revoked (docs/FORMAT.md, "Revocations"); absent or empty in a policy that revoked nothing. */
+  revoked?: Revocation[];
+}
+
+/** A revocation's identity as text, for sets: a grant's (secret, sha256, created), or a slot's id. */
+export function revocationKey(r: Revocation): string {
+  return 'slot' in r ? `slot ${r.slot}` : `grant ${r.secret} ${r.sha256} ${r.created}`;
+}
+
+/** The revocation that names grant `g`. */
+export function grantRevocation(g: Grant): Revocation {
+  return { secret: g.secret, sha256: g.sha256, created: g.created };
 }
 
 /**
@@ -81,7 +93,11 @@ function canonicalPolicy(vaultId: string, policy: Policy): string {
     ...(g.file !== undefined ? { file: g.file.path !== undefined ? { path: g.file.path } : {} } : {}),
     ...(g.mask !== undefined ? { mask: g.mask } : {}),
   }));
-  return JSON.stringify({ format: 'sealvault-policy', version: FORMAT_VERSION, vault_id: vaultId, revision: policy.revision, grants });
+  const revoked = (policy.revoked ?? []).map((r) => ('slot' in r ? { slot: r.slot, removed: r.removed } : { secret: r.secret, sha256: r.sha256, created: r.created }));
+  return JSON.stringify({
+    format: 'sealvault-policy', version: FORMAT_VERSION, vault_id: vaultId, revision: policy.revision, grants,
+    ...(revoked.length > 0 ? { revoked } : {}),
+  });
 }
 
 export function sealPolicy(vaultId: string, secretKey: Uint8Array, policy: Policy): PolicyFile {
@@ -90,16 +106,29 @@ export function sealPolicy(vaultId: string, secretKey: Uint8Array, policy: Polic
     version: FORMAT_VERSION,
     revision: policy.revision,
     grants: policy.grants,
+    ...(policy.revoked !== undefined && policy.revoked.length > 0 ? { revoked: policy.revoked } : {}),
     mac: toBase64(policyMac(secretKey, canonicalPolicy(vaultId, policy))),
   };
+}
+
+/** Whether `text` starts as a file git left with conflict markers does (policy-merge.ts reads them). */
+export function hasConflictMarkers(text: Buffer): boolean {
+  return text.subarray(0, 8).toString('latin1') === '<<<<<<< ';
 }
 
 export function verifyPolicy(text: Buffer | undefined, file: string, vaultId: string, secretKey: Uint8Array): Policy {
   if (text === undefined) {
     throw new VaultError('tampered', `${file} is missing: every vault has one from \`vault init\`; restore it from version control or a backup`);
   }
+  if (hasConflictMarkers(text)) {
+    throw new VaultError(
+      'corrupt',
+      `${file} holds a git merge conflict: two branches changed the policy; run \`vault policy merge\` (it needs an unlock) ` +
+        'to write their union, and `vault git setup` once so that git merges it by itself',
+    );
+  }
   const parsed = parseVaultFile(policyFileSchema, 'sealvault-policy', text, file);
-  const policy = { revision: parsed.revision, grants: parsed.grants };
+  const policy: Policy = { revision: parsed.revision, grants: parsed.grants, ...(parsed.revoked !== undefined ? { revoked: parsed.revoked } : {}) };
   if (!constantTimeEqual(fromBase64(parsed.mac), policyMac(secretKey, canonicalPolicy(vaultId, policy)))) {
     throw new VaultError(
       'tampered',

@@ -22,11 +22,18 @@ export interface UnlockOptions {
   keychainRefused?: string;
   /** The age identity file `--identity` named (before VAULT_IDENTITY_FILE). */
   identityFile?: string;
+  /** Keep the opening slot's KEK in the unlocked vault (rekey wraps the new key under it again). */
+  keepKek?: boolean;
 }
 
 export interface UnlockedKey {
   secretKey: Uint8Array;
   slot: SlotFile;
+  /**
+   * The KEK that opened `slot`, for rekey to wrap the new key under it again; absent for a recipient
+   * slot (rekey makes it a new KEK and age file). The caller wipes it.
+   */
+  kek?: Uint8Array;
 }
 
 const PROMPT_ATTEMPTS = 3;
@@ -39,7 +46,7 @@ export async function unlockPrivateKey(
 ): Promise<UnlockedKey> {
   const unlocked = await findOpeningSlot(vaultId, publicKey, slots, options);
   if (!publicKeyMatches(unlocked.secretKey, publicKey)) {
-    wipe(unlocked.secretKey);
+    wipe(unlocked.secretKey, unlocked.kek);
     throw new VaultError(
       'tampered',
       `slot ${unlocked.slot.id} opened, but its private key does not belong to the public key in vault.json: someone replaced the public key; do not put secrets into this vault until you have restored vault.json`,
@@ -65,7 +72,7 @@ async function findOpeningSlot(vaultId: Uint8Array, publicKey: Uint8Array, slots
     try {
       for (const slot of ofKind('token')) {
         const secretKey = openSlot(slot, vaultId, kek);
-        if (secretKey !== undefined) return { secretKey, slot };
+        if (secretKey !== undefined) return { secretKey, slot, kek: kek.slice() };
       }
     } finally {
       wipe(kek);
@@ -130,10 +137,10 @@ async function findOpeningSlot(vaultId: Uint8Array, publicKey: Uint8Array, slots
     let secretKey: Uint8Array | undefined;
     try {
       secretKey = openSlot(slot, vaultId, kek);
+      if (secretKey !== undefined) return { secretKey, slot, kek: kek.slice() };
     } finally {
       wipe(kek);
     }
-    if (secretKey !== undefined) return { secretKey, slot };
     tried.push(`keychain slot ${slot.id}: the keychain's key does not open it`);
   }
   if (ofKind('keychain').length === 0) tried.push('no keychain slot');
@@ -171,8 +178,8 @@ async function openWithPassphrase(
 ): Promise<UnlockedKey | undefined> {
   try {
     for (const slot of slots) {
-      const secretKey = await openPassphraseSlot(slot, vaultId, passphrase);
-      if (secretKey !== undefined) return { secretKey, slot };
+      const opened = await openPassphraseSlot(slot, vaultId, passphrase);
+      if (opened !== undefined) return { ...opened, slot };
     }
     return undefined;
   } finally {

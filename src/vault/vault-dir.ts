@@ -27,6 +27,8 @@ export const SIZE_CAPS = {
   state: 4 * 1024 * 1024,
   /** One line of the audit log, its newline included; the log itself is read line by line. */
   auditLine: 1024 * 1024,
+  /** One entry file of the audit DAG (audit/HASH.json). */
+  auditEntry: 1024 * 1024,
 } as const;
 export type FileKind = Exclude<keyof typeof SIZE_CAPS, 'auditLine'>;
 
@@ -53,10 +55,16 @@ export function unsafeFile(file: string, what: string, expected: 'a regular file
 }
 
 /** The one-line refusal for a file of the layout over its kind's size cap. Exit 13. */
+/** What each kind of file is called in messages. */
+const KIND_NAMES: Record<FileKind, string> = {
+  vault: 'vault.json', slot: 'a slot file', secret: 'a secret file', policy: 'policy.json', gitignore: '.gitignore',
+  state: 'known_vaults.json', auditEntry: 'an audit entry',
+};
+
 function oversized(file: string, size: string, cap: number, kind: FileKind): VaultError {
   return new VaultError(
     'unsafeFile',
-    `${file} is ${size}, over the limit of ${cap} bytes for a ${kind} file (docs/FORMAT.md, "Sizes"): no sealvault writes one ` +
+    `${file} is ${size}, over the limit of ${cap} bytes for ${KIND_NAMES[kind]} (docs/FORMAT.md, "Sizes"): no sealvault writes one ` +
       'that large; remove it (or restore it from version control) and try again; nothing was changed',
   );
 }

@@ -7,16 +7,22 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Tier } from '../sandbox/tiers.js';
 import {
-  AUDIT_FILE, type AuditEvent, type AuditHead, type AuditReading, appendAudit, fitsAuditLine, prepareAppend, readAudit, setLogAside,
+  AUDIT_FILE, type AuditEvent, type AuditHead, type AuditReading, fitsAuditLine, readAudit, setLogAside,
 } from './audit.js';
+import { AUDIT_DIR, appendEntry, dagHeads, type DagReading, problemMessage, readDag, setBrokenAside } from './audit-dag.js';
+import { recordRun } from './run-log.js';
+import { auditIndex } from './audit-index.js';
+import { mergePolicies, parseConflict } from './policy-merge.js';
 import { grantTarget, type ProgramTarget, readShebang, scriptTarget } from './binary.js';
 import { resolveCommand } from './command-path.js';
 import {
   fingerprint, fromBase64, generateKeyPair, type KeyPair, openSecret, randomBytes, SEAL_OVERHEAD, sealSecret, sha256OfFd, toBase64, wipe,
 } from './crypto.js';
+import { expectRekey, followRekey } from './pins.js';
 import { VaultError } from './errors.js';
 import {
-  type AuditEntry, FORMAT_VERSION, type Grant, jsonOrUndefined, parseVaultFile, secretFileSchema, serialize, type SlotFile, type VaultFile, vaultFileSchema,
+  type AuditEntry, FORMAT_VERSION, type Grant, jsonOrUndefined, parseVaultFile, policyFileSchema, type Revocation, secretFileSchema, serialize, type SlotFile,
+  type VaultFile, vaultFileSchema,
 } from './format.js';
 import { printable } from './printable.js';
 import { native } from './native.js';
@@ -26,25 +32,29 @@ import { SIZE_CAPS, VaultDir } from './vault-dir.js';
 const AT_REMOVEDIR = 0x200;
 import { keychainDelete } from './keychain.js';
 import {
-  checkSlotId, createSlot, type NewSlot, orderSlots, overKdfCap, readSlots, type SlotReading, type SlotRequest, withinUnlockBudget,
+  checkSlotId, createSlot, type NewSlot, orderSlots, overKdfCap, readSlots, type SlotReading, type SlotRequest, slotVouched, withinUnlockBudget,
 } from './keyslots.js';
 import { checkSecretName } from './names.js';
 import {
   auditWitness, checkPin, lastOpenedSlot, pinVault, policyRevisionSeen, recordAuditWitness, recordOpenedSlot, recordPolicyRevision,
-  replaceAuditWitness,
+  recordRevocations, replaceAuditWitness, revocationsSeen,
 } from './pins.js';
 import {
-  checkFileDeliveries, isInterpreter, type Policy, readsOptionsAfterScript, sameGrantTarget, sealPolicy, verifyPolicy,
+  checkFileDeliveries, grantRevocation, isInterpreter, type Policy, readsOptionsAfterScript, revocationKey, sameGrantTarget, sealPolicy,
+  verifyPolicy,
 } from './policy.js';
 import { type Network, networkText, toField } from '../sandbox/network.js';
 import { isWithin } from '../sandbox/lockdown-root.js';
 import { LOCKDOWN_SYSTEM_PATHS } from '../sandbox/tiers.js';
 import { type UnlockOptions, unlockPrivateKey } from './unlock.js';
+import {
+  applyRekey, planSlots, REKEY_STAGING, rekeyPending, type RekeyStep, removeTree, type SlotPlan, Staging,
+} from './rekey.js';
 
 export const MAX_VALUE_BYTES = 1024 * 1024;
 const SECRET_FILE = /^([A-Z_][A-Z0-9_]{0,127})\.json$/;
 // .tmp without a slash: a .tmp that is a symlink (not a directory) must not be committed either
-const GITIGNORE = '# local to this machine, never committed (docs/FORMAT.md)\n.lock\n.tmp\naudit.log.torn-*\n';
+const GITIGNORE = '# local to this machine, never committed (docs/FORMAT.md)\n.lock\n.tmp\n.rekey.new\naudit.log.torn-*\n';
 
 type AuditRecord = [AuditEvent, Record<string, unknown>];
 
@@ -66,9 +76,6 @@ export interface OpenOptions {
 }
 
 export class Vault {
-  /** The audit entry this process appended, to become the user's witness once the lock is released. */
-  private pendingWitness: AuditHead | undefined;
-
   private constructor(
     readonly dir: string,
     /** The vault directory, open for the life of this object: every file is reached through it. */
@@ -147,7 +154,7 @@ export class Vault {
         vault.within('slots', (slots) => slots.writeAtomic(tmp, `${slot.id}.json`, serialize(slot)));
         root.writeAtomic(tmp, 'policy.json', serialize(sealPolicy(file.vault_id, keys.secretKey, { revision: 0, grants: [] })));
         const details = { vault_id: file.vault_id, fingerprint: vault.fingerprint, slot: slot.id, kind: slot.kind };
-        vault.pendingWitness = appendAudit(root, prepareAppend(root, tmp, undefined), 'init', details);
+        appendEntry(root, tmp, 'init', details, []);
         // vault.json last: its presence is what makes the directory a vault
         root.writeAtomic(tmp, 'vault.json', serialize(file), 0o644);
       });
@@ -168,13 +175,13 @@ export class Vault {
       wipe(keys.secretKey);
     }
     vault.pin();
-    vault.witnessHead();
     return { vault, token: made.token };
   }
 
   static open(dir: string, options: OpenOptions = {}): Vault {
     const root = VaultDir.open(dir);
     if (root === undefined) throw new VaultError('notFound', `no vault at ${dir}; create one with \`vault init\` or point --vault (or VAULT_DIR) at an existing one`);
+    if (rekeyPending(root)) finishRekey(root);
     const text = root.read('vault.json', 'vault');
     if (text === undefined) {
       root.close();
@@ -201,44 +208,42 @@ export class Vault {
 
   /** Runs a change under the vault's writer lock, after clearing what a dead writer left in .tmp. */
   private write<T>(change: (tmp: VaultDir) => T): T {
-    return this.root.withLock('.lock', () => {
-      const tmp = this.sub('.tmp', true);
-      if (tmp === undefined) throw new VaultError('internal', `cannot open ${this.at('.tmp')}`);
-      try {
-        tmp.sweep();
-        return change(tmp);
-      } finally {
-        tmp.close();
-      }
-    });
-  }
-
-  /** Records the entry this process appended as the user's audit witness. */
-  private witnessHead(): void {
-    if (this.pendingWitness !== undefined) recordAuditWitness(this.file.vault_id, this.pendingWitness);
-    this.pendingWitness = undefined;
+    return underLock(this.root, change);
   }
 
   /**
-   * Runs a change under the lock and records its audit entry in the same critical section. The log
-   * is checked against the user's witness first: a rewritten or damaged log refuses the change
-   * before it is made (exit 9).
+   * Runs a change under the lock and records its audit entry (audit-dag.ts) in the same critical
+   * section, joining every head. The DAG is checked first: a broken one refuses the change before
+   * it is made (exit 9).
    */
   change<T>(work: (tmp: VaultDir) => T, describe: (result: T) => AuditRecord): T {
-    const result = this.write((tmp) => {
-      const link = prepareAppend(this.root, tmp, auditWitness(this.file.vault_id));
+    return this.write((tmp) => {
+      const heads = dagHeads(this.root, auditIndex(this.file.vault_id));
       const value = work(tmp);
       const [event, details] = describe(value);
-      this.pendingWitness = appendAudit(this.root, link, event, details);
+      appendEntry(this.root, tmp, event, details, heads);
       return value;
     });
-    this.witnessHead();
-    return result;
   }
 
-  /** An audit entry alone (exec's release and exit), with the same checks as a change. */
+  /**
+   * Runs a rekey's staging, commit and apply under the lock (UnlockedVault.rekey); its audit entry is
+   * written by the apply, after the files are in place and before the journal goes.
+   */
+  rekeyLocked(stage: (tmp: VaultDir, root: VaultDir) => void, onStep?: (step: RekeyStep) => void): void {
+    this.write((tmp) => {
+      dagHeads(this.root, auditIndex(this.file.vault_id)); // a broken log refuses before anything
+      stage(tmp, this.root);
+      applyRekey(this.root, (details) => recordRekey(this.root, tmp, details), onStep);
+    });
+  }
+
+  /**
+   * An entry of this user's run log (run-log.ts): exec's release and exit, the agent's start and
+   * refusals. Outside the vault: a run never changes the vault directory.
+   */
   record(event: AuditEvent, details: Record<string, unknown>): void {
-    this.change(() => undefined, () => [event, details]);
+    recordRun(this.file.vault_id, event, details);
   }
 
   has(name: string): boolean {
@@ -326,36 +331,86 @@ export class Vault {
     });
   }
 
+  /**
+   * When a slot was last removed, from the policy's revocations (docs/FORMAT.md, "Revocations"), for
+   * `vault list --stale`. Read without the key, so not authenticated: it is advice, not a check.
+   */
+  lastSlotRemoval(): string | undefined {
+    const parsed = policyFileSchema.safeParse(jsonOrUndefined(this.readPolicyFile() ?? ''));
+    const times = (parsed.data?.revoked ?? []).flatMap((r) => ('slot' in r ? [r.removed] : []));
+    return times.length === 0 ? undefined : times.sort().at(-1);
+  }
+
   slots(): SlotReading {
     return this.within('slots', (dir) => readSlots(dir)) ?? { slots: [], unknown: [] };
   }
 
-  readAudit(onEntry?: (entry: AuditEntry) => void): AuditReading {
+  /**
+   * The audit log of sealvault 0.1 (audit.log, read-only since entries went to audit/), checked
+   * against the user's witness; empty when the vault has none.
+   */
+  readLegacyAudit(onEntry?: (entry: AuditEntry) => void): AuditReading {
     return readAudit(this.root, auditWitness(this.file.vault_id), onEntry);
   }
 
-  /** After a successful verification the user's witness moves to the newest entry. */
+  /** After a successful verification the user's witness moves to the newest entry of audit.log. */
   acceptAuditHead(head: AuditHead): void {
     recordAuditWitness(this.file.vault_id, head);
   }
 
+  /** The change log (audit-dag.ts), every entry checked. */
+  readAudit(): DagReading {
+    return readDag(this.root);
+  }
+
   /**
-   * `vault audit --accept`: the log is set aside whole (audit.log.before-TIME) and a new chain starts
-   * with an `accept` entry naming it, its SHA-256 and the entry the user had last seen; that entry is
-   * the user's new witness. The way out of a log that was lost or rewritten and cannot be restored.
-   * The CLI asks for an unlock first, as for any change a person makes.
+   * Checks the change log and the audit.log of sealvault 0.1 if there is one (against the user's
+   * witness, which then moves to its last entry): one error per problem, and how many entries.
    */
-  acceptAudit(): { set_aside?: string } {
+  checkAudit(onLegacyEntry?: (entry: AuditEntry) => void): { problems: VaultError[]; count: number; dag: DagReading } {
+    const problems: VaultError[] = [];
+    const legacy = this.readLegacyAudit(onLegacyEntry);
+    if (legacy.broken !== undefined) {
+      problems.push(new VaultError('tampered', `${this.auditFile} line ${legacy.broken.line}: ${legacy.broken.reason}`));
+    } else if (legacy.head !== undefined) {
+      this.acceptAuditHead(legacy.head);
+    }
+    const dag = this.readAudit();
+    for (const problem of dag.problems) {
+      problems.push(new VaultError(problem.kind, problemMessage(this.root, problem)));
+    }
+    if (dag.entries.size + dag.problems.length === 0 && legacy.count === 0) {
+      problems.push(new VaultError(
+        'tampered',
+        `${this.at(AUDIT_DIR)} holds no entry, and every vault has at least its init entry: the log was removed; restore it from version control`,
+      ));
+    }
+    return { problems, count: legacy.count + dag.entries.size, dag };
+  }
+
+  /**
+   * `vault audit --accept`: a broken audit.log of sealvault 0.1 is set aside whole
+   * (audit.log.before-TIME), broken entries of audit/ and those after them are moved to
+   * audit.broken-TIME/, and an `accept` entry names what was set aside. The way out of a log that was
+   * damaged and cannot be restored. The CLI asks for an unlock first, as for any change a person makes.
+   */
+  acceptAudit(): { set_aside: string[] } {
     const witness = auditWitness(this.file.vault_id);
-    let head: AuditHead | undefined;
-    let aside: ReturnType<typeof setLogAside>;
+    const legacy = this.readLegacyAudit();
+    const names: string[] = [];
     this.write((tmp) => {
-      aside = setLogAside(this.root);
-      const details = { ...(aside ?? { set_aside: null }), witness_was: witness ?? null };
-      head = appendAudit(this.root, prepareAppend(this.root, tmp, undefined), 'accept', details);
+      const log = legacy.broken !== undefined ? setLogAside(this.root) : undefined;
+      const entries = setBrokenAside(this.root);
+      if (log !== undefined) names.push(log.set_aside);
+      if (entries !== undefined) names.push(entries.set_aside);
+      const details = {
+        set_aside: log?.set_aside ?? null, ...(log !== undefined ? { bytes: log.bytes, sha256: log.sha256 } : {}),
+        entries: entries?.entries ?? [], witness_was: witness ?? null,
+      };
+      appendEntry(this.root, tmp, 'accept', details, dagHeads(this.root, auditIndex(this.file.vault_id)));
     });
-    if (head !== undefined) replaceAuditWitness(this.file.vault_id, head);
-    return aside === undefined ? {} : { set_aside: aside.set_aside };
+    if (legacy.broken !== undefined) replaceAuditWitness(this.file.vault_id, null);
+    return { set_aside: names };
   }
 
   async unlock(options: UnlockOptions = {}): Promise<UnlockedVault> {
@@ -378,16 +433,24 @@ export class Vault {
     if (slots.length === 0) {
       throw new VaultError('noUnlock', `${this.at('slots')} holds no key slot this sealvault can use, so nothing can unlock this vault; restore the slots from version control or a backup`);
     }
-    const { secretKey, slot } = await unlockPrivateKey(this.vaultId(), this.publicKey(), slots, options);
+    const { secretKey, slot, kek } = await unlockPrivateKey(this.vaultId(), this.publicKey(), slots, options);
     // remembered only when another was tried first: a routine unlock changes no file
     if (slot.id !== slots[0]?.id) recordOpenedSlot(this.file.vault_id, slot.id);
-    return new UnlockedVault(this, { publicKey: this.publicKey(), secretKey }, slot);
+    if (options.keepKek !== true) wipe(kek);
+    return new UnlockedVault(this, { publicKey: this.publicKey(), secretKey }, slot, options.keepKek === true ? kek : undefined);
   }
 
   /** Atomic write of a file of the layout ('policy.json' or 'slots/ID.json'); callers are inside change(). */
   writeVaultFile(tmp: VaultDir, relative: 'policy.json' | `slots/${string}`, text: string): void {
     if (relative === 'policy.json') this.root.writeAtomic(tmp, relative, text);
     else this.within('slots', (dir) => dir.writeAtomic(tmp, relative.slice('slots/'.length), text), true);
+  }
+
+  /** Deletes the keychain item of a removed keychain slot, or says how to. */
+  async forgetKeychainItemOf(removed: SlotFile): Promise<void> {
+    if (removed.kind !== 'keychain') return;
+    const failed = await keychainDelete(removed.keychain.account);
+    if (failed !== undefined) process.emitWarning(`the keychain item of slot ${removed.id} could not be deleted (${failed}); remove it with your keychain manager (service "sealvault", account ${removed.keychain.account})`);
   }
 
   /** Durable removal of a slot file; callers are inside change(). */
@@ -408,9 +471,40 @@ export class Vault {
   }
 }
 
+/** Runs `change` under the writer lock of the vault at `root`, after clearing what a dead writer left in .tmp. */
+function underLock<T>(root: VaultDir, change: (tmp: VaultDir) => T): T {
+  return root.withLock('.lock', () => {
+    const tmp = root.child('.tmp', { create: true });
+    if (tmp === undefined) throw new VaultError('internal', `cannot open ${root.at('.tmp')}`);
+    try {
+      tmp.sweep();
+      removeTree(root, REKEY_STAGING); // a rekey that died before its commit
+      return change(tmp);
+    } finally {
+      tmp.close();
+    }
+  });
+}
+
+/**
+ * Finishes a rekey that was killed after its commit (rekey.ts), before anything of the vault is
+ * read, and records its audit entry as this user's witness. Needs write access to the vault.
+ */
+function finishRekey(root: VaultDir): void {
+  underLock(root, (tmp) => applyRekey(root, (details) => recordRekey(root, tmp, details)));
+}
+
+/** The `rekey` entry of a rekey's manifest, unless an apply before this one (killed after it) wrote it. */
+function recordRekey(root: VaultDir, tmp: VaultDir, details: Record<string, unknown>): void {
+  const { entries, heads, problems } = readDag(root);
+  if ([...entries.values()].some((e) => e.event === 'rekey' && e.details.run === details.run)) return;
+  if (problems.length > 0) heads.splice(0); // a damaged log does not stop a committed rekey; its entry starts a new root
+  appendEntry(root, tmp, 'rekey', details, heads);
+}
+
 /** The entries of the layout that `vault init` makes, files of the root and its directories. */
-const INIT_FILES = ['vault.json', 'policy.json', AUDIT_FILE, '.gitignore', '.lock'];
-const INIT_DIRECTORIES = ['slots', 'secrets', '.tmp'] as const;
+const INIT_FILES = ['vault.json', 'policy.json', '.gitignore', '.lock'];
+const INIT_DIRECTORIES = ['slots', 'secrets', AUDIT_DIR, '.tmp'] as const;
 
 /**
  * Removes what a failed `vault init` made, and only that, through the directory's fd: unlinkat(2)
@@ -432,7 +526,7 @@ export function undoInit(root: VaultDir, slotId: string | undefined): void {
       if (dir === undefined) return;
       try {
         if (name === 'slots' && slotId !== undefined) quietly(() => native().unlinkAt(dir.fd, `${slotId}.json`, 0));
-        if (name === '.tmp') dir.sweep();
+        if (name === '.tmp' || name === AUDIT_DIR) dir.sweep();
       } finally {
         dir.close();
       }
@@ -560,6 +654,18 @@ function renewedScript(real: string, interpreterPath: string): ProgramTarget {
   return scriptTarget(hashFile(real), { path: interpreterPath });
 }
 
+/** The details of a `policy-merge` audit entry (docs/FORMAT.md, "Events"). */
+function mergeDetails(policy: Policy, from: [number, number]): Record<string, unknown> {
+  return { revision: policy.revision, from, grants: policy.grants.length, revoked: policy.revoked?.length ?? 0 };
+}
+
+/** What a rekey did: the slot plan it carried out, the new fingerprint and how many secrets it resealed. */
+export interface RekeyResult {
+  plan: SlotPlan;
+  fingerprint: string;
+  secrets: number;
+}
+
 /** A secret's sealed bytes and the file they came from (for messages). */
 export interface SealedValue {
   file: string;
@@ -572,11 +678,18 @@ export class UnlockedVault {
     private readonly keys: KeyPair,
     /** The slot that opened the vault. */
     readonly openedWith: SlotFile,
+    /** Its KEK, kept for rekey when the unlock asked for it (UnlockOptions.keepKek). */
+    private readonly openedKek?: Uint8Array,
   ) {}
 
   /** Wipes the private key; the object is useless afterwards. */
   close(): void {
-    wipe(this.keys.secretKey);
+    wipe(this.keys.secretKey, this.openedKek);
+  }
+
+  /** Whether the holder of this key made `slot` as it is (its slot MAC verifies): keyslots.ts slotVouched. */
+  vouches(slot: SlotFile): boolean {
+    return slotVouched(slot, this.keys.secretKey);
   }
 
   /** Adds a slot; a label another slot has already is refused (2): `vault recipient rm LABEL` names one slot. */
@@ -595,46 +708,80 @@ export class UnlockedVault {
     return made;
   }
 
+  /**
+   * Removes slot `id` and records its removal in the policy (docs/FORMAT.md, "Revocations"), so that
+   * a rekey never carries the slot again if a writer puts the file back. Nothing is rekeyed here.
+   */
   async removeSlot(id: string): Promise<SlotFile> {
     checkSlotId(id);
-    const removed = this.vault.change(() => {
+    const removed = this.vault.change((tmp) => {
       const { slots } = this.vault.slots();
       const slot = slots.find((s) => s.id === id);
       if (slot === undefined) throw new VaultError('notFound', `no key slot ${id}; \`vault key list\` shows the slots`);
       if (slots.length === 1) throw new VaultError('refused', `slot ${id} is the vault's last key slot; removing it would lock the vault for good. Add another slot first`);
+      this.writeNextPolicy(tmp, (current) => ({ grants: current.grants, revoked: [{ slot: id, removed: new Date().toISOString() }] }));
       this.vault.removeSlotFile(id);
       return slot;
     }, () => ['key-rm', { slot: id }]);
-    if (removed.kind === 'keychain') {
-      const failed = await keychainDelete(removed.keychain.account);
-      if (failed !== undefined) process.emitWarning(`the keychain item of slot ${id} could not be deleted (${failed}); remove it with your keychain manager (service "sealvault", account ${removed.keychain.account})`);
-    }
+    await this.vault.forgetKeychainItemOf(removed);
     return removed;
   }
 
-  /** The verified policy; refuses one older than the newest this user has seen (a rollback). */
+  /**
+   * The verified policy. Refuses (9) one that holds a grant this user saw revoked: an older policy
+   * put back (a branch from before the revoke, or a writer of the vault) that would restore it. An
+   * older policy that only has fewer grants is fine: switching to an older branch works. The
+   * revocations it records are remembered (docs/FORMAT.md, "Revocations").
+   */
   policy(): Policy {
-    const { policyFile, file } = this.vault;
-    const policy = verifyPolicy(this.vault.readPolicyFile(), policyFile, file.vault_id, this.keys.secretKey);
-    const seen = policyRevisionSeen(file.vault_id);
-    if (policy.revision < seen) {
+    const policy = this.policyAsItIs();
+    const seen = revocationsSeen(this.vault.file.vault_id);
+    const back = policy.grants.filter((g) => seen.has(revocationKey(grantRevocation(g))));
+    if (back.length > 0) {
+      const named = back.slice(0, 3).map((g) => `${g.secret} to ${g.path} (granted ${g.created})`).join(', ') + (back.length > 3 ? ` and ${back.length - 3} more` : '');
+      const first = back[0]!;
       throw new VaultError(
         'tampered',
-        `${policyFile} is at revision ${policy.revision}, but you have seen revision ${seen}: an older policy was put back, which can restore revoked grants; restore the newer policy.json from version control`,
+        `${this.vault.policyFile} holds ${back.length} grant(s) you saw revoked: ${named}. An older policy was put back (a branch ` +
+          `from before the revoke, or a writer of the vault); revoke again here with \`vault revoke ${first.secret} --from ${first.path}\`, ` +
+          'or merge the branch that revoked it',
       );
     }
-    if (policy.revision > seen) recordPolicyRevision(file.vault_id, policy.revision);
     return policy;
   }
 
-  private writePolicy(event: 'allow' | 'revoke', details: Record<string, unknown>, change: (grants: Grant[]) => Grant[]): Policy {
-    return this.vault.change((tmp) => {
-      const current = this.policy();
-      const next = { revision: current.revision + 1, grants: change(current.grants) };
-      this.vault.writeVaultFile(tmp, 'policy.json', serialize(sealPolicy(this.vault.file.vault_id, this.keys.secretKey, next)));
-      recordPolicyRevision(this.vault.file.vault_id, next.revision);
-      return next;
-    }, () => [event, details]);
+  /** The policy as authentic, without the check for revoked grants put back; records what it revokes. */
+  private policyAsItIs(): Policy {
+    const { policyFile, file } = this.vault;
+    const policy = verifyPolicy(this.vault.readPolicyFile(), policyFile, file.vault_id, this.keys.secretKey);
+    const seen = revocationsSeen(file.vault_id);
+    const learned = (policy.revoked ?? []).map(revocationKey).filter((key) => !seen.has(key));
+    if (learned.length > 0) recordRevocations(file.vault_id, learned);
+    if (policy.revision > policyRevisionSeen(file.vault_id)) recordPolicyRevision(file.vault_id, policy.revision);
+    return policy;
+  }
+
+  /**
+   * Writes the next revision of the policy (inside a change): `change` gives the grants and what it
+   * revokes, added to the revocations kept; they are remembered at once, as this user saw them.
+   * A revoke may start from a policy with revoked grants put back (it is how they go again).
+   */
+  private writeNextPolicy(tmp: VaultDir, change: (current: Policy) => { grants: Grant[]; revoked?: Revocation[] }, revoking = false): Policy {
+    const current = revoking ? this.policyAsItIs() : this.policy();
+    const { grants, revoked = [] } = change(current);
+    const kept = new Set((current.revoked ?? []).map(revocationKey));
+    const all = [...(current.revoked ?? []), ...revoked.filter((r) => !kept.has(revocationKey(r)))];
+    const next: Policy = { revision: current.revision + 1, grants, ...(all.length > 0 ? { revoked: all } : {}) };
+    this.vault.writeVaultFile(tmp, 'policy.json', serialize(sealPolicy(this.vault.file.vault_id, this.keys.secretKey, next)));
+    recordPolicyRevision(this.vault.file.vault_id, next.revision);
+    if (revoked.length > 0) recordRevocations(this.vault.file.vault_id, revoked.map(revocationKey));
+    return next;
+  }
+
+  private writePolicy(
+    event: 'allow' | 'revoke', details: Record<string, unknown>, change: (grants: Grant[]) => { grants: Grant[]; revoked?: Revocation[] },
+  ): Policy {
+    return this.vault.change((tmp) => this.writeNextPolicy(tmp, (current) => change(current.grants), event === 'revoke'), () => [event, details]);
   }
 
   allow(request: GrantRequest): Policy {
@@ -664,7 +811,7 @@ export class UnlockedVault {
     }
     return this.writePolicy('allow', details, (grants) => {
       const kept = grants.filter((g) => !names.some((secret) => sameGrantTarget(g, { secret, sha256: binary.sha256, args })));
-      return [...kept, ...names.map((secret) => ({ secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created, ...fields, ...fileField(request, secret) }))];
+      return { grants: [...kept, ...names.map((secret) => ({ secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created, ...fields, ...fileField(request, secret) }))] };
     });
   }
 
@@ -697,10 +844,11 @@ export class UnlockedVault {
       if (now.interpreter !== undefined) again.interpreter = now.interpreter;
       renewed.set(JSON.stringify([g.secret, g.args]), again);
     }
-    this.writePolicy('allow', { renewed: renewal.secrets, path: real, from: renewal.from, sha256: now.sha256 }, (grants) => [
-      ...grants.filter((g) => g.path !== real),
-      ...renewed.values(),
-    ]);
+    // the earlier versions' grants are revoked: their bytes must not get the secrets back
+    this.writePolicy('allow', { renewed: renewal.secrets, path: real, from: renewal.from, sha256: now.sha256 }, (grants) => ({
+      grants: [...grants.filter((g) => g.path !== real), ...renewed.values()],
+      revoked: grants.filter((g) => g.path === real && g.sha256 !== now.sha256).map(grantRevocation),
+    }));
     return renewal;
   }
 
@@ -715,9 +863,12 @@ export class UnlockedVault {
     }
     const targetPath = current?.path ?? path.resolve(target);
     const matches = (g: Grant) => names.includes(g.secret) && (g.path === targetPath || g.sha256 === current?.sha256);
-    const before = this.policy().grants.filter(matches).length;
+    const before = this.policyAsItIs().grants.filter(matches).length;
     if (before === 0) throw new VaultError('notFound', `no grant of ${names.join(', ')} to ${targetPath}; \`vault policy\` lists the grants`);
-    const policy = this.writePolicy('revoke', { secrets: names, path: targetPath }, (grants) => grants.filter((g) => !matches(g)));
+    const policy = this.writePolicy('revoke', { secrets: names, path: targetPath }, (grants) => ({
+      grants: grants.filter((g) => !matches(g)),
+      revoked: grants.filter(matches).map(grantRevocation),
+    }));
     return { policy, removed: before };
   }
 
@@ -770,22 +921,162 @@ export class UnlockedVault {
     const names = attempt(() => this.vault.names()) ?? [];
     for (const name of names) attempt(() => this.openSecrets([name]).forEach((value) => wipe(value)));
     const policy = attempt(() => this.policy());
-    const audit = attempt(() => this.vault.readAudit());
-    if (audit?.broken !== undefined) {
-      problems.push(new VaultError('tampered', `${this.vault.auditFile} line ${audit.broken.line}: ${audit.broken.reason}`));
-    } else if (audit?.head !== undefined) {
-      this.vault.acceptAuditHead(audit.head);
-    }
+    const audit = attempt(() => this.vault.checkAudit());
+    problems.push(...(audit?.problems ?? []));
     const slots = attempt(() => this.vault.slots());
     const skipped = slots === undefined ? [] : [...slots.unknown.map((s) => `${s.id} (kind ${s.kind})`), ...slots.slots.filter((s) => overKdfCap(s) !== undefined).map((s) => `${s.id} (over the KDF cap)`)];
     const summary =
       `${names.length} secret(s) open under their own names, ` +
       `policy revision ${policy?.revision ?? '?'} with ${policy?.grants.length ?? '?'} grant(s) verified, ` +
-      `audit chain of ${audit?.count ?? '?'} entries intact, ${slots === undefined ? '?' : slots.slots.length + slots.unknown.length} key slot(s)` +
+      `audit log of ${audit?.count ?? '?'} entries ${audit?.problems.length === 0 ? 'intact' : 'broken'}, ${slots === undefined ? '?' : slots.slots.length + slots.unknown.length} key slot(s)` +
       (skipped.length > 0 ? `, of which unlock skips ${skipped.join(', ')}` : '') +
       // what a newcomer compares with the owner's (vault init printed it): a first use pins whatever it finds
       `; fingerprint ${this.vault.fingerprint}`;
     return { problems, summary };
+  }
+
+  /**
+   * The union of two authentic sides of the policy (policy-merge.ts), each checked against this
+   * vault's key: a side that is not authentic refuses the merge (9), naming it.
+   */
+  private mergeSides(ours: Buffer | string, theirs: Buffer | string, names: [string, string]): { merged: Policy; from: [number, number] } {
+    const { file } = this.vault;
+    const [a, b] = ([ours, theirs] as const).map((text, i) =>
+      verifyPolicy(Buffer.from(text), names[i]!, file.vault_id, this.keys.secretKey));
+    const merged = mergePolicies(a!, b!, revocationsSeen(file.vault_id));
+    recordRevocations(file.vault_id, (merged.revoked ?? []).map(revocationKey));
+    return { merged, from: [a!.revision, b!.revision] };
+  }
+
+  /**
+   * `vault policy merge`: policy.json holds git's conflict markers (two branches changed it); writes
+   * the union of the two sides, authenticated, with a `policy-merge` audit entry. Exit 3 when there
+   * is no conflict to merge.
+   */
+  mergePolicy(): { policy: Policy; from: [number, number] } {
+    const { policyFile } = this.vault;
+    return this.vault.change((tmp) => {
+      const sides = parseConflict(this.vault.readPolicyFile()?.toString('utf8') ?? '');
+      if (sides === undefined) throw new VaultError('notFound', `${policyFile} holds no git merge conflict: there is nothing to merge`);
+      const { merged, from } = this.mergeSides(sides.ours, sides.theirs, [`${policyFile} (ours)`, `${policyFile} (theirs)`]);
+      const sealed = serialize(sealPolicy(this.vault.file.vault_id, this.keys.secretKey, merged));
+      this.vault.writeVaultFile(tmp, 'policy.json', sealed);
+      recordPolicyRevision(this.vault.file.vault_id, merged.revision);
+      return { policy: merged, from };
+    }, ({ policy, from }) => ['policy-merge', mergeDetails(policy, from)]);
+  }
+
+  /**
+   * The merge driver (gitattributes(5), "Defining a custom merge driver"): the policy text that
+   * merges the files `ours` (git's %A) and `theirs` (%B). Writes nothing itself.
+   */
+  mergedPolicyText(ours: Buffer, theirs: Buffer): string {
+    const { merged } = this.mergeSides(ours, theirs, ['the policy of this branch', 'the policy of the branch merged in']);
+    return serialize(sealPolicy(this.vault.file.vault_id, this.keys.secretKey, merged));
+  }
+
+  /**
+   * Replaces the key pair (docs/FORMAT.md, "Rekey"): every secret resealed to the new public key,
+   * every slot that can go wrapped again (rekey.ts planSlots), the policy authenticated under the
+   * new key with its revision + 1 and the removed slots among its revocations, as one crash-safe
+   * step. A slot that cannot go refuses the rekey (11) unless `dropUnreachable`. The unlock must
+   * have kept its KEK (UnlockOptions.keepKek). `onProgress(done, total)` counts secrets resealed;
+   * `onStep` is told each point of the journal reached (tests stop the rekey there).
+   * The vault object is stale afterwards: open it again to use the new key.
+   */
+  async rekey(options: {
+    remove?: string[]; dropUnreachable?: boolean; onProgress?: (done: number, total: number) => void; onStep?: (step: RekeyStep) => void;
+  }): Promise<RekeyResult> {
+    const vault = this.vault;
+    const vaultId = vault.vaultId();
+    const before = vault.slots();
+    const policy = this.policy();
+    const revoked = new Set((policy.revoked ?? []).flatMap((r) => ('slot' in r ? [r.slot] : [])));
+    const remove = new Set(options.remove ?? []);
+    if (before.slots.length + before.unknown.length - remove.size < 1) {
+      throw new VaultError('refused', `slot ${[...remove].join(', ')} is the vault's last key slot; removing it would lock the vault for good. Add another slot first`);
+    }
+    if (remove.has(this.openedWith.id)) {
+      throw new VaultError('refused', `slot ${this.openedWith.id} is the one that unlocked the vault; unlock with another slot to remove it`);
+    }
+    const keys = generateKeyPair();
+    try {
+      const plan = await planSlots({
+        slots: before.slots, unknown: before.unknown, vaultId, oldSecretKey: this.keys.secretKey, newSecretKey: keys.secretKey,
+        opener: this.openedWith, openerKek: this.openedKek, remove, revoked,
+      });
+      if (plan.unreachable.length > 0 && options.dropUnreachable !== true) {
+        const listed = plan.unreachable.map((s) => `${s.id} (${s.kind}${s.label !== undefined ? ` "${s.label}"` : ''}: ${s.why})`).join('; ');
+        throw new VaultError(
+          'refused',
+          `the new key cannot be wrapped for ${plan.unreachable.length} slot(s): ${listed}. Nothing was changed; pass --drop-unreachable ` +
+            'to remove them with the rekey (and add them again after), or remove them first',
+        );
+      }
+      const now = new Date().toISOString();
+      const removedNow = plan.removed.filter((slot) => remove.has(slot.id));
+      const next: Policy = {
+        revision: policy.revision + 1,
+        grants: policy.grants,
+        revoked: [
+          ...(policy.revoked ?? []),
+          ...[...removedNow, ...plan.unreachable].filter((s) => !revoked.has(s.id)).map((s) => ({ slot: s.id, removed: now })),
+        ],
+      };
+      const file: VaultFile = { ...vault.file, public_key: toBase64(keys.publicKey) };
+      const details = {
+        run: Buffer.from(randomBytes(8)).toString('hex'), fingerprint: fingerprint(keys.publicKey), from: vault.fingerprint,
+        slots: plan.carried.map((s) => s.id), removed: plan.removed.map((s) => s.id), dropped: plan.unreachable.map((s) => s.id),
+        reissued: plan.reissued.map((r) => r.slot.id), secrets: 0,
+      };
+      let names: string[] = [];
+      vault.rekeyLocked(() => {
+        if (JSON.stringify(vault.slots()) !== JSON.stringify(before)) {
+          throw new VaultError('busy', 'the key slots changed while the rekey was being prepared; nothing was changed, run it again');
+        }
+        names = vault.names();
+        details.secrets = names.length;
+        const staging = Staging.begin(vault.root);
+        try {
+          names.forEach((name, index) => {
+            const text = vault.readSecretFile(name);
+            if (text === undefined) throw new VaultError('notFound', `${vault.secretFile(name)} vanished during the rekey; nothing was changed`);
+            const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', text, vault.secretFile(name));
+            const value = openSecret(this.keys, name, fromBase64(secret.sealed), vault.secretFile(name));
+            try {
+              const sealed = toBase64(sealSecret(keys.publicKey, name, value));
+              staging.put(staging.secrets, `${name}.json`, serialize({
+                format: secret.format, version: secret.version, created: secret.created, updated: secret.updated, sealed,
+              }));
+            } finally {
+              wipe(value);
+            }
+            options.onProgress?.(index + 1, names.length);
+            if (index + 1 === Math.ceil(names.length / 2)) options.onStep?.('staged-half');
+          });
+          for (const slot of plan.carried) staging.put(staging.slots, `${slot.id}.json`, serialize(slot));
+        } catch (error) {
+          staging.close();
+          throw error;
+        }
+        expectRekey(vault.file.vault_id, file.public_key);
+        options.onStep?.('staged');
+        staging.commit({
+          manifest: { format: 'sealvault-rekey', version: 1, run: details.run, slots: plan.carried.map((s) => s.id), details },
+          vaultFile: serialize(file),
+          policyFile: serialize(sealPolicy(file.vault_id, keys.secretKey, next)),
+        });
+        options.onStep?.('committed');
+      }, options.onStep);
+      followRekey(vault.file.vault_id, vault.file.public_key, file.public_key);
+      for (const slot of [...plan.removed, ...plan.unreachable]) {
+        const full = before.slots.find((s) => s.id === slot.id);
+        if (full !== undefined) await vault.forgetKeychainItemOf(full);
+      }
+      return { plan, fingerprint: details.fingerprint, secrets: names.length };
+    } finally {
+      wipe(keys.secretKey);
+    }
   }
 
   /**

@@ -86,15 +86,15 @@ export interface PtyResult {
   timedOut: boolean;
 }
 
-/** Runs `argv` on a new pty (24 rows, 80 columns) with the workspace's environment, typing `steps`. */
-export function ptyRun(ws: Workspace, argv: string[], steps: Step[], extraEnv: NodeJS.ProcessEnv = {}): PtyResult {
+/** Runs `argv` on a new pty (24 rows, 80 columns) with the workspace's environment, typing `steps`; `seconds` it may take. */
+export function ptyRun(ws: Workspace, argv: string[], steps: Step[], extraEnv: NodeJS.ProcessEnv = {}, seconds = 30): PtyResult {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries({ ...ws.env, TERM: 'dumb', ...extraEnv })) if (v !== undefined) env[k] = v;
   const specFile = path.join(ws.root, `pty-${process.hrtime.bigint()}.json`);
   const driver = path.join(ws.root, 'pty-driver.py');
   fs.writeFileSync(driver, PTY_DRIVER);
-  fs.writeFileSync(specFile, JSON.stringify({ argv, env, cwd: ws.project, steps, timeout: 30, size: [24, 80] }));
-  const run = spawnSync('python3', [driver, specFile], { encoding: 'utf8', timeout: 60_000 });
+  fs.writeFileSync(specFile, JSON.stringify({ argv, env, cwd: ws.project, steps, timeout: seconds, size: [24, 80] }));
+  const run = spawnSync('python3', [driver, specFile], { encoding: 'utf8', timeout: (seconds + 30) * 1000, maxBuffer: 64 * 1024 * 1024 });
   if (run.status !== 0) throw new Error(`pty driver failed (${run.status}): ${run.stderr}${run.error ?? ''}`);
   const report = JSON.parse(run.stdout) as PtyResult;
   return { ...report, output: report.output.replace(/\r\n/g, '\n') };
