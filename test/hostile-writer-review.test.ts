@@ -382,8 +382,12 @@ for (const runner of RUNNERS) {
         const verify = runUnchanged(ws, ['audit', '--verify']);
         expect(verify.status).toBe(TAMPERED);
         expectOneLine(verify, `${put}.json: its bytes do not hash to its name: it was edited`);
-        const refused = runUnchanged(ws, ['put', 'NEW'], { input: NEW_VALUE });
+        // a writer that has not read that entry before refuses (one that has goes on: docs/FORMAT.md, "audit/")
+        const fresh = { XDG_STATE_HOME: path.join(ws.env.HOME!, 'fresh-state') };
+        const before = fs.readdirSync(at('audit')).sort();
+        const refused = ws.run(['put', 'NEW'], { input: NEW_VALUE, env: fresh });
         expect(refused.status).toBe(TAMPERED);
+        expect(fs.readdirSync(at('audit')).sort(), 'no entry added').toEqual(before);
         expectOneLine(refused, /it was edited; nothing was changed/, /`vault audit --accept`/);
         const details = acceptAndGoOn(1);
         expect(details).toEqual({ set_aside: null, entries: [put, allow].sort(), witness_was: null });

@@ -356,11 +356,24 @@ describe('tampering with the vault files', () => {
     }
 
     // FORMAT.md, "audit/": a writer reads every entry, so an entry edited after this user read it is caught too
-    it('an older entry edited in place (one this user read before): a writer refuses and changes nothing', () => {
+    it('an older entry edited after this user read it: a write goes on (it reads new entries), the edit stays found', () => {
       edit(chain[1]!, '"name":"ALPHA"', '"name":"ALPHB"');
-      const result = runUnchanged(ws, ['put', 'DELTA'], { input: 'delta-value-0000000000' });
-      expect(result.status).toBe(TAMPERED);
-      expectOneLine(result, chain[1]!.file, /it was edited/);
+      // the user's index (docs/FORMAT.md, "audit/") knows the entry by its hash: a write does not read it again
+      const put = ws.run(['put', 'DELTA'], { input: 'delta-value-0000000000' });
+      expect(put.status, put.stderr).toBe(0);
+      // and does not hide it: the verifier reads every entry
+      for (const args of [['audit', '--verify'], ['verify']]) {
+        const result = ws.run(args);
+        expect(result.status, args.join(' ')).toBe(TAMPERED);
+        expect(result.stderr).toMatch(/it was edited/);
+      }
+      // a user who never read it (no index) is refused at the write
+      const elsewhere = { XDG_STATE_HOME: path.join(ws.root, 'other-state') };
+      const entries = fs.readdirSync(path.join(ws.vaultDir, 'audit')).sort();
+      const other = ws.run(['put', 'ECHO'], { input: 'echo-value-00000000000', env: elsewhere });
+      expect(other.status).toBe(TAMPERED);
+      expect(fs.readdirSync(path.join(ws.vaultDir, 'audit')).sort(), 'no entry added').toEqual(entries);
+      expect(fs.existsSync(path.join(ws.vaultDir, 'secrets', 'ECHO.json'))).toBe(false);
     });
 
     it('`vault audit` without --verify prints the intact entries, parents first, then exits 9 naming the break', () => {

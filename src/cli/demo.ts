@@ -63,11 +63,15 @@ export async function runDemo(): Promise<void> {
     step('Grant the secret to one script, pinned by its SHA-256, to run only in the lockdown sandbox.', ['allow', 'DEMO_API_KEY', '--to', script, '--min-tier', 'lockdown']);
     step('A grant to a shell would hand the secret to any code, so it is refused.', ['allow', 'DEMO_API_KEY', '--to', '/bin/sh'], { expectFailure: true });
     step('The grants, checked against the key that signed them.', ['policy']);
-    step('Every change is in a hash-chained audit log.', ['audit']);
+    step(
+      'Every change is in the audit log: one file per entry, named by its hash, naming its parents (git merges it).',
+      ['audit'],
+    );
     const run = step('Run the script in the lockdown sandbox: only it receives the secret.', ['exec', '--tier', 'lockdown', '--', script], { allowFailure: true });
     if (run.status !== 0) out('(this host cannot give the lockdown tier; `vault doctor` says why and how to fix it)');
     step('A shell cannot ask for the secret: nothing is granted to it.', ['exec', '--', '/bin/sh', '-c', 'echo "$DEMO_API_KEY"'], { expectFailure: true });
-    step('The run is in the audit log, and the whole vault still verifies.', ['verify']);
+    step('The run is in your own run log, outside the vault (a run never changes it).', ['audit', '--runs']);
+    step('The whole vault still verifies.', ['verify']);
     const holding = filesContaining(root, Buffer.from(DEMO_VALUE));
     if (holding.length > 0) throw new VaultError('internal', `the demo value was found in ${holding.join(', ')}; please report this`);
     out(`Searched every file under ${root}: the demo value is in none of them. Removing the directory now.`);

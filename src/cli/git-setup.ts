@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { VaultError } from '../vault/errors.js';
 import { packageRoot } from '../vault/native.js';
+import { SIZE_CAPS } from '../vault/vault-dir.js';
 
 const DRIVER = 'sealvault-policy';
 const ATTRIBUTE = `policy.json merge=${DRIVER}`;
@@ -18,9 +19,12 @@ function git(dir: string, args: string[]): string {
     return execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   } catch (error) {
     const failed = error as { code?: string; stderr?: string };
-    if (failed.code === 'ENOENT') throw new VaultError('usage', 'git is not installed (or not on PATH); install it, then run `vault git setup` again');
+    if (failed.code === 'ENOENT') {
+      throw new VaultError('usage', 'git is not installed (or not on PATH): install it, then run `vault git setup`');
+    }
     const reason = (failed.stderr ?? '').split('\n')[0]?.replace(/^fatal: /, '') ?? '';
-    throw new VaultError('usage', `git ${args[0]} in ${dir} failed${reason === '' ? '' : `: ${reason}`}; is the vault inside a git repository?`);
+    const why = reason === '' ? '' : `: ${reason}`;
+    throw new VaultError('usage', `git ${args[0]} in ${dir} failed${why}; is the vault inside a git repository?`);
   }
 }
 
@@ -35,12 +39,20 @@ export function gitSetup(vaultDir: string): string[] {
   const attributes = path.join(vaultDir, '.gitattributes');
   const before = fs.existsSync(attributes) ? fs.readFileSync(attributes, 'utf8') : '';
   if (!before.split('\n').includes(ATTRIBUTE)) {
-    fs.writeFileSync(attributes, `${before}${before === '' || before.endsWith('\n') ? '' : '\n'}${ATTRIBUTE}\n`, { mode: 0o644 });
+    const separator = before === '' || before.endsWith('\n') ? '' : '\n';
+    fs.writeFileSync(attributes, `${before}${separator}${ATTRIBUTE}\n`, { mode: 0o644 });
     done.push(`wrote "${ATTRIBUTE}" to ${attributes} (commit it)`);
   }
-  const vault = path.join(packageRoot() ?? '', 'bin', 'vault');
+  const root = packageRoot();
+  if (root === undefined) {
+    throw new VaultError('internal', 'cannot tell where this sealvault is installed: the merge driver cannot name it');
+  }
+  const vault = path.join(root, 'bin', 'vault');
   git(top, ['config', `merge.${DRIVER}.name`, 'sealvault: the union of two policies, authenticated']);
-  git(top, ['config', `merge.${DRIVER}.driver`, `${shellQuote(vault)} git merge-driver %A %B %P`]);
+  // the driver merges this vault's policy.json only: a .gitattributes elsewhere in the tree may name it for any file
+  const policy = path.relative(top, path.join(fs.realpathSync(vaultDir), 'policy.json'));
+  const command = `${shellQuote(vault)} git merge-driver --expect ${shellQuote(policy)} %A %B %P`;
+  git(top, ['config', `merge.${DRIVER}.driver`, command]);
   done.push(`defined the merge driver ${DRIVER} in ${top}/.git/config (each clone runs \`vault git setup\` once)`);
   return done;
 }
@@ -55,8 +67,21 @@ export function vaultOfMergedFile(pathInTree: string): string {
   return path.resolve(path.dirname(pathInTree));
 }
 
+/** The bytes of a side git gives the driver (%A, %B): at most policy.json's cap, never a stream that does not end. */
+export function readSide(file: string): Buffer {
+  const stat = fs.statSync(file);
+  if (!stat.isFile() || stat.size > SIZE_CAPS.policy) {
+    const what = `not a file, or over ${SIZE_CAPS.policy} bytes`;
+    throw new VaultError('unsafeFile', `${file} is not a policy git could merge (${what})`);
+  }
+  return fs.readFileSync(file);
+}
+
 /** What the driver leaves in %A when it cannot merge: git's own conflict markers around both sides. */
 export function conflictText(ours: Buffer, theirs: Buffer): string {
-  const line = (text: Buffer) => (text.toString('utf8').endsWith('\n') ? text.toString('utf8') : `${text.toString('utf8')}\n`);
+  const line = (bytes: Buffer) => {
+    const text = bytes.toString('utf8');
+    return text.endsWith('\n') ? text : `${text}\n`;
+  };
   return `<<<<<<< ours\n${line(ours)}=======\n${line(theirs)}>>>>>>> theirs\n`;
 }

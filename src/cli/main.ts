@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { grantTarget, hashScript, type ProgramTarget, scriptTarget, staleGrants } from '../vault/binary.js';
 import { realPathOf, resolveCommand } from '../vault/command-path.js';
 import { checkPassEnv, parsePinnedEnv, SAFE_PATH } from '../sandbox/environment.js';
@@ -28,7 +29,7 @@ import { isTestBuild } from './build-flags.js';
 import { type ExecFlags, maskStyle } from './exec-args.js';
 import { runExec } from './exec-command.js';
 import { describeFailure, exitWhenWritten, fail, installFailureHandlers, say } from './messages.js';
-import { conflictText, gitSetup, vaultOfMergedFile } from './git-setup.js';
+import { conflictText, gitSetup, readSide, vaultOfMergedFile } from './git-setup.js';
 import { unlocked, withUnlockedVault } from './unlock-prompt.js';
 import { renderAuditEntry, renderGrants, renderRecipients, renderSecrets, renderSlots } from './render.js';
 import { NO_REKEY_WARNING, type RekeyFlags, rekeyAndReport } from './rekey.js';
@@ -63,7 +64,8 @@ function vaultDir(): string {
 
 /** Runs `work` with this command's vault unlocked (unlock-prompt.ts), and wipes the private key however it ends. */
 function withUnlocked<T>(
-  work: (vault: UnlockedVault) => T | Promise<T>, options: { checkPin?: boolean; changes?: boolean; keepKek?: boolean } = {},
+  work: (vault: UnlockedVault) => T | Promise<T>,
+  options: { checkPin?: boolean; changes?: boolean; keepKek?: boolean } = {},
 ): Promise<T> {
   return withUnlockedVault(vaultDir(), work, { ...options, ...identityFlag() });
 }
@@ -196,7 +198,11 @@ program
     if (flags.stale === true) {
       const removal = vault.lastSlotRemoval();
       secrets = removal === undefined ? [] : secrets.filter((s) => s.updated < removal);
-      if (!flags.json) say(removal === undefined ? 'no slot was ever removed: nothing is stale' : `put before the last slot removal, ${removal}: rotate these where they are issued, then put them again`);
+      if (!flags.json) {
+        say(removal === undefined ? 'no slot was ever removed: nothing is stale'
+          : secrets.length === 0 ? `every secret was put after the last slot removal, ${removal}: nothing is stale`
+          : `put before the last slot removal, ${removal}: rotate these where they are issued, then put them again`);
+      }
     }
     if (flags.json) printJson(secrets);
     else if (!(flags.stale === true && secrets.length === 0)) print(renderSecrets(secrets));
@@ -236,11 +242,16 @@ identity
   .action(async (file: string) => {
     const made = await newAgeIdentity();
     try {
+      // a new user has no ~/.config yet: its directory is made, private, as ssh-keygen does for ~/.ssh
+      fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true, mode: 0o700 });
       // O_EXCL: an identity is not overwritten by mistake; 0600 from the start: never readable by others
       fs.writeFileSync(file, made.file, { mode: 0o600, flag: 'wx' });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? 'error';
-      throw new VaultError(code === 'EEXIST' ? 'refused' : 'usage', `cannot write ${file} (${code}); give a new file, an identity is never written over one`);
+      if (code === 'EEXIST') {
+        throw new VaultError('refused', `${file} exists; an identity is never written over a file: give a new one`);
+      }
+      throw new VaultError('usage', `cannot write ${file} (${code}); give a file in a directory you can write`);
     }
     say(`wrote an age identity to ${file}; keep it private, and give your recipient (below) to the vault's owner`);
     print(`${made.recipient}\n`);
@@ -300,7 +311,9 @@ function removalOptions(command: Command): Command {
 }
 
 /** Removes `slot` (found by `find` once unlocked): with a rekey unless --no-rekey. */
-async function removeSlot(find: (vault: UnlockedVault) => SlotFile, flags: RekeyFlags & { rekey?: boolean }): Promise<void> {
+async function removeSlot(
+  find: (vault: UnlockedVault) => SlotFile, flags: RekeyFlags & { rekey?: boolean },
+): Promise<void> {
   await withUnlocked(async (vault) => {
     const slot = find(vault);
     if (flags.rekey === false) {
@@ -333,14 +346,19 @@ removalOptions(recipient.command('rm'))
   .argument('<label>')
   .action(async (label: string, flags: RekeyFlags & { rekey?: boolean }) => {
     await removeSlot((vault) => {
-      const slot = vault.vault.slots().slots.find((s): s is SlotFile & { kind: 'recipient' } => s.kind === 'recipient' && s.label === label);
-      if (slot === undefined) throw new VaultError('notFound', `no recipient slot labelled "${label}"; \`vault recipient list\` shows them`);
+      const slot = vault.vault.slots().slots.find(
+        (s): s is SlotFile & { kind: 'recipient' } => s.kind === 'recipient' && s.label === label,
+      );
+      if (slot === undefined) {
+        throw new VaultError('notFound', `no recipient slot labelled "${label}"; \`vault recipient list\` shows them`);
+      }
       // a label is only a name: a writer can move it to another slot, which then fails its MAC
       if (!vault.vouches(slot)) {
         throw new VaultError(
           'refused',
-          `the slot labelled "${label}" (${slot.id}, ${slot.recipient.age_recipient}) has no valid slot MAC, so its label may not be ` +
-            'the one a key holder gave it; check the recipient in `vault recipient list` and remove it by id (`vault key rm ID`)',
+          `the slot labelled "${label}" (${slot.id}, ${slot.recipient.age_recipient}) has no valid slot MAC, ` +
+            'so its label may not be the one a key holder gave it; check the recipient in `vault recipient list` ' +
+            'and remove it by id (`vault key rm ID`)',
         );
       }
       return slot;
@@ -353,7 +371,11 @@ program
     'replace the key pair: every secret resealed, every slot wrapped again, the policy re-authenticated, in one ' +
       'crash-safe step (needs an unlock); token slots get new tokens, printed once',
   )
-  .option('--drop-unreachable', 'drop the slots the new key cannot be wrapped for (another passphrase, a keychain item not here, a slot without a MAC)')
+  .option(
+    '--drop-unreachable',
+    'drop the slots the new key cannot be wrapped for (another passphrase, a keychain item not here, ' +
+      'a slot without a MAC)',
+  )
   .action(async (flags: RekeyFlags) => {
     await withUnlocked((vault) => rekeyAndReport(vault, [], flags), { changes: true, keepKek: true });
   });
@@ -472,7 +494,9 @@ program
 
 const policyCommand = program
   .command('policy')
-  .description('list the grants, after checking their authentication (needs an unlock); `policy merge` after a git merge')
+  .description(
+    'list the grants, after checking their authentication (needs an unlock); `policy merge` after a git merge',
+  )
   .option('--json', 'print JSON')
   .action(async (flags: { json?: boolean }) => {
     await withUnlocked((vault) => {
@@ -485,11 +509,18 @@ const policyCommand = program
 
 policyCommand
   .command('merge')
-  .description('after git left policy.json with conflict markers (two branches changed it): write the union of both, authenticated (needs an unlock)')
+  .description(
+    'after git left policy.json with conflict markers (two branches changed it): write the union of both, ' +
+      'authenticated (needs an unlock)',
+  )
   .action(async () => {
     await withUnlocked((vault) => {
       const { policy, from } = vault.mergePolicy();
-      say(`merged policy revisions ${from[0]} and ${from[1]} into revision ${policy.revision}: ${policy.grants.length} grant(s); \`git add\` policy.json to finish the merge`);
+      say(
+        `merged policy revisions ${from[0]} and ${from[1]} into revision ${policy.revision}: ` +
+          `${policy.grants.length} grant(s); ` +
+          '`git add` the vault directory (policy.json and its new audit entry) to finish the merge or rebase',
+      );
     }, { changes: true });
   });
 
@@ -497,7 +528,10 @@ const gitCommand = program.command('git').description('working with a vault comm
 
 gitCommand
   .command('setup')
-  .description('make git merge policy.json by itself: the attribute in the vault\'s .gitattributes, the driver in this clone\'s config')
+  .description(
+    'make git merge policy.json by itself: the attribute in the vault\'s .gitattributes, ' +
+      'the driver in this clone\'s config',
+  )
   .action(() => {
     for (const line of gitSetup(vaultDir())) say(line);
   });
@@ -508,18 +542,33 @@ gitCommand
   .argument('<ours>')
   .argument('<theirs>')
   .argument('<path>')
-  .action(async (ours: string, theirs: string, pathInTree: string) => {
-    const oursText = fs.readFileSync(ours);
-    const theirsText = fs.readFileSync(theirs);
+  .requiredOption('--expect <path>', 'the one policy.json (relative to the top of the work tree) this driver merges')
+  .action(async (ours: string, theirs: string, pathInTree: string, flags: { expect: string }) => {
+    if (path.normalize(pathInTree) !== path.normalize(flags.expect)) {
+      // %A is left as this branch has it; the non-zero exit makes it a conflict for git
+      say(
+        `vault: the merge driver merges ${flags.expect} only, not ${pathInTree}: resolve it by hand ` +
+          '(a .gitattributes names the driver for it)',
+      );
+      process.exitCode = 1;
+      return;
+    }
+    const oursText = readSide(ours);
+    const theirsText = readSide(theirs);
     try {
-      const merged = await withUnlockedVault(vaultOfMergedFile(pathInTree), (vault) => vault.mergedPolicyText(oursText, theirsText), {
-        changes: true, ...identityFlag(),
-      });
+      const merged = await withUnlockedVault(
+        vaultOfMergedFile(pathInTree),
+        (vault) => vault.mergedPolicyText(oursText, theirsText),
+        { changes: true, ...identityFlag() },
+      );
       fs.writeFileSync(ours, merged);
       say(`vault: merged the policies of both branches in ${pathInTree}`);
     } catch (error) {
       fs.writeFileSync(ours, conflictText(oursText, theirsText));
-      say(`vault: cannot merge ${pathInTree} here (${describeFailure(error).message}); run \`vault policy merge\` after the merge stops`);
+      say(
+        `vault: cannot merge ${pathInTree} here (${describeFailure(error).message}); ` +
+          'run `vault policy merge` after the merge stops',
+      );
       process.exitCode = 1;
     }
   });
@@ -535,15 +584,26 @@ program
     if (flags.accept === true) {
       await withUnlocked((vault) => {
         const { set_aside: aside } = vault.vault.acceptAudit();
-        say(aside.length === 0 ? 'nothing was broken; an accept entry records that you looked' : `set aside ${aside.join(' and ')}; an accept entry names them`);
+        say(
+          aside.length === 0
+            ? 'nothing was broken; an accept entry records that you looked'
+            : `set aside ${aside.join(' and ')}; an accept entry names them`,
+        );
       }, { changes: true });
       return;
     }
     const vault = Vault.open(vaultDir());
-    const show = flags.verify ? undefined : (entry: object) => print(flags.json ? `${printableJson(entry)}\n` : renderAuditEntry(entry as AuditEntry));
-    const runs = flags.runs === true || flags.verify === true ? readRunLog(vault.file.vault_id, flags.runs === true ? show : undefined) : undefined;
+    const show = flags.verify
+      ? undefined
+      : (entry: object) => print(flags.json ? `${printableJson(entry)}\n` : renderAuditEntry(entry as AuditEntry));
+    const runs = flags.runs === true || flags.verify === true
+      ? readRunLog(vault.file.vault_id, flags.runs === true ? show : undefined)
+      : undefined;
     if (runs?.broken !== undefined) {
-      throw new VaultError('tampered', `${runLogFile(vault.file.vault_id)} line ${runs.broken.line}: ${runs.broken.reason}`);
+      throw new VaultError(
+        'tampered',
+        `${runLogFile(vault.file.vault_id)} line ${runs.broken.line}: ${runs.broken.reason}`,
+      );
     }
     if (flags.runs === true) {
       if (flags.verify) say(`run log intact: ${runs?.count ?? 0} entries`);
@@ -554,7 +614,11 @@ program
     if (show !== undefined) for (const entry of topological(checked.dag.entries)) show(entry);
     const [first, ...more] = checked.problems;
     if (first !== undefined) {
-      throw new VaultError(first.kind, `${first.message}${more.length > 0 ? ` (and ${more.length} more broken entr${more.length === 1 ? 'y' : 'ies'})` : ''}`);
+      throw new VaultError(
+        first.kind,
+        `${first.message}` +
+          `${more.length > 0 ? ` (and ${more.length} more broken entr${more.length === 1 ? 'y' : 'ies'})` : ''}`,
+      );
     }
     if (flags.verify) say(`audit log intact: ${checked.count} entries; run log intact: ${runs?.count ?? 0} entries`);
   });

@@ -6,8 +6,9 @@
  * a later entry names it, breaks the DAG; removing the newest entries is what checking out an older
  * branch does, and is not a break (SECURITY.md says so). Callers of appendEntry hold the vault lock.
  */
-import * as os from 'node:os';
+import * as fs from 'node:fs';
 import * as z from 'zod/mini';
+import { actor } from './audit.js';
 import { sha256Hex } from './crypto.js';
 import { VaultError } from './errors.js';
 import { type AuditDetails, auditDetailsSchema, jsonOrUndefined } from './format.js';
@@ -23,7 +24,9 @@ export const dagEntrySchema = z.strictObject({
   event: z.string().check(z.regex(/^[a-z-]{1,32}$/)),
   actor: z.strictObject({ uid: z.int(), user: z.string() }),
   details: auditDetailsSchema,
-  parents: z.array(hex64).check(z.refine((p) => p.every((h, i) => i === 0 || p[i - 1]! < h), 'sorted, without duplicates')),
+  parents: z.array(hex64).check(
+    z.refine((p) => p.every((h, i) => i === 0 || p[i - 1]! < h), 'sorted, without duplicates'),
+  ),
 });
 export type DagEntry = z.infer<typeof dagEntrySchema> & { hash: string };
 
@@ -49,17 +52,6 @@ export interface DagReading {
   problems: DagProblem[];
 }
 
-function actor(): DagEntry['actor'] {
-  const uid = process.getuid?.() ?? -1;
-  let user = String(uid);
-  try {
-    user = os.userInfo().username;
-  } catch {
-    // a uid without a passwd entry (containers) is still recorded by number
-  }
-  return { uid, user };
-}
-
 /** One entry file, checked (a regular file within its cap, hashing to its name, valid), or what is wrong with it. */
 function readEntry(dir: VaultDir, name: string, hash: string): DagEntry | DagProblem | undefined {
   let bytes: Buffer | undefined;
@@ -70,7 +62,9 @@ function readEntry(dir: VaultDir, name: string, hash: string): DagEntry | DagPro
     return { hash, reason: error.message, kind: error.kind === 'unsafeFile' ? 'unsafeFile' : 'tampered', whole: true };
   }
   if (bytes === undefined) return undefined; // removed meanwhile
-  if (sha256Hex(bytes) !== hash) return { hash, reason: 'its bytes do not hash to its name: it was edited', kind: 'tampered' };
+  if (sha256Hex(bytes) !== hash) {
+    return { hash, reason: 'its bytes do not hash to its name: it was edited', kind: 'tampered' };
+  }
   const parsed = dagEntrySchema.safeParse(jsonOrUndefined(bytes));
   if (!parsed.success || !bytes.subarray(-1).equals(Buffer.from('\n'))) {
     return { hash, reason: 'not a valid audit entry (docs/FORMAT.md, "audit/")', kind: 'tampered' };
@@ -96,7 +90,8 @@ function joinParents(parents: Map<string, string[]>, broken: Set<string>): { hea
     for (const parent of list) {
       named.add(parent);
       if (!parents.has(parent) && !broken.has(parent)) {
-        missing.push({ hash, reason: `it names a parent ${parent.slice(0, 12)}… that is not there: an entry was removed`, kind: 'tampered' });
+        const reason = `it names a parent ${parent.slice(0, 12)}… that is not there: an entry was removed`;
+        missing.push({ hash, reason, kind: 'tampered' });
       }
     }
   }
@@ -138,6 +133,30 @@ export interface DagIndex {
   load(): string;
   /** Appends lines. */
   append(lines: string): void;
+  /**
+   * The heads this user's last write left, and the stamp of `audit/` (dirStamp) right after it:
+   * while the directory has that stamp and the heads are there, no entry was added or removed by
+   * anyone, and a write need not list the directory (10,000 names) again.
+   */
+  snapshot(): { stamp: string; heads: string[] } | undefined;
+  remember(stamp: string, heads: string[]): void;
+}
+
+/**
+ * The identity and change times of the directory `audit/` (fstat(2): inode, ctime and mtime in ns):
+ * any entry added, removed or renamed changes them. ctime cannot be set by anyone; where the file
+ * system keeps whole seconds, an entry added in the same second goes unseen by the next write and
+ * stays a head for a later one to join, which changes nothing else.
+ */
+export function dirStamp(root: VaultDir): string | undefined {
+  const dir = root.child(AUDIT_DIR);
+  if (dir === undefined) return undefined;
+  try {
+    const stat = fs.fstatSync(dir.fd, { bigint: true });
+    return `${stat.ino}:${stat.ctimeNs}:${stat.mtimeNs}`;
+  } finally {
+    dir.close();
+  }
 }
 
 const INDEX_LINE = /^([0-9a-f]{64}) ((?:[0-9a-f]{64}(?:,[0-9a-f]{64})*)?)$/;
@@ -145,17 +164,28 @@ const INDEX_LINE = /^([0-9a-f]{64}) ((?:[0-9a-f]{64}(?:,[0-9a-f]{64})*)?)$/;
 function broken(root: VaultDir, problem: DagProblem): VaultError {
   const advice = problem.whole === true
     ? ''
-    : '; nothing was changed. Restore it from version control (`git checkout -- audit/`), or set the broken entries aside with `vault audit --accept`';
+    : '; nothing was changed. Restore it from version control (`git checkout -- audit/`), or set the broken entries ' +
+      'aside with `vault audit --accept`';
   return new VaultError(problem.kind, `${problemMessage(root, problem)}${advice}`);
 }
 
 /**
- * The heads the next entry joins, after checking the log (a broken one refuses the change: 9): the
- * entries `index` does not know are read and checked, and added to it; every parent must be there.
+ * Every head of the log (appendEntry joins the first MAX_PARENTS), after checking it (a broken one
+ * refuses the change: 9): the entries `index` does not know are read and checked, and added to it;
+ * every parent must be there. When `audit/` is as this user's last write left it (DagIndex.snapshot),
+ * its heads are those that write left, once each is seen to be there.
  */
 export function dagHeads(root: VaultDir, index?: DagIndex): string[] {
   const dir = root.child(AUDIT_DIR);
   if (dir === undefined) return [];
+  const snapshot = index?.snapshot();
+  if (snapshot !== undefined && snapshot.stamp === dirStamp(root)) {
+    try {
+      if (snapshot.heads.every((hash) => dir.has(`${hash}.json`))) return snapshot.heads;
+    } catch {
+      // a head that is no longer a regular file: the full reading below says what is wrong
+    }
+  }
   const known = new Map<string, string[]>();
   for (const line of (index?.load() ?? '').split('\n')) {
     const match = INDEX_LINE.exec(line);
@@ -185,23 +215,45 @@ export function dagHeads(root: VaultDir, index?: DagIndex): string[] {
   return heads;
 }
 
+/**
+ * At most this many parents per entry: a writer of the vault can make thousands of heads, and an
+ * entry naming them all would be over its cap. The rest stay heads, for later entries to join.
+ */
+export const MAX_PARENTS = 64;
+
+/** The heads an entry joins: all of them, or the first MAX_PARENTS in byte order. */
+export function joinable(heads: string[]): string[] {
+  return heads.slice(0, MAX_PARENTS);
+}
+
 /** The canonical bytes of an entry (docs/FORMAT.md, "audit/"), and their hash, its file's name. */
-export function encodeEntry(event: string, details: AuditDetails, parents: string[], time = new Date().toISOString()): { bytes: Buffer; hash: string } {
-  const bytes = Buffer.from(`${JSON.stringify({ time, event, actor: actor(), details, parents: [...parents].sort() })}\n`);
-  if (bytes.length > SIZE_CAPS.auditEntry) throw new VaultError('internal', `an audit entry of ${bytes.length} bytes is over the limit of ${SIZE_CAPS.auditEntry}`);
+export function encodeEntry(
+  event: string, details: AuditDetails, parents: string[], time = new Date().toISOString(),
+): { bytes: Buffer; hash: string } {
+  const entry = { time, event, actor: actor(), details, parents: [...parents].sort() };
+  const bytes = Buffer.from(`${JSON.stringify(entry)}\n`);
+  if (bytes.length > SIZE_CAPS.auditEntry) {
+    const limit = SIZE_CAPS.auditEntry;
+    throw new VaultError('internal', `an audit entry of ${bytes.length} bytes is over the limit of ${limit}`);
+  }
   return { bytes, hash: sha256Hex(bytes) };
 }
 
-/** Writes one entry whose parents are `parents` (the heads dagHeads gave under the same lock), atomically. */
-export function appendEntry(root: VaultDir, tmp: VaultDir, event: string, details: AuditDetails, parents: string[]): string {
-  const { bytes, hash } = encodeEntry(event, details, parents);
+/**
+ * Writes one entry, atomically, joining the first MAX_PARENTS of `heads` (dagHeads's, under the same
+ * lock); returns its hash and the heads after it.
+ */
+export function appendEntry(
+  root: VaultDir, tmp: VaultDir, event: string, details: AuditDetails, heads: string[],
+): { hash: string; heads: string[] } {
+  const { bytes, hash } = encodeEntry(event, details, joinable(heads));
   const dir = root.child(AUDIT_DIR, { create: true })!;
   try {
     dir.writeAtomic(tmp, `${hash}.json`, bytes);
   } finally {
     dir.close();
   }
-  return hash;
+  return { hash, heads: [hash, ...heads.slice(MAX_PARENTS)].sort() };
 }
 
 /** The entries parents first (Kahn's algorithm), ties by time and then hash: the order `vault audit` shows. */
@@ -211,19 +263,50 @@ export function topological(entries: Map<string, DagEntry>): DagEntry[] {
   for (const entry of entries.values()) {
     const present = entry.parents.filter((p) => entries.has(p));
     waiting.set(entry.hash, present.length);
-    for (const parent of present) children.set(parent, [...(children.get(parent) ?? []), entry.hash]);
+    for (const parent of present) {
+      const list = children.get(parent);
+      if (list === undefined) children.set(parent, [entry.hash]);
+      else list.push(entry.hash);
+    }
   }
-  const byTime = (a: DagEntry, b: DagEntry) => (a.time < b.time ? -1 : a.time > b.time ? 1 : a.hash < b.hash ? -1 : 1);
-  const ready = [...entries.values()].filter((e) => waiting.get(e.hash) === 0);
+  const before = (a: DagEntry, b: DagEntry) => a.time < b.time || (a.time === b.time && a.hash < b.hash);
+  // a binary heap of the entries whose parents are all out: O(n log n) for any shape of DAG
+  const heap: DagEntry[] = [];
+  const push = (entry: DagEntry) => {
+    heap.push(entry);
+    for (let i = heap.length - 1; i > 0;) {
+      const up = (i - 1) >> 1;
+      if (!before(heap[i]!, heap[up]!)) break;
+      [heap[i], heap[up]] = [heap[up]!, heap[i]!];
+      i = up;
+    }
+  };
+  const pop = (): DagEntry => {
+    const top = heap[0]!;
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      for (let i = 0; ;) {
+        const [l, r] = [2 * i + 1, 2 * i + 2];
+        let least = i;
+        if (l < heap.length && before(heap[l]!, heap[least]!)) least = l;
+        if (r < heap.length && before(heap[r]!, heap[least]!)) least = r;
+        if (least === i) break;
+        [heap[i], heap[least]] = [heap[least]!, heap[i]!];
+        i = least;
+      }
+    }
+    return top;
+  };
+  for (const entry of entries.values()) if (waiting.get(entry.hash) === 0) push(entry);
   const order: DagEntry[] = [];
-  while (ready.length > 0) {
-    ready.sort(byTime);
-    const next = ready.shift()!;
+  while (heap.length > 0) {
+    const next = pop();
     order.push(next);
     for (const child of children.get(next.hash) ?? []) {
       const left = waiting.get(child)! - 1;
       waiting.set(child, left);
-      if (left === 0) ready.push(entries.get(child)!);
+      if (left === 0) push(entries.get(child)!);
     }
   }
   return order;
@@ -238,16 +321,21 @@ export function setBrokenAside(root: VaultDir): { set_aside: string; entries: st
   const reading = readDag(root);
   if (reading.problems.length === 0) return undefined;
   const bad = new Set(reading.problems.map((p) => p.hash));
-  // descendants of a broken entry: their history cannot be checked
-  for (let grew = true; grew;) {
-    grew = false;
-    for (const entry of reading.entries.values()) {
-      if (!bad.has(entry.hash) && entry.parents.some((p) => bad.has(p))) {
-        bad.add(entry.hash);
-        grew = true;
+  // descendants of a broken entry: their history cannot be checked (a walk down from each)
+  const children = new Map<string, string[]>();
+  for (const entry of reading.entries.values()) {
+    for (const parent of entry.parents) children.set(parent, [...(children.get(parent) ?? []), entry.hash]);
+  }
+  const walk = [...bad];
+  while (walk.length > 0) {
+    for (const child of children.get(walk.pop()!) ?? []) {
+      if (!bad.has(child)) {
+        bad.add(child);
+        walk.push(child);
       }
     }
   }
+  // a problem about a missing parent names the entry itself, which is in `bad` already
   const name = `audit.broken-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   const from = root.child(AUDIT_DIR)!;
   const to = root.child(name, { create: true })!;

@@ -34,7 +34,8 @@ export interface AuditLink {
   prev: string;
 }
 
-function actor(): AuditEntry['actor'] {
+/** Who writes an entry: the uid and its user name (the uid in decimal when it has no passwd entry). */
+export function actor(): AuditEntry['actor'] {
   const uid = process.getuid?.() ?? -1;
   let user = String(uid);
   try {

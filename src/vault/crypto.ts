@@ -58,8 +58,8 @@ export function openSecret(keys: KeyPair, name: string, sealed: Uint8Array, file
   if (message === null) {
     throw new VaultError(
       'tampered',
-      `${file} does not open with this vault's key: it was damaged or replaced, or put on a branch from before a rekey ` +
-        '(sealed to the old key); restore it or put the secret again',
+      `${file} does not open with this vault's key: it was damaged or replaced, or put on a branch from before ` +
+        'a rekey (sealed to the old key); restore it or put the secret again',
     );
   }
   const nameBytes = encoder.encode(name);

@@ -164,7 +164,9 @@ function nestsAtMost(value: unknown, limit: number): boolean {
 }
 
 /** An audit entry's `details`: an object of any members, nesting at most MAX_DETAILS_DEPTH deep. */
-export const auditDetailsSchema = z.record(z.string(), z.unknown()).check(z.refine((d) => nestsAtMost(d, MAX_DETAILS_DEPTH), `must nest at most ${MAX_DETAILS_DEPTH} deep`));
+export const auditDetailsSchema = z.record(z.string(), z.unknown()).check(
+  z.refine((d) => nestsAtMost(d, MAX_DETAILS_DEPTH), `must nest at most ${MAX_DETAILS_DEPTH} deep`),
+);
 export type AuditDetails = z.infer<typeof auditDetailsSchema>;
 
 export const auditEntrySchema = z.strictObject({

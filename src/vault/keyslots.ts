@@ -2,7 +2,8 @@
  * Key slots, like LUKS: the vault's private key wrapped once per way of unlocking it.
  */
 import {
-  constantTimeEqual, fromBase64, keyFromPassphrase, KDF_RELEASE, randomBytes, slotAad, slotMac, toBase64, unwrapKey, wipe, wrapKey,
+  constantTimeEqual, fromBase64, keyFromPassphrase, KDF_RELEASE, randomBytes, slotAad, slotMac, toBase64, unwrapKey,
+  wipe, wrapKey,
 } from './crypto.js';
 import { VaultError } from './errors.js';
 import { FORMAT_VERSION, jsonOrUndefined, parseVaultFile, SLOT_ID_PATTERN, SLOT_KINDS, SLOT_LABEL_PATTERN, type SlotFile, slotFileSchema } from './format.js';
@@ -116,7 +117,8 @@ function canonicalSlot(slot: SlotFile): string {
         : {};
   return JSON.stringify({
     format: slot.format, version: slot.version, id: slot.id, kind: slot.kind, created: slot.created,
-    ...(slot.label !== undefined ? { label: slot.label } : {}), nonce: slot.nonce, wrapped_key: slot.wrapped_key, ...own,
+    ...(slot.label !== undefined ? { label: slot.label } : {}),
+    nonce: slot.nonce, wrapped_key: slot.wrapped_key, ...own,
   });
 }
 
@@ -149,11 +151,15 @@ export function rewrapSlot(slot: SlotFile, vaultId: Uint8Array, kek: Uint8Array,
 }
 
 /** A recipient slot moved to `secretKey`: a new KEK, as a new age file to the same recipient. */
-export async function rewrapRecipient(slot: SlotFile & { kind: 'recipient' }, vaultId: Uint8Array, secretKey: Uint8Array): Promise<SlotFile> {
+export async function rewrapRecipient(
+  slot: SlotFile & { kind: 'recipient' }, vaultId: Uint8Array, secretKey: Uint8Array,
+): Promise<SlotFile> {
   const kek = randomBytes(32);
   try {
     const ageFile = await encryptToRecipient(kek, slot.recipient.age_recipient);
-    return rewrapSlot({ ...slot, recipient: { ...slot.recipient, age_file: toBase64(ageFile) } }, vaultId, kek, secretKey);
+    return rewrapSlot(
+      { ...slot, recipient: { ...slot.recipient, age_file: toBase64(ageFile) } }, vaultId, kek, secretKey,
+    );
   } finally {
     wipe(kek);
   }

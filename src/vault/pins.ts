@@ -27,7 +27,10 @@ const stateSchema = z.strictObject({
       last_slot: z.optional(z.string().check(z.regex(SLOT_ID_PATTERN))),
       /** Revocations this user saw in an authentic policy (policy.ts revocationKey): never to come back. */
       revoked: z.optional(z.array(z.string())),
-      /** Public keys this vault had before a rekey this user made or followed: a checkout that still has one is older. */
+      /**
+       * Public keys this vault had before a rekey this user made or followed: a checkout that still
+       * has one is older.
+       */
       retired_keys: z.optional(z.array(z.string())),
       /** The new public key of a rekey this user has begun: accepted (and pinned) when the vault has it. */
       pending_key: z.optional(z.string()),
@@ -111,14 +114,16 @@ export function checkPin(vault: PinCheck): void {
     if (pin.retired_keys?.includes(vault.publicKey) === true) {
       throw new VaultError(
         'tampered',
-        `the vault at ${vault.realPath} still has the key pair its rekey retired (fingerprint ${vault.fingerprint}): this ` +
-          'is an older copy (a branch or backup from before someone was removed), and whoever was removed can still open ' +
-          'it; merge or check out the branch with the rekey (docs/team.md)',
+        `the vault at ${vault.realPath} still has the key pair its rekey retired ` +
+          `(fingerprint ${vault.fingerprint}): this is an older copy (a branch or backup from before someone ` +
+          'was removed), and whoever was removed can still open it; merge or check out the branch with the rekey ' +
+          '(docs/team.md)',
       );
     }
     throw new VaultError(
       'tampered',
-      `the public key of the vault at ${vault.realPath} changed since you pinned it: a put now could be read by whoever changed it ` +
+      `the public key of the vault at ${vault.realPath} changed since you pinned it: ` +
+        'a put now could be read by whoever changed it ' +
         `(if a teammate rekeyed it after removing someone, they can tell you its new fingerprint); ${howToRepin}`,
     );
   }
@@ -143,10 +148,14 @@ export function pinVault(vault: PinCheck): void {
       if (!pin.paths.includes(vault.realPath)) pin.paths.push(vault.realPath);
     } else {
       // a re-pin (vault trust): the old key is retired, and the revocations seen still hold
-      const retired = pin === undefined ? [] : [...new Set([...(pin.retired_keys ?? []), pin.public_key])].filter((k) => k !== vault.publicKey);
+      const retired =
+        pin === undefined
+          ? []
+          : [...new Set([...(pin.retired_keys ?? []), pin.public_key])].filter((k) => k !== vault.publicKey);
       state.vaults[vault.vaultId] = {
         public_key: vault.publicKey, paths: [vault.realPath], audit: null, policy_revision: 0,
-        ...(pin?.revoked !== undefined ? { revoked: pin.revoked } : {}), ...(retired.length > 0 ? { retired_keys: retired } : {}),
+        ...(pin?.revoked !== undefined ? { revoked: pin.revoked } : {}),
+        ...(retired.length > 0 ? { retired_keys: retired } : {}),
       };
     }
   });
@@ -211,6 +220,11 @@ export function followRekey(vaultId: string, oldPublicKey: string, publicKey: st
     pin.public_key = publicKey;
     delete pin.pending_key;
   });
+}
+
+/** Whether `publicKey` is the new key of a rekey this user began and has not finished (a journal they may apply). */
+export function isPendingKey(publicKey: string): boolean {
+  return Object.values(readState().vaults).some((pin) => pin.pending_key === publicKey);
 }
 
 /** Before a rekey commits: its new key is this user's to accept, whenever the vault turns out to have it. */

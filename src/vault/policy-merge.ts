@@ -36,8 +36,8 @@ export function parseConflict(text: string): ConflictSides | undefined {
 /**
  * The union of `ours` and `theirs`: every revocation of either; every grant of either (ours first,
  * each once, by its identity) that neither side, nor `alsoRevoked` (what the user saw revoked),
- * revokes; revision max + 1. Grants for the same target from both sides are both kept, in this
- * order: a run uses the first that matches, as for any policy.
+ * revokes; revision max + 1. Of two grants for the same target (secret, program, arguments), the
+ * newer is kept and the older revoked, as `vault allow` made again does.
  */
 export function mergePolicies(ours: Policy, theirs: Policy, alsoRevoked: Set<string> = new Set()): Policy {
   const revoked: Revocation[] = [];
@@ -55,5 +55,21 @@ export function mergePolicies(ours: Policy, theirs: Policy, alsoRevoked: Set<str
     granted.add(key);
     grants.push(g);
   }
-  return { revision: Math.max(ours.revision, theirs.revision) + 1, grants, ...(revoked.length > 0 ? { revoked } : {}) };
+  // two grants for one target (secret, program, arguments) made on two branches: the newer one
+  // stands, as `vault allow` made again replaces the older one; the older is revoked
+  const target = (g: Grant) => JSON.stringify([g.secret, g.sha256, g.args]);
+  const newest = new Map<string, Grant>();
+  for (const g of grants) {
+    const other = newest.get(target(g));
+    if (other === undefined || other.created < g.created) newest.set(target(g), g);
+  }
+  const superseded = grants.filter((g) => newest.get(target(g)) !== g);
+  for (const g of superseded) {
+    const key = revocationKey(grantRevocation(g));
+    if (!seen.has(key)) revoked.push(grantRevocation(g));
+    seen.add(key);
+  }
+  const kept = grants.filter((g) => !superseded.includes(g));
+  const revision = Math.max(ours.revision, theirs.revision) + 1;
+  return { revision, grants: kept, ...(revoked.length > 0 ? { revoked } : {}) };
 }

@@ -10,7 +10,9 @@ import { type Tier, tierAtLeast, TIERS } from '../sandbox/tiers.js';
 import { matches } from '../sandbox/environment.js';
 import type { MaskStyle } from '../sandbox/masking.js';
 import { fromField, intersect, type Network, networkText, within } from '../sandbox/network.js';
-import { FORMAT_VERSION, type Grant, parseVaultFile, type PolicyFile, policyFileSchema, type Revocation } from './format.js';
+import {
+  FORMAT_VERSION, type Grant, parseVaultFile, type PolicyFile, policyFileSchema, type Revocation,
+} from './format.js';
 
 /**
  * Programs that run whatever code or command they are given: interpreters, and launchers whose
@@ -93,7 +95,9 @@ function canonicalPolicy(vaultId: string, policy: Policy): string {
     ...(g.file !== undefined ? { file: g.file.path !== undefined ? { path: g.file.path } : {} } : {}),
     ...(g.mask !== undefined ? { mask: g.mask } : {}),
   }));
-  const revoked = (policy.revoked ?? []).map((r) => ('slot' in r ? { slot: r.slot, removed: r.removed } : { secret: r.secret, sha256: r.sha256, created: r.created }));
+  const revoked = (policy.revoked ?? []).map((r) => (
+    'slot' in r ? { slot: r.slot, removed: r.removed } : { secret: r.secret, sha256: r.sha256, created: r.created }
+  ));
   return JSON.stringify({
     format: 'sealvault-policy', version: FORMAT_VERSION, vault_id: vaultId, revision: policy.revision, grants,
     ...(revoked.length > 0 ? { revoked } : {}),
@@ -123,12 +127,15 @@ export function verifyPolicy(text: Buffer | undefined, file: string, vaultId: st
   if (hasConflictMarkers(text)) {
     throw new VaultError(
       'corrupt',
-      `${file} holds a git merge conflict: two branches changed the policy; run \`vault policy merge\` (it needs an unlock) ` +
-        'to write their union, and `vault git setup` once so that git merges it by itself',
+      `${file} holds a git merge conflict: two branches changed the policy; run \`vault policy merge\` ` +
+        '(it needs an unlock) to write their union, and `vault git setup` once so that git merges it by itself',
     );
   }
   const parsed = parseVaultFile(policyFileSchema, 'sealvault-policy', text, file);
-  const policy: Policy = { revision: parsed.revision, grants: parsed.grants, ...(parsed.revoked !== undefined ? { revoked: parsed.revoked } : {}) };
+  const policy: Policy = {
+    revision: parsed.revision, grants: parsed.grants,
+    ...(parsed.revoked !== undefined ? { revoked: parsed.revoked } : {}),
+  };
   if (!constantTimeEqual(fromBase64(parsed.mac), policyMac(secretKey, canonicalPolicy(vaultId, policy)))) {
     throw new VaultError(
       'tampered',

@@ -66,12 +66,13 @@ export class Staging {
     return new Staging(root, dir, secrets, slots);
   }
 
-  /** Writes `name` in `where` (this staging's dir, secrets or slots), durable before it returns. */
-  put(where: VaultDir, name: string, text: string): void {
-    const opened = where.openFile(name, O_WRONLY | O_CREAT);
+  /** Writes `name` in `where` (the staging's dir, secrets or slots), durable before it returns, with `mode`. */
+  put(where: VaultDir, name: string, text: string, mode = 0o600): void {
+    const opened = where.openFile(name, O_WRONLY | O_CREAT, mode);
     if (opened === undefined || !opened.created) throw new VaultError('internal', `cannot create ${where.at(name)}`);
     try {
       where.adopt(opened.fd);
+      fs.fchmodSync(opened.fd, mode);
       fs.writeFileSync(opened.fd, text);
       fs.fsyncSync(opened.fd);
     } finally {
@@ -81,7 +82,7 @@ export class Staging {
 
   /** The commit: vault.json, policy.json and the manifest written, every directory synced, then the rename. */
   commit(stage: RekeyStage): void {
-    this.put(this.dir, 'vault.json', stage.vaultFile);
+    this.put(this.dir, 'vault.json', stage.vaultFile, 0o644);
     this.put(this.dir, 'policy.json', stage.policyFile);
     this.put(this.dir, MANIFEST, serialize(stage.manifest));
     for (const dir of [this.secrets, this.slots, this.dir]) fs.fsyncSync(dir.fd);
@@ -118,11 +119,22 @@ export function removeTree(root: VaultDir, name: string): void {
   fs.fsyncSync(root.fd);
 }
 
-/** Whether a committed rekey waits to be applied. */
-export function rekeyPending(root: VaultDir): boolean {
+/**
+ * The public key of the committed rekey waiting in `.rekey/` (its staged vault.json, or the one
+ * already moved into place), or undefined when there is none. The journal is applied only by the
+ * user whose rekey it is (their pin's `pending_key`): anyone who can write the vault can make a
+ * `.rekey/`, and applying one of theirs would replace files with theirs.
+ */
+export function pendingRekeyKey(root: VaultDir): string | null | undefined {
   const dir = root.child(REKEY_COMMITTED);
-  dir?.close();
-  return dir !== undefined;
+  if (dir === undefined) return undefined;
+  try {
+    const text = dir.read('vault.json', 'vault') ?? root.read('vault.json', 'vault');
+    const key = (jsonOrUndefined(text ?? '') as { public_key?: unknown } | undefined)?.public_key;
+    return typeof key === 'string' ? key : null;
+  } finally {
+    dir.close();
+  }
 }
 
 /**
@@ -144,7 +156,8 @@ export function applyRekey(
     if (!parsed.success) {
       throw new VaultError(
         'corrupt',
-        `${dir.at(MANIFEST)} is missing or damaged, so the rekey in ${dir.path} cannot be finished; restore the vault from version control or a backup`,
+        `${dir.at(MANIFEST)} is missing or damaged, so the rekey in ${dir.path} cannot be finished; ` +
+          'restore the vault from version control or a backup',
       );
     }
     manifest = parsed.data;
@@ -215,14 +228,18 @@ export interface SlotPlanInput {
 export async function planSlots(input: SlotPlanInput): Promise<SlotPlan> {
   const plan: SlotPlan = { carried: [], reissued: [], removed: [], unreachable: [] };
   const { vaultId, newSecretKey } = input;
-  const cannot = (slot: { id: string; kind: string; label?: string }, why: string) =>
-    plan.unreachable.push({ id: slot.id, kind: slot.kind, ...(slot.label !== undefined ? { label: slot.label } : {}), why });
+  const cannot = (slot: { id: string; kind: string; label?: string }, why: string) => {
+    const label = slot.label !== undefined ? { label: slot.label } : {};
+    plan.unreachable.push({ id: slot.id, kind: slot.kind, ...label, why });
+  };
   for (const slot of input.slots) {
     if (input.remove.has(slot.id) || input.revoked.has(slot.id)) {
       plan.removed.push(slot);
     } else if (slot.id === input.opener.id) {
       if (slot.kind === 'recipient') plan.carried.push(await rewrapRecipient(slot, vaultId, newSecretKey));
-      else if (input.openerKek !== undefined) plan.carried.push(rewrapSlot(slot, vaultId, input.openerKek, newSecretKey));
+      else if (input.openerKek !== undefined) {
+        plan.carried.push(rewrapSlot(slot, vaultId, input.openerKek, newSecretKey));
+      }
       else throw new VaultError('internal', `the key of slot ${slot.id}, which unlocked, was not kept for the rekey`);
     } else if (slot.kind === 'keychain') {
       const kek = await keychainKek(slot, vaultId, input.oldSecretKey);
@@ -257,7 +274,9 @@ export async function planSlots(input: SlotPlanInput): Promise<SlotPlan> {
 }
 
 /** The KEK of keychain slot `slot` when the item here opens it to `secretKey`, else undefined. */
-async function keychainKek(slot: SlotFile & { kind: 'keychain' }, vaultId: Uint8Array, secretKey: Uint8Array): Promise<Uint8Array | undefined> {
+async function keychainKek(
+  slot: SlotFile & { kind: 'keychain' }, vaultId: Uint8Array, secretKey: Uint8Array,
+): Promise<Uint8Array | undefined> {
   const read = await keychainRead(slot.keychain.account);
   if (!read.found) return undefined;
   const kek = fromBase64(read.value);

@@ -4,7 +4,9 @@
  * chained format of audit.log, kept in the user's state directory, outside the vault. Running a
  * program thus never changes the vault directory, or the repository it is committed to.
  */
-import { type AuditEvent, type AuditHead, type AuditReading, appendAudit, AUDIT_FILE, prepareAppend, readAudit } from './audit.js';
+import {
+  type AuditEvent, type AuditHead, type AuditReading, appendAudit, AUDIT_FILE, prepareAppend, readAudit,
+} from './audit.js';
 import type { AuditEntry } from './format.js';
 import { stateDirectory } from './paths.js';
 import { VaultDir } from './vault-dir.js';

@@ -119,7 +119,9 @@ async function findOpeningSlot(vaultId: Uint8Array, publicKey: Uint8Array, slots
       'wrongKey',
       count === 0
         ? `${identity.source} is given but this vault has no recipient slot; add yours with \`vault recipient add LABEL age1…\``
-        : `${identity.source} opens none of this vault's ${count} recipient slot(s): add its recipient with \`vault recipient add\`, or give the right identity`,
+        : `${identity.source} opens none of this vault's ${count} recipient slot(s): give the right identity, ` +
+          'or ask someone who can unlock to add its recipient (`vault recipient add`); if your slot was removed, ' +
+          '`vault key list` no longer shows it',
     );
   }
   if (ofKind('recipient').length > 0) tried.push('no age identity given (--identity FILE or VAULT_IDENTITY_FILE)');

@@ -64,8 +64,9 @@ const KIND_NAMES: Record<FileKind, string> = {
 function oversized(file: string, size: string, cap: number, kind: FileKind): VaultError {
   return new VaultError(
     'unsafeFile',
-    `${file} is ${size}, over the limit of ${cap} bytes for ${KIND_NAMES[kind]} (docs/FORMAT.md, "Sizes"): no sealvault writes one ` +
-      'that large; remove it (or restore it from version control) and try again; nothing was changed',
+    `${file} is ${size}, over the limit of ${cap} bytes for ${KIND_NAMES[kind]} (docs/FORMAT.md, "Sizes"): ` +
+      'no sealvault writes one that large; remove it (or restore it from version control) and try again; ' +
+      'nothing was changed',
   );
 }
 

@@ -9,7 +9,9 @@ import type { Tier } from '../sandbox/tiers.js';
 import {
   AUDIT_FILE, type AuditEvent, type AuditHead, type AuditReading, fitsAuditLine, readAudit, setLogAside,
 } from './audit.js';
-import { AUDIT_DIR, appendEntry, dagHeads, type DagReading, problemMessage, readDag, setBrokenAside } from './audit-dag.js';
+import {
+  AUDIT_DIR, appendEntry, dagHeads, type DagReading, dirStamp, problemMessage, readDag, setBrokenAside,
+} from './audit-dag.js';
 import { recordRun } from './run-log.js';
 import { auditIndex } from './audit-index.js';
 import { mergePolicies, parseConflict } from './policy-merge.js';
@@ -18,11 +20,11 @@ import { resolveCommand } from './command-path.js';
 import {
   fingerprint, fromBase64, generateKeyPair, type KeyPair, openSecret, randomBytes, SEAL_OVERHEAD, sealSecret, sha256OfFd, toBase64, wipe,
 } from './crypto.js';
-import { expectRekey, followRekey } from './pins.js';
+import { expectRekey, followRekey, isPendingKey } from './pins.js';
 import { VaultError } from './errors.js';
 import {
-  type AuditEntry, FORMAT_VERSION, type Grant, jsonOrUndefined, parseVaultFile, policyFileSchema, type Revocation, secretFileSchema, serialize, type SlotFile,
-  type VaultFile, vaultFileSchema,
+  type AuditEntry, FORMAT_VERSION, type Grant, jsonOrUndefined, parseVaultFile, policyFileSchema, type Revocation,
+  secretFileSchema, serialize, type SlotFile, type VaultFile, vaultFileSchema,
 } from './format.js';
 import { printable } from './printable.js';
 import { native } from './native.js';
@@ -32,7 +34,8 @@ import { SIZE_CAPS, VaultDir } from './vault-dir.js';
 const AT_REMOVEDIR = 0x200;
 import { keychainDelete } from './keychain.js';
 import {
-  checkSlotId, createSlot, type NewSlot, orderSlots, overKdfCap, readSlots, type SlotReading, type SlotRequest, slotVouched, withinUnlockBudget,
+  checkSlotId, createSlot, type NewSlot, orderSlots, overKdfCap, readSlots, type SlotReading, type SlotRequest,
+  slotVouched, withinUnlockBudget,
 } from './keyslots.js';
 import { checkSecretName } from './names.js';
 import {
@@ -40,21 +43,22 @@ import {
   recordRevocations, replaceAuditWitness, revocationsSeen,
 } from './pins.js';
 import {
-  checkFileDeliveries, grantRevocation, isInterpreter, type Policy, readsOptionsAfterScript, revocationKey, sameGrantTarget, sealPolicy,
-  verifyPolicy,
+  checkFileDeliveries, grantRevocation, isInterpreter, type Policy, readsOptionsAfterScript, revocationKey,
+  sameGrantTarget, sealPolicy, verifyPolicy,
 } from './policy.js';
 import { type Network, networkText, toField } from '../sandbox/network.js';
 import { isWithin } from '../sandbox/lockdown-root.js';
 import { LOCKDOWN_SYSTEM_PATHS } from '../sandbox/tiers.js';
 import { type UnlockOptions, unlockPrivateKey } from './unlock.js';
 import {
-  applyRekey, planSlots, REKEY_STAGING, rekeyPending, type RekeyStep, removeTree, type SlotPlan, Staging,
+  applyRekey, pendingRekeyKey, planSlots, REKEY_STAGING, type RekeyStep, removeTree, type SlotPlan, Staging,
 } from './rekey.js';
 
 export const MAX_VALUE_BYTES = 1024 * 1024;
 const SECRET_FILE = /^([A-Z_][A-Z0-9_]{0,127})\.json$/;
 // .tmp without a slash: a .tmp that is a symlink (not a directory) must not be committed either
-const GITIGNORE = '# local to this machine, never committed (docs/FORMAT.md)\n.lock\n.tmp\n.rekey.new\naudit.log.torn-*\n';
+const GITIGNORE =
+  '# local to this machine, never committed (docs/FORMAT.md)\n.lock\n.tmp\n.rekey.new\naudit.log.torn-*\n';
 
 type AuditRecord = [AuditEvent, Record<string, unknown>];
 
@@ -181,7 +185,19 @@ export class Vault {
   static open(dir: string, options: OpenOptions = {}): Vault {
     const root = VaultDir.open(dir);
     if (root === undefined) throw new VaultError('notFound', `no vault at ${dir}; create one with \`vault init\` or point --vault (or VAULT_DIR) at an existing one`);
-    if (rekeyPending(root)) finishRekey(root);
+    const pending = pendingRekeyKey(root);
+    if (pending !== undefined) {
+      if (pending === null || !isPendingKey(pending)) {
+        root.close();
+        throw new VaultError(
+          'tampered',
+          `${path.join(dir, '.rekey')} holds a rekey this user did not begin, so it is not applied ` +
+            '(anyone who can write the vault can make one); if a teammate\'s rekey was cut short, they finish it ' +
+            'by running any vault command; else remove .rekey/ and restore the vault from version control',
+        );
+      }
+      finishRekey(root);
+    }
     const text = root.read('vault.json', 'vault');
     if (text === undefined) {
       root.close();
@@ -218,10 +234,14 @@ export class Vault {
    */
   change<T>(work: (tmp: VaultDir) => T, describe: (result: T) => AuditRecord): T {
     return this.write((tmp) => {
-      const heads = dagHeads(this.root, auditIndex(this.file.vault_id));
+      const index = auditIndex(this.file.vault_id);
+      const heads = dagHeads(this.root, index);
       const value = work(tmp);
       const [event, details] = describe(value);
-      appendEntry(this.root, tmp, event, details, heads);
+      const written = appendEntry(this.root, tmp, event, details, heads);
+      const stamp = dirStamp(this.root);
+      if (stamp !== undefined) index.remember(stamp, written.heads);
+      index.save();
       return value;
     });
   }
@@ -232,7 +252,7 @@ export class Vault {
    */
   rekeyLocked(stage: (tmp: VaultDir, root: VaultDir) => void, onStep?: (step: RekeyStep) => void): void {
     this.write((tmp) => {
-      dagHeads(this.root, auditIndex(this.file.vault_id)); // a broken log refuses before anything
+      dagHeads(this.root); // a broken log refuses before anything
       stage(tmp, this.root);
       applyRekey(this.root, (details) => recordRekey(this.root, tmp, details), onStep);
     });
@@ -371,7 +391,9 @@ export class Vault {
     const problems: VaultError[] = [];
     const legacy = this.readLegacyAudit(onLegacyEntry);
     if (legacy.broken !== undefined) {
-      problems.push(new VaultError('tampered', `${this.auditFile} line ${legacy.broken.line}: ${legacy.broken.reason}`));
+      problems.push(
+        new VaultError('tampered', `${this.auditFile} line ${legacy.broken.line}: ${legacy.broken.reason}`),
+      );
     } else if (legacy.head !== undefined) {
       this.acceptAuditHead(legacy.head);
     }
@@ -382,7 +404,8 @@ export class Vault {
     if (dag.entries.size + dag.problems.length === 0 && legacy.count === 0) {
       problems.push(new VaultError(
         'tampered',
-        `${this.at(AUDIT_DIR)} holds no entry, and every vault has at least its init entry: the log was removed; restore it from version control`,
+        `${this.at(AUDIT_DIR)} holds no entry, and every vault has at least its init entry: ` +
+          'the log was removed; restore it from version control',
       ));
     }
     return { problems, count: legacy.count + dag.entries.size, dag };
@@ -407,7 +430,7 @@ export class Vault {
         set_aside: log?.set_aside ?? null, ...(log !== undefined ? { bytes: log.bytes, sha256: log.sha256 } : {}),
         entries: entries?.entries ?? [], witness_was: witness ?? null,
       };
-      appendEntry(this.root, tmp, 'accept', details, dagHeads(this.root, auditIndex(this.file.vault_id)));
+      appendEntry(this.root, tmp, 'accept', details, dagHeads(this.root));
     });
     if (legacy.broken !== undefined) replaceAuditWitness(this.file.vault_id, null);
     return { set_aside: names };
@@ -437,7 +460,9 @@ export class Vault {
     // remembered only when another was tried first: a routine unlock changes no file
     if (slot.id !== slots[0]?.id) recordOpenedSlot(this.file.vault_id, slot.id);
     if (options.keepKek !== true) wipe(kek);
-    return new UnlockedVault(this, { publicKey: this.publicKey(), secretKey }, slot, options.keepKek === true ? kek : undefined);
+    return new UnlockedVault(
+      this, { publicKey: this.publicKey(), secretKey }, slot, options.keepKek === true ? kek : undefined,
+    );
   }
 
   /** Atomic write of a file of the layout ('policy.json' or 'slots/ID.json'); callers are inside change(). */
@@ -450,7 +475,12 @@ export class Vault {
   async forgetKeychainItemOf(removed: SlotFile): Promise<void> {
     if (removed.kind !== 'keychain') return;
     const failed = await keychainDelete(removed.keychain.account);
-    if (failed !== undefined) process.emitWarning(`the keychain item of slot ${removed.id} could not be deleted (${failed}); remove it with your keychain manager (service "sealvault", account ${removed.keychain.account})`);
+    if (failed !== undefined) {
+      process.emitWarning(
+        `the keychain item of slot ${removed.id} could not be deleted (${failed}); ` +
+          `remove it with your keychain manager (service "sealvault", account ${removed.keychain.account})`,
+      );
+    }
   }
 
   /** Durable removal of a slot file; callers are inside change(). */
@@ -496,10 +526,15 @@ function finishRekey(root: VaultDir): void {
 
 /** The `rekey` entry of a rekey's manifest, unless an apply before this one (killed after it) wrote it. */
 function recordRekey(root: VaultDir, tmp: VaultDir, details: Record<string, unknown>): void {
-  const { entries, heads, problems } = readDag(root);
-  if ([...entries.values()].some((e) => e.event === 'rekey' && e.details.run === details.run)) return;
-  if (problems.length > 0) heads.splice(0); // a damaged log does not stop a committed rekey; its entry starts a new root
-  appendEntry(root, tmp, 'rekey', details, heads);
+  try {
+    const { entries, heads, problems } = readDag(root);
+    if ([...entries.values()].some((e) => e.event === 'rekey' && e.details.run === details.run)) return;
+    // a damaged log does not stop a committed rekey: its entry starts a new root
+    appendEntry(root, tmp, 'rekey', details, problems.length > 0 ? [] : heads);
+  } catch (error) {
+    // the files are the new vault's already: a log that cannot take the entry must not leave the journal
+    process.emitWarning(`the rekey is done, but its audit entry could not be written (${(error as Error).message})`);
+  }
 }
 
 /** The entries of the layout that `vault init` makes, files of the root and its directories. */
@@ -719,7 +754,9 @@ export class UnlockedVault {
       const slot = slots.find((s) => s.id === id);
       if (slot === undefined) throw new VaultError('notFound', `no key slot ${id}; \`vault key list\` shows the slots`);
       if (slots.length === 1) throw new VaultError('refused', `slot ${id} is the vault's last key slot; removing it would lock the vault for good. Add another slot first`);
-      this.writeNextPolicy(tmp, (current) => ({ grants: current.grants, revoked: [{ slot: id, removed: new Date().toISOString() }] }));
+      this.writeNextPolicy(tmp, (current) => ({
+        grants: current.grants, revoked: [{ slot: id, removed: new Date().toISOString() }],
+      }));
       this.vault.removeSlotFile(id);
       return slot;
     }, () => ['key-rm', { slot: id }]);
@@ -738,12 +775,14 @@ export class UnlockedVault {
     const seen = revocationsSeen(this.vault.file.vault_id);
     const back = policy.grants.filter((g) => seen.has(revocationKey(grantRevocation(g))));
     if (back.length > 0) {
-      const named = back.slice(0, 3).map((g) => `${g.secret} to ${g.path} (granted ${g.created})`).join(', ') + (back.length > 3 ? ` and ${back.length - 3} more` : '');
+      const named = back.slice(0, 3).map((g) => `${g.secret} to ${g.path} (granted ${g.created})`).join(', ') +
+        (back.length > 3 ? ` and ${back.length - 3} more` : '');
       const first = back[0]!;
       throw new VaultError(
         'tampered',
-        `${this.vault.policyFile} holds ${back.length} grant(s) you saw revoked: ${named}. An older policy was put back (a branch ` +
-          `from before the revoke, or a writer of the vault); revoke again here with \`vault revoke ${first.secret} --from ${first.path}\`, ` +
+        `${this.vault.policyFile} holds ${back.length} grant(s) you saw revoked: ${named}. ` +
+          'An older policy was put back (a branch from before the revoke, or a writer of the vault); ' +
+          `revoke again here with \`vault revoke ${first.secret} --from ${first.path}\`, ` +
           'or merge the branch that revoked it',
       );
     }
@@ -766,22 +805,30 @@ export class UnlockedVault {
    * revokes, added to the revocations kept; they are remembered at once, as this user saw them.
    * A revoke may start from a policy with revoked grants put back (it is how they go again).
    */
-  private writeNextPolicy(tmp: VaultDir, change: (current: Policy) => { grants: Grant[]; revoked?: Revocation[] }, revoking = false): Policy {
+  private writeNextPolicy(
+    tmp: VaultDir, change: (current: Policy) => { grants: Grant[]; revoked?: Revocation[] }, revoking = false,
+  ): Policy {
     const current = revoking ? this.policyAsItIs() : this.policy();
     const { grants, revoked = [] } = change(current);
     const kept = new Set((current.revoked ?? []).map(revocationKey));
     const all = [...(current.revoked ?? []), ...revoked.filter((r) => !kept.has(revocationKey(r)))];
     const next: Policy = { revision: current.revision + 1, grants, ...(all.length > 0 ? { revoked: all } : {}) };
-    this.vault.writeVaultFile(tmp, 'policy.json', serialize(sealPolicy(this.vault.file.vault_id, this.keys.secretKey, next)));
+    this.vault.writeVaultFile(
+      tmp, 'policy.json', serialize(sealPolicy(this.vault.file.vault_id, this.keys.secretKey, next)),
+    );
     recordPolicyRevision(this.vault.file.vault_id, next.revision);
     if (revoked.length > 0) recordRevocations(this.vault.file.vault_id, revoked.map(revocationKey));
     return next;
   }
 
   private writePolicy(
-    event: 'allow' | 'revoke', details: Record<string, unknown>, change: (grants: Grant[]) => { grants: Grant[]; revoked?: Revocation[] },
+    event: 'allow' | 'revoke', details: Record<string, unknown>,
+    change: (grants: Grant[]) => { grants: Grant[]; revoked?: Revocation[] },
   ): Policy {
-    return this.vault.change((tmp) => this.writeNextPolicy(tmp, (current) => change(current.grants), event === 'revoke'), () => [event, details]);
+    return this.vault.change(
+      (tmp) => this.writeNextPolicy(tmp, (current) => change(current.grants), event === 'revoke'),
+      () => [event, details],
+    );
   }
 
   allow(request: GrantRequest): Policy {
@@ -810,8 +857,20 @@ export class UnlockedVault {
       throw new VaultError('usage', `this grant's arguments, environment and paths are over ${SIZE_CAPS.auditLine} bytes, more than its audit entry may hold; pin less, or pin a file that holds it`);
     }
     return this.writePolicy('allow', details, (grants) => {
-      const kept = grants.filter((g) => !names.some((secret) => sameGrantTarget(g, { secret, sha256: binary.sha256, args })));
-      return { grants: [...kept, ...names.map((secret) => ({ secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created, ...fields, ...fileField(request, secret) }))] };
+      const replaced = (g: Grant) =>
+        names.some((secret) => sameGrantTarget(g, { secret, sha256: binary.sha256, args }));
+      const kept = grants.filter((g) => !replaced(g));
+      // a replaced grant is revoked: an older policy must not bring back its weaker settings (a lower tier, no mask)
+      return {
+        revoked: grants.filter(replaced).map(grantRevocation),
+        grants: [
+          ...kept,
+          ...names.map((secret) => ({
+            secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created, ...fields,
+            ...fileField(request, secret),
+          })),
+        ],
+      };
     });
   }
 
@@ -845,7 +904,8 @@ export class UnlockedVault {
       renewed.set(JSON.stringify([g.secret, g.args]), again);
     }
     // the earlier versions' grants are revoked: their bytes must not get the secrets back
-    this.writePolicy('allow', { renewed: renewal.secrets, path: real, from: renewal.from, sha256: now.sha256 }, (grants) => ({
+    const details = { renewed: renewal.secrets, path: real, from: renewal.from, sha256: now.sha256 };
+    this.writePolicy('allow', details, (grants) => ({
       grants: [...grants.filter((g) => g.path !== real), ...renewed.values()],
       revoked: grants.filter((g) => g.path === real && g.sha256 !== now.sha256).map(grantRevocation),
     }));
@@ -928,7 +988,8 @@ export class UnlockedVault {
     const summary =
       `${names.length} secret(s) open under their own names, ` +
       `policy revision ${policy?.revision ?? '?'} with ${policy?.grants.length ?? '?'} grant(s) verified, ` +
-      `audit log of ${audit?.count ?? '?'} entries ${audit?.problems.length === 0 ? 'intact' : 'broken'}, ${slots === undefined ? '?' : slots.slots.length + slots.unknown.length} key slot(s)` +
+      `audit log of ${audit?.count ?? '?'} entries ${audit?.problems.length === 0 ? 'intact' : 'broken'}, ` +
+      `${slots === undefined ? '?' : slots.slots.length + slots.unknown.length} key slot(s)` +
       (skipped.length > 0 ? `, of which unlock skips ${skipped.join(', ')}` : '') +
       // what a newcomer compares with the owner's (vault init printed it): a first use pins whatever it finds
       `; fingerprint ${this.vault.fingerprint}`;
@@ -939,11 +1000,21 @@ export class UnlockedVault {
    * The union of two authentic sides of the policy (policy-merge.ts), each checked against this
    * vault's key: a side that is not authentic refuses the merge (9), naming it.
    */
-  private mergeSides(ours: Buffer | string, theirs: Buffer | string, names: [string, string]): { merged: Policy; from: [number, number] } {
+  private mergeSides(
+    ours: Buffer | string, theirs: Buffer | string, names: [string, string],
+  ): { merged: Policy; from: [number, number] } {
     const { file } = this.vault;
     const [a, b] = ([ours, theirs] as const).map((text, i) =>
       verifyPolicy(Buffer.from(text), names[i]!, file.vault_id, this.keys.secretKey));
-    const merged = mergePolicies(a!, b!, revocationsSeen(file.vault_id));
+    const seen = revocationsSeen(file.vault_id);
+    const merged = mergePolicies(a!, b!, seen);
+    // slots this user saw removed stay removed, whatever the two sides say (a rekey must never carry them)
+    const listed = new Set((merged.revoked ?? []).map(revocationKey));
+    const now = new Date().toISOString();
+    const slots = [...seen]
+      .filter((key) => key.startsWith('slot ') && !listed.has(key))
+      .map((key) => ({ slot: key.slice(5), removed: now }));
+    if (slots.length > 0) merged.revoked = [...(merged.revoked ?? []), ...slots];
     recordRevocations(file.vault_id, (merged.revoked ?? []).map(revocationKey));
     return { merged, from: [a!.revision, b!.revision] };
   }
@@ -957,8 +1028,12 @@ export class UnlockedVault {
     const { policyFile } = this.vault;
     return this.vault.change((tmp) => {
       const sides = parseConflict(this.vault.readPolicyFile()?.toString('utf8') ?? '');
-      if (sides === undefined) throw new VaultError('notFound', `${policyFile} holds no git merge conflict: there is nothing to merge`);
-      const { merged, from } = this.mergeSides(sides.ours, sides.theirs, [`${policyFile} (ours)`, `${policyFile} (theirs)`]);
+      if (sides === undefined) {
+        throw new VaultError('notFound', `${policyFile} holds no git merge conflict: there is nothing to merge`);
+      }
+      const { merged, from } = this.mergeSides(
+        sides.ours, sides.theirs, [`${policyFile} (ours)`, `${policyFile} (theirs)`],
+      );
       const sealed = serialize(sealPolicy(this.vault.file.vault_id, this.keys.secretKey, merged));
       this.vault.writeVaultFile(tmp, 'policy.json', sealed);
       recordPolicyRevision(this.vault.file.vault_id, merged.revision);
@@ -971,7 +1046,9 @@ export class UnlockedVault {
    * merges the files `ours` (git's %A) and `theirs` (%B). Writes nothing itself.
    */
   mergedPolicyText(ours: Buffer, theirs: Buffer): string {
-    const { merged } = this.mergeSides(ours, theirs, ['the policy of this branch', 'the policy of the branch merged in']);
+    const { merged } = this.mergeSides(
+      ours, theirs, ['the policy of this branch', 'the policy of the branch merged in'],
+    );
     return serialize(sealPolicy(this.vault.file.vault_id, this.keys.secretKey, merged));
   }
 
@@ -985,32 +1062,46 @@ export class UnlockedVault {
    * The vault object is stale afterwards: open it again to use the new key.
    */
   async rekey(options: {
-    remove?: string[]; dropUnreachable?: boolean; onProgress?: (done: number, total: number) => void; onStep?: (step: RekeyStep) => void;
+    remove?: string[]; dropUnreachable?: boolean;
+    onProgress?: (done: number, total: number) => void; onStep?: (step: RekeyStep) => void;
   }): Promise<RekeyResult> {
     const vault = this.vault;
     const vaultId = vault.vaultId();
     const before = vault.slots();
     const policy = this.policy();
-    const revoked = new Set((policy.revoked ?? []).flatMap((r) => ('slot' in r ? [r.slot] : [])));
+    // the policy's, and those this user saw (a policy from before a removal may have been put back)
+    const remembered = [...revocationsSeen(vault.file.vault_id)]
+      .flatMap((key) => (key.startsWith('slot ') ? [key.slice(5)] : []));
+    const revoked = new Set([...(policy.revoked ?? []).flatMap((r) => ('slot' in r ? [r.slot] : [])), ...remembered]);
     const remove = new Set(options.remove ?? []);
     if (before.slots.length + before.unknown.length - remove.size < 1) {
-      throw new VaultError('refused', `slot ${[...remove].join(', ')} is the vault's last key slot; removing it would lock the vault for good. Add another slot first`);
+      throw new VaultError(
+        'refused',
+        `slot ${[...remove].join(', ')} is the vault's last key slot; removing it would lock the vault for good. ` +
+          'Add another slot first',
+      );
     }
     if (remove.has(this.openedWith.id)) {
-      throw new VaultError('refused', `slot ${this.openedWith.id} is the one that unlocked the vault; unlock with another slot to remove it`);
+      throw new VaultError(
+        'refused',
+        `slot ${this.openedWith.id} is the one that unlocked the vault; unlock with another slot to remove it`,
+      );
     }
     const keys = generateKeyPair();
     try {
       const plan = await planSlots({
-        slots: before.slots, unknown: before.unknown, vaultId, oldSecretKey: this.keys.secretKey, newSecretKey: keys.secretKey,
+        slots: before.slots, unknown: before.unknown, vaultId,
+        oldSecretKey: this.keys.secretKey, newSecretKey: keys.secretKey,
         opener: this.openedWith, openerKek: this.openedKek, remove, revoked,
       });
       if (plan.unreachable.length > 0 && options.dropUnreachable !== true) {
-        const listed = plan.unreachable.map((s) => `${s.id} (${s.kind}${s.label !== undefined ? ` "${s.label}"` : ''}: ${s.why})`).join('; ');
+        const listed = plan.unreachable
+          .map((s) => `${s.id} (${s.kind}${s.label !== undefined ? ` "${s.label}"` : ''}: ${s.why})`)
+          .join('; ');
         throw new VaultError(
           'refused',
-          `the new key cannot be wrapped for ${plan.unreachable.length} slot(s): ${listed}. Nothing was changed; pass --drop-unreachable ` +
-            'to remove them with the rekey (and add them again after), or remove them first',
+          `the new key cannot be wrapped for ${plan.unreachable.length} slot(s): ${listed}. Nothing was changed; ` +
+            'pass --drop-unreachable to remove them with the rekey (and add them again after), or remove them first',
         );
       }
       const now = new Date().toISOString();
@@ -1020,19 +1111,26 @@ export class UnlockedVault {
         grants: policy.grants,
         revoked: [
           ...(policy.revoked ?? []),
-          ...[...removedNow, ...plan.unreachable].filter((s) => !revoked.has(s.id)).map((s) => ({ slot: s.id, removed: now })),
+          ...[...removedNow, ...plan.unreachable]
+            .filter((s) => !revoked.has(s.id))
+            .map((s) => ({ slot: s.id, removed: now })),
         ],
       };
       const file: VaultFile = { ...vault.file, public_key: toBase64(keys.publicKey) };
       const details = {
-        run: Buffer.from(randomBytes(8)).toString('hex'), fingerprint: fingerprint(keys.publicKey), from: vault.fingerprint,
-        slots: plan.carried.map((s) => s.id), removed: plan.removed.map((s) => s.id), dropped: plan.unreachable.map((s) => s.id),
+        run: Buffer.from(randomBytes(8)).toString('hex'), fingerprint: fingerprint(keys.publicKey),
+        from: vault.fingerprint,
+        slots: plan.carried.map((s) => s.id), removed: plan.removed.map((s) => s.id),
+        dropped: plan.unreachable.map((s) => s.id),
         reissued: plan.reissued.map((r) => r.slot.id), secrets: 0,
       };
       let names: string[] = [];
       vault.rekeyLocked(() => {
         if (JSON.stringify(vault.slots()) !== JSON.stringify(before)) {
-          throw new VaultError('busy', 'the key slots changed while the rekey was being prepared; nothing was changed, run it again');
+          throw new VaultError(
+            'busy',
+            'the key slots changed while the rekey was being prepared; nothing was changed, run it again',
+          );
         }
         names = vault.names();
         details.secrets = names.length;
@@ -1040,13 +1138,19 @@ export class UnlockedVault {
         try {
           names.forEach((name, index) => {
             const text = vault.readSecretFile(name);
-            if (text === undefined) throw new VaultError('notFound', `${vault.secretFile(name)} vanished during the rekey; nothing was changed`);
+            if (text === undefined) {
+              throw new VaultError(
+                'notFound',
+                `${vault.secretFile(name)} vanished during the rekey; nothing was changed`,
+              );
+            }
             const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', text, vault.secretFile(name));
             const value = openSecret(this.keys, name, fromBase64(secret.sealed), vault.secretFile(name));
             try {
               const sealed = toBase64(sealSecret(keys.publicKey, name, value));
               staging.put(staging.secrets, `${name}.json`, serialize({
-                format: secret.format, version: secret.version, created: secret.created, updated: secret.updated, sealed,
+                format: secret.format, version: secret.version, created: secret.created,
+                updated: secret.updated, sealed,
               }));
             } finally {
               wipe(value);
@@ -1062,7 +1166,10 @@ export class UnlockedVault {
         expectRekey(vault.file.vault_id, file.public_key);
         options.onStep?.('staged');
         staging.commit({
-          manifest: { format: 'sealvault-rekey', version: 1, run: details.run, slots: plan.carried.map((s) => s.id), details },
+          manifest: {
+            format: 'sealvault-rekey', version: 1, run: details.run,
+            slots: plan.carried.map((s) => s.id), details,
+          },
           vaultFile: serialize(file),
           policyFile: serialize(sealPolicy(file.vault_id, keys.secretKey, next)),
         });
