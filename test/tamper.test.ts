@@ -319,9 +319,11 @@ describe('tampering with the vault files', () => {
 
     // The writer that meets a broken log must refuse before it writes anything, not after: the
     // change must not land on disk without its audit entry while the command reports a failure.
+    // (an entry edited in place after this user's own write is the verifier's to find: the test after these)
+    const planted = '{"not":"an audit entry"}\n';
     const damages: [string, () => void, RegExp][] = [
-      ['the newest entry cut short', () => fs.writeFileSync(chain[4]!.file, chain[4]!.text.slice(0, 25)),
-        /it was edited/],
+      ['an entry planted that is not one',
+        () => fs.writeFileSync(path.join(auditDir(), `${sha256(planted)}.json`), planted), /not a valid audit entry/],
       ['a middle entry deleted', () => fs.rmSync(chain[2]!.file), /an entry was removed/],
     ];
     for (const [damage, make, reason] of damages) {

@@ -180,10 +180,15 @@ export function dagHeads(root: VaultDir, index?: DagIndex): string[] {
   if (dir === undefined) return [];
   const snapshot = index?.snapshot();
   if (snapshot !== undefined && snapshot.stamp === dirStamp(root)) {
+    let there = false;
     try {
-      if (snapshot.heads.every((hash) => dir.has(`${hash}.json`))) return snapshot.heads;
+      there = snapshot.heads.every((hash) => dir.has(`${hash}.json`));
     } catch {
       // a head that is no longer a regular file: the full reading below says what is wrong
+    }
+    if (there) {
+      dir.close();
+      return snapshot.heads;
     }
   }
   const known = new Map<string, string[]>();
