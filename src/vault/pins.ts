@@ -181,15 +181,17 @@ export function replaceAuditWitness(vaultId: string, head: AuditHead | null): vo
   });
 }
 
-export function policyRevisionSeen(vaultId: string): number {
-  return readState().vaults[vaultId]?.policy_revision ?? 0;
-}
-
 export function recordPolicyRevision(vaultId: string, revision: number): void {
   updateState((state) => {
     const pin = state.vaults[vaultId];
     if (pin !== undefined && revision > pin.policy_revision) pin.policy_revision = revision;
   });
+}
+
+/** What this user remembers of the policies of `vaultId`, from one read of the state: revocations and highest revision. */
+export function policySeen(vaultId: string): { revoked: Set<string>; revision: number } {
+  const pin = readState().vaults[vaultId];
+  return { revoked: new Set(pin?.revoked ?? []), revision: pin?.policy_revision ?? 0 };
 }
 
 /** Revocations (policy.ts revocationKey) this user has seen in an authentic policy of `vaultId`. */

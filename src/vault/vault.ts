@@ -39,7 +39,7 @@ import {
 } from './keyslots.js';
 import { checkSecretName } from './names.js';
 import {
-  auditWitness, checkPin, lastOpenedSlot, pinVault, policyRevisionSeen, recordAuditWitness, recordOpenedSlot, recordPolicyRevision,
+  auditWitness, checkPin, lastOpenedSlot, pinVault, policySeen, recordAuditWitness, recordOpenedSlot, recordPolicyRevision,
   recordRevocations, replaceAuditWitness, revocationsSeen,
 } from './pins.js';
 import {
@@ -771,8 +771,7 @@ export class UnlockedVault {
    * revocations it records are remembered (docs/FORMAT.md, "Revocations").
    */
   policy(): Policy {
-    const policy = this.policyAsItIs();
-    const seen = revocationsSeen(this.vault.file.vault_id);
+    const { policy, seen } = this.policyAsItIs();
     const back = policy.grants.filter((g) => seen.has(revocationKey(grantRevocation(g))));
     if (back.length > 0) {
       const named = back.slice(0, 3).map((g) => `${g.secret} to ${g.path} (granted ${g.created})`).join(', ') +
@@ -789,15 +788,19 @@ export class UnlockedVault {
     return policy;
   }
 
-  /** The policy as authentic, without the check for revoked grants put back; records what it revokes. */
-  private policyAsItIs(): Policy {
+  /**
+   * The policy as authentic, without the check for revoked grants put back; records what it revokes.
+   * `seen`: the revocations this user remembers, these included.
+   */
+  private policyAsItIs(): { policy: Policy; seen: Set<string> } {
     const { policyFile, file } = this.vault;
     const policy = verifyPolicy(this.vault.readPolicyFile(), policyFile, file.vault_id, this.keys.secretKey);
-    const seen = revocationsSeen(file.vault_id);
+    const { revoked: seen, revision } = policySeen(file.vault_id);
     const learned = (policy.revoked ?? []).map(revocationKey).filter((key) => !seen.has(key));
     if (learned.length > 0) recordRevocations(file.vault_id, learned);
-    if (policy.revision > policyRevisionSeen(file.vault_id)) recordPolicyRevision(file.vault_id, policy.revision);
-    return policy;
+    for (const key of learned) seen.add(key);
+    if (policy.revision > revision) recordPolicyRevision(file.vault_id, policy.revision);
+    return { policy, seen };
   }
 
   /**
@@ -808,7 +811,7 @@ export class UnlockedVault {
   private writeNextPolicy(
     tmp: VaultDir, change: (current: Policy) => { grants: Grant[]; revoked?: Revocation[] }, revoking = false,
   ): Policy {
-    const current = revoking ? this.policyAsItIs() : this.policy();
+    const current = revoking ? this.policyAsItIs().policy : this.policy();
     const { grants, revoked = [] } = change(current);
     const kept = new Set((current.revoked ?? []).map(revocationKey));
     const all = [...(current.revoked ?? []), ...revoked.filter((r) => !kept.has(revocationKey(r)))];
@@ -923,7 +926,7 @@ export class UnlockedVault {
     }
     const targetPath = current?.path ?? path.resolve(target);
     const matches = (g: Grant) => names.includes(g.secret) && (g.path === targetPath || g.sha256 === current?.sha256);
-    const before = this.policyAsItIs().grants.filter(matches).length;
+    const before = this.policyAsItIs().policy.grants.filter(matches).length;
     if (before === 0) throw new VaultError('notFound', `no grant of ${names.join(', ')} to ${targetPath}; \`vault policy\` lists the grants`);
     const policy = this.writePolicy('revoke', { secrets: names, path: targetPath }, (grants) => ({
       grants: grants.filter((g) => !matches(g)),
