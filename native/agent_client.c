@@ -3,7 +3,8 @@
 // the run back to node (returns AGENT_NOT_USED) wherever that would do something else: any other
 // flag, a command not found, no agent at the socket, an agent holding another vault. It never sees
 // a value or the key, and sends no variable that opens the vault.
-//   1. parse `vault [--vault DIR] exec [--tier T] [--only A,B] [--mask[=S] | --no-mask] [--] CMD ARGS`;
+//   1. parse `vault [--vault DIR] exec [--tier T] [--only A,B] [--mask[=S] | --no-mask] [--] CMD ARGS`
+//      (without --vault, not under a project vault: node finds it and says which it is);
 //   2. find CMD as node would (a path, or a name on PATH) and decide the masking;
 //   3. connect to the agent's socket and trust it only as client.ts does (SO_PEERCRED);
 //   4. send one frame (4-byte big-endian length, JSON) with cwd, stdin, stdout and stderr attached;
@@ -586,9 +587,31 @@ static int converse(int fd, const char *path) {
   return EXEC_FAILED;
 }
 
+// Whether the working directory or a directory above it has a `.vault` directory or a `.sealvault`
+// file, which choose the vault before VAULT_DIR does (src/vault/paths.ts locateVault). Reading and
+// checking them (their owner, the file's line) is node's: with one there, node asks the agent.
+static bool project_vault_above(void) {
+  char dir[PATH_MAX];
+  if (getcwd(dir, sizeof dir) == NULL) return true;  // not known here: node finds out and says why
+  for (;;) {
+    const char *base = strcmp(dir, "/") == 0 ? "" : dir;
+    char candidate[PATH_MAX];
+    struct stat st;
+    if (snprintf(candidate, sizeof candidate, "%s/.vault", base) >= (int)sizeof candidate) return true;
+    if (stat(candidate, &st) == 0 && S_ISDIR(st.st_mode)) return true;
+    if (snprintf(candidate, sizeof candidate, "%s/.sealvault", base) >= (int)sizeof candidate) return true;
+    if (lstat(candidate, &st) == 0) return true;
+    if (base[0] == '\0') return false;
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+  }
+}
+
 int agent_exec(int argc, char **argv, char **env) {
   struct exec_request req;
   if (!parse_exec(argc, argv, &req) || !command_found(req.argv[0], env)) return AGENT_NOT_USED;
+  if (req.vault == NULL && project_vault_above()) return AGENT_NOT_USED;
   char vault[PATH_MAX], path[PATH_MAX];
   bool named;
   const char *given = req.vault != NULL ? req.vault : lookup(env, "VAULT_DIR");

@@ -405,14 +405,14 @@ describe('bad input', () => {
     expect(fs.existsSync(path.join(ws.vaultDir, 'secrets', 'BIG.json'))).toBe(false);
   });
 
-  it('an empty value is refused (12), also when --trim leaves nothing', () => {
-    const before = snapshot(ws);
-    expectFailure(ws.run(['put', 'EMPTY'], { input: '' }), 12, /empty/);
-    expectFailure(ws.run(['put', 'EMPTY', '--trim'], { input: '\n\r\n\n' }), 12, /empty/);
+  it('an empty value is a value (issue 15): stored from a pipe, a file, or what --trim leaves, listed as 0 bytes', () => {
+    expect(ws.run(['put', 'EMPTY'], { input: '' }).status).toBe(0);
+    expect(ws.run(['put', 'EMPTY_TRIM', '--trim'], { input: '\n\r\n\n' }).status).toBe(0);
     const file = path.join(ws.root, 'empty.txt');
     fs.writeFileSync(file, '');
-    expectFailure(ws.run(['put', 'EMPTY', '--from-file', file]), 12, /empty/);
-    expect(snapshot(ws)).toEqual(before);
+    expect(ws.run(['put', 'EMPTY_FILE', '--from-file', file]).status).toBe(0);
+    const sizes = (JSON.parse(ws.run(['list', '--json']).stdout) as { name: string; size: number }[]).map((s) => s.size);
+    expect(sizes).toEqual([0, 0, 0]);
   });
 
   it('invalid and reserved names are refused (12) before stdin is read', async () => {

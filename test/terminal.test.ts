@@ -88,9 +88,9 @@ describe('vault on a terminal', () => {
     const result = runOnPty(ws, ['put', 'CANCELLED'], [{ expect: 'Value for CANCELLED (not shown): ', send: 'half-typ\x03' }]);
     expect(result.pending).toEqual([]);
     expect(result.timedOut).toBe(false);
-    expect(result.status).not.toBe(0);
     expect(result.status).toBeGreaterThan(0); // an exit code, not death by signal
-    expect(errorLines(result.output)).toEqual(['vault: cancelled at the prompt; nothing was changed']);
+    expect(errorLines(result.output)).toEqual(['vault: interrupted at the prompt (Ctrl-C); nothing was changed']);
+    expect(result.status).toBe(130); // 128 + SIGINT, as a shell reports it (issue 15)
     expect(result.output).not.toContain('half-typ');
     expect(result.output).not.toMatch(/\n\s+at |Error:/);
     expect(secretNames(ws)).toEqual([]);
@@ -105,7 +105,8 @@ describe('vault on a terminal', () => {
     ]);
     expect(result.pending).toEqual([]);
     expect(result.status).toBeGreaterThan(0);
-    expect(errorLines(result.output)).toEqual(['vault: cancelled at the prompt; nothing was changed']);
+    expect(errorLines(result.output)).toEqual(['vault: interrupted at the prompt (Ctrl-C); nothing was changed']);
+    expect(result.status).toBe(130); // 128 + SIGINT, as a shell reports it (issue 15)
     expect(secretNames(ws)).toEqual([]);
   });
 
@@ -169,7 +170,8 @@ describe('vault on a terminal', () => {
       const result = runOnPty(ws, ['policy'], [{ expect: 'Vault passphrase: ', send: '\x03' }], { cli: TEST_CLI });
       expect(result.pending).toEqual([]);
       expect(result.status).toBeGreaterThan(0);
-      expect(errorLines(result.output)).toEqual(['vault: cancelled at the prompt; nothing was changed']);
+      expect(errorLines(result.output)).toEqual(['vault: interrupted at the prompt (Ctrl-C); nothing was changed']);
+      expect(result.status).toBe(130); // 128 + SIGINT, as a shell reports it (issue 15)
     });
   });
 

@@ -15,7 +15,7 @@ import { resolveCommand } from '../vault/command-path.js';
 import { VaultError } from '../vault/errors.js';
 import { parseNetwork } from '../sandbox/network.js';
 import { native } from '../vault/native.js';
-import { resolveVaultDirectory } from '../vault/paths.js';
+import { locateVault, locationNote } from '../vault/paths.js';
 import { printable } from '../vault/printable.js';
 import { requireWithCodeCache } from './code-cache.js';
 import { maskStyle, parseDuration, parseLeanExec } from './exec-args.js';
@@ -43,13 +43,16 @@ async function leanExec(): Promise<number | undefined> {
   const lean = parseLeanExec(process.argv.slice(2));
   if (lean === undefined) return undefined;
   let request;
+  let note: string | undefined;
   try {
     resolveCommand(lean.command); // not found (127) or not executable (126): the full CLI says which
     const mask = maskStyle(lean.flags.mask);
     const timeoutMs = lean.flags.timeout === undefined ? undefined : parseDuration('--timeout', lean.flags.timeout);
     if (lean.flags.net !== undefined) parseNetwork('--net', lean.flags.net);
+    const location = locateVault(lean.vault);
+    note = locationNote(location);
     request = {
-      vault: resolveVaultDirectory(lean.vault), argv: [lean.command, ...lean.args], ...(lean.flags.tier !== undefined ? { tier: lean.flags.tier } : {}),
+      vault: location.dir, argv: [lean.command, ...lean.args], ...(lean.flags.tier !== undefined ? { tier: lean.flags.tier } : {}),
       ...(lean.flags.net !== undefined ? { net: lean.flags.net } : {}), ...(lean.flags.mask === false ? { noMask: true } : {}),
       ...(lean.flags.only !== undefined ? { only: lean.flags.only } : {}), files: lean.flags.file ?? [], mask: mask ?? null,
       ...(timeoutMs !== undefined ? { timeoutMs } : {}), killAfterMs: parseDuration('--kill-after', lean.flags.killAfter),
@@ -59,6 +62,7 @@ async function leanExec(): Promise<number | undefined> {
     if (error instanceof VaultError) return undefined; // the full CLI says it, with its exit code
     throw error;
   }
+  if (note !== undefined) process.stderr.write(`${printable(note)}\n`);
   const answer = await execThroughAgent(agentSocketPath(), request);
   if (answer.answered) return answer.code;
   const { runExec, exitWhenWritten, fail, installFailureHandlers } = await loadExecBundle();

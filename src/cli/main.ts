@@ -16,7 +16,7 @@ import { TIERS, type Tier } from '../sandbox/tiers.js';
 import { fromField, networkText, parseNetwork } from '../sandbox/network.js';
 import { noteIdentityFile } from '../vault/identity-source.js';
 import { checkSlotId, newAgeIdentity, type SlotRequest } from '../vault/keyslots.js';
-import { resolveVaultDirectory } from '../vault/paths.js';
+import { locateVault, locationNote, type VaultLocation } from '../vault/paths.js';
 import { checkSecretName } from '../vault/names.js';
 import { sameGrantTarget } from '../vault/policy.js';
 import { AGE_RECIPIENT_PATTERN, type AuditEntry, SLOT_LABEL_PATTERN, type SlotFile } from '../vault/format.js';
@@ -33,6 +33,7 @@ import { conflictText, gitSetup, readSide, vaultOfMergedFile } from './git-setup
 import { unlocked, withUnlockedVault } from './unlock-prompt.js';
 import { renderAuditEntry, renderGrants, renderRecipients, renderSecrets, renderSlots } from './render.js';
 import { NO_REKEY_WARNING, type RekeyFlags, rekeyAndReport } from './rekey.js';
+import type { ImportFlags } from './env-import.js';
 import { readSecretValue } from './secret-input.js';
 import { askHiddenTwice, askLine, hasTerminal } from './terminal.js';
 
@@ -41,11 +42,17 @@ const collect = (value: string, all: string[] = []) => [...all, value];
 const print = (text: string) => process.stdout.write(text);
 const printJson = (data: unknown) => process.stdout.write(`${printableJson(data, 2)}\n`);
 
+const VAULT_HELP = 'vault directory (default: the nearest .vault/ or .sealvault upward, else $VAULT_DIR, else ' +
+  '$XDG_DATA_HOME/sealvault)';
+const IDENTITY_HELP = 'an age identity file that opens your recipient slot (default: $VAULT_IDENTITY_FILE)';
+
 const program = new Command('vault')
   .enablePositionalOptions()
   .description('A write-only secret vault: secrets go in, and come out only into sandboxed programs granted them.')
-  .option('--vault <dir>', 'vault directory (default: $VAULT_DIR, else $XDG_DATA_HOME/sealvault)')
-  .option('--identity <file>', 'an age identity file that opens your recipient slot (default: $VAULT_IDENTITY_FILE)')
+  .option('--vault <dir>', VAULT_HELP)
+  .option('--identity <file>', IDENTITY_HELP)
+  .option('-V, --version', "print vault's version (with --json: node's, libsodium's, the helper's, the kernel's features)")
+  .addOption(new Option('--json').hideHelp())
   .showHelpAfterError(false)
   .exitOverride()
   .configureOutput({
@@ -58,9 +65,35 @@ function showToken(token: string): void {
   print(`${token}\n`);
 }
 
-function vaultDir(): string {
-  return resolveVaultDirectory(program.opts<{ vault?: string }>().vault);
+/** The subcommand that runs (commander's preAction hook): it takes the global flags too. */
+let actionCommand: Command | undefined;
+program.hook('preAction', (_program, action) => {
+  actionCommand = action;
+});
+
+/** --vault or --identity, given before the subcommand or after it (not both, unless they agree). */
+function globalFlag(name: 'vault' | 'identity'): string | undefined {
+  const before = program.opts<Record<string, string | undefined>>()[name];
+  const after = actionCommand === program ? undefined : actionCommand?.opts<Record<string, string | undefined>>()[name];
+  if (before !== undefined && after !== undefined && before !== after) {
+    throw new VaultError('usage', `--${name} is given twice, as "${before}" and "${after}"; give it once`);
+  }
+  return after ?? before;
 }
+
+let location: VaultLocation | undefined;
+
+/** This command's vault (paths.ts locateVault), said on stderr when nobody named it (locationNote). */
+function vaultDir(): string {
+  if (location === undefined) {
+    location = locateVault(globalFlag('vault'));
+    const note = locationNote(location);
+    if (note !== undefined) say(note);
+  }
+  return location.dir;
+}
+
+const openVault = (options?: { checkPin?: boolean }): Vault => Vault.open(vaultDir(), options);
 
 /** Runs `work` with this command's vault unlocked (unlock-prompt.ts), and wipes the private key however it ends. */
 function withUnlocked<T>(
@@ -98,7 +131,7 @@ function checkLabel(label: string): string {
 
 /** The age identity file of --identity, for an unlock. */
 const identityFlag = (): { identityFile?: string } => {
-  const file = program.opts<{ identity?: string }>().identity;
+  const file = globalFlag('identity');
   if (file !== undefined) noteIdentityFile(file); // hidden from targets even when a token unlocks
   return file !== undefined ? { identityFile: file } : {};
 };
@@ -173,18 +206,41 @@ program
   .option('--from-file <file>', 'read the value from a file')
   .option('--trim', 'drop trailing newlines from the value')
   .option('-f, --force', 'replace an existing value (the old one is lost)')
-  .action(async (name: string, flags: { fromFile?: string; trim?: boolean; force?: boolean }) => {
+  .option('--config', 'configuration, not a secret: delivered to granted programs but never masked in their output')
+  .action(async (name: string, flags: { fromFile?: string; trim?: boolean; force?: boolean; config?: boolean }) => {
     checkSecretName(name);
-    const vault = Vault.open(vaultDir());
+    const vault = openVault();
     // refuse before anyone types or pipes a value in vain; put() checks again under the lock
     if (flags.force !== true && vault.has(name)) throw existsError(name);
     const value = await readSecretValue({ name, fromFile: flags.fromFile, trim: flags.trim === true });
     try {
-      const done = await vault.put(name, value, { replace: flags.force === true });
-      say(`${done === 'put' ? 'stored' : 'replaced'} ${name} (${value.length} bytes)`);
+      const done = await vault.put(name, value, { replace: flags.force === true, config: flags.config === true });
+      const kind = flags.config === true ? 'configuration value' : '';
+      say(`${done === 'put' ? 'stored' : 'replaced'} ${kind === '' ? '' : `${kind} `}${name} (${value.length} bytes` +
+        `${value.length === 0 ? ': an empty value' : ''})`);
+      // `echo x | vault put` keeps echo's newline: say so, since it is invisible and changes the value
+      const piped = flags.fromFile !== undefined || !process.stdin.isTTY;
+      if (piped && flags.trim !== true && value.at(-1) === 0x0a) {
+        say(`kept the value's final newline (it is part of the ${value.length} bytes); \`--trim\` drops trailing newlines`);
+      }
+      if (flags.config === true && done === 'replace') {
+        say(`grants made before ${name} was configuration still mask it: grant it again (\`vault allow --renew PATH\`)`);
+      }
     } finally {
       wipe(value);
     }
+  });
+
+program
+  .command('import')
+  .description('seal every variable of a .env file (dotenv syntax; - reads stdin); needs no unlock')
+  .argument('<FILE>', 'the .env file, or - for stdin (`dotenvx decrypt --stdout | vault import -`)')
+  .option('-f, --force', 'replace values already in the vault (the old ones are lost)')
+  .option('--config-names <names>', 'these are configuration, not secrets: never masked (comma-separated)',
+    (list: string) => list.split(',').filter((n) => n !== ''))
+  .action(async (file: string, flags: ImportFlags) => {
+    const { importEnvFile } = await import('./env-import.js');
+    await importEnvFile(openVault(), file, flags);
   });
 
 program
@@ -193,7 +249,7 @@ program
   .option('--json', 'print JSON')
   .option('--stale', 'only the secrets put before the last removal of a slot: its holder may have copied them')
   .action((flags: { json?: boolean; stale?: boolean }) => {
-    const vault = Vault.open(vaultDir());
+    const vault = openVault();
     let secrets = vault.list();
     if (flags.stale === true) {
       const removal = vault.lastSlotRemoval();
@@ -214,7 +270,7 @@ program
   .argument('<NAME>')
   .action((name: string) => {
     checkSecretName(name);
-    Vault.open(vaultDir()).remove(name);
+    openVault().remove(name);
     say(`removed ${name}`);
   });
 
@@ -280,7 +336,7 @@ recipient
   .description('the recipient slots: label, age recipient, id, date')
   .option('--json', 'print JSON')
   .action((flags: { json?: boolean }) => {
-    const rows = Vault.open(vaultDir()).slots().slots.flatMap((s) =>
+    const rows = openVault().slots().slots.flatMap((s) =>
       s.kind === 'recipient' ? [{ label: s.label ?? null, recipient: s.recipient.age_recipient, id: s.id, created: s.created }] : []);
     if (flags.json) printJson(rows);
     else print(renderRecipients(rows));
@@ -291,7 +347,7 @@ key
   .description('the key slots: id, kind, label, date (a recipient slot: its age recipient too)')
   .option('--json', 'print JSON')
   .action((flags: { json?: boolean }) => {
-    const { slots, unknown } = Vault.open(vaultDir()).slots();
+    const { slots, unknown } = openVault().slots();
     const rows = [
       ...slots.map((s) => ({
         id: s.id, kind: s.kind, created: s.created, ...(s.label !== undefined ? { label: s.label } : {}),
@@ -592,7 +648,7 @@ program
       }, { changes: true });
       return;
     }
-    const vault = Vault.open(vaultDir());
+    const vault = openVault();
     const show = flags.verify
       ? undefined
       : (entry: object) => print(flags.json ? `${printableJson(entry)}\n` : renderAuditEntry(entry as AuditEntry));
@@ -641,7 +697,7 @@ program
   .option('--fingerprint <fp>', 'the fingerprint you checked with the vault owner (svfp1_…)')
   .action(async (flags: { fingerprint?: string }) => {
     if (flags.fingerprint !== undefined) {
-      const vault = Vault.open(vaultDir(), { checkPin: false });
+      const vault = openVault({ checkPin: false });
       vault.trustFingerprint(flags.fingerprint);
       say(`pinned ${vault.fingerprint}`);
       return;
@@ -675,7 +731,7 @@ const agent = program
   .command('agent')
   .description('one process that holds the key and runs granted programs for you (or for users you name); it never changes the vault');
 const agentCli = () => ({
-  say, print, openVault: () => Vault.open(vaultDir()), unlock: (vault: Vault, changes?: boolean) => unlocked(vault, changes, identityFlag().identityFile),
+  say, print, openVault: () => openVault(), unlock: (vault: Vault, changes?: boolean) => unlocked(vault, changes, identityFlag().identityFile),
 });
 const socketOption = '--socket <path>';
 const socketHelp = 'the agent\'s socket (default: $VAULT_AGENT_SOCK, else $XDG_RUNTIME_DIR/sealvault/agent.sock)';
@@ -721,6 +777,27 @@ program
     const { runDemo } = await import('./demo.js');
     await runDemo();
   });
+
+// `vault` alone, `vault --version [--json]`: commander runs this when no subcommand was named
+program.allowExcessArguments(true).action(async (flags: { version?: boolean; json?: boolean }, command: Command) => {
+  const unknown = command.args[0];
+  if (unknown !== undefined) program.error(`error: unknown command '${unknown}'`, { code: 'commander.unknownCommand' });
+  if (flags.version !== true) program.help({ error: true });
+  const { packageVersion, versionReport } = await import('./version.js');
+  if (flags.json === true) printJson(await versionReport());
+  else print(`vault ${packageVersion()}\n`);
+});
+
+/** The global flags are taken after a subcommand too (`vault put NAME --vault DIR`), except by those with no vault. */
+function acceptGlobalFlags(command: Command): void {
+  if (command.commands.length > 0) {
+    command.commands.forEach(acceptGlobalFlags);
+    return;
+  }
+  if (['demo', 'completion'].includes(command.name())) return;
+  command.option('--vault <dir>', VAULT_HELP).option('--identity <file>', IDENTITY_HELP);
+}
+program.commands.forEach(acceptGlobalFlags);
 
 async function main(): Promise<void> {
   // hardenProcess ran in entry.ts, before this module was even loaded

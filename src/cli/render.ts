@@ -16,7 +16,8 @@ function table(header: string[], cells: string[][]): string {
 
 export function renderSecrets(secrets: SecretInfo[]): string {
   if (secrets.length === 0) return '(no secrets; add one with `vault put NAME`)\n';
-  return table(['NAME', 'BYTES', 'UPDATED'], secrets.map((s) => [s.name, String(s.size), s.updated]));
+  // KIND config: delivered unmasked where a grant says so too (docs/FORMAT.md, "Configuration values")
+  return table(['NAME', 'KIND', 'BYTES', 'UPDATED'], secrets.map((s) => [s.name, s.config ? 'config' : 'secret', String(s.size), s.updated]));
 }
 
 /** A slot as `vault key list` shows it; `known` is false for a kind from a newer sealvault, which unlock skips. */
@@ -55,7 +56,7 @@ export function renderGrants(grants: Grant[], exists: (secret: string) => boolea
       // what lockdown gives it: a grant without --net gets loopback only there
       g.net === undefined ? (g.min_tier === 'lockdown' ? 'none' : '-') : typeof g.net === 'string' ? g.net : g.net.join(','),
       g.file === undefined ? 'env' : `file${g.file.path !== undefined ? `:${g.file.path}` : ''}`,
-      g.mask ?? '-',
+      g.config === true ? 'no (config)' : (g.mask ?? '-'),
       g.sha256.slice(0, 16),
       g.path,
       g.interpreter === undefined ? '-' : `${g.interpreter.path}${g.interpreter.arg !== undefined ? ` ${g.interpreter.arg}` : ''}`,

@@ -12,7 +12,7 @@ import { randomBytes, wipe } from '../vault/crypto.js';
 import { VaultError } from '../vault/errors.js';
 import { stateDirectory } from '../vault/paths.js';
 import {
-  grantedEnvironment, grantedPaths, grantedTier, type Policy, runFiles, runMask, runNetwork, secretsToRelease,
+  configValues, grantedEnvironment, grantedPaths, grantedTier, type Policy, runFiles, runMask, runNetwork, secretsToRelease,
 } from '../vault/policy.js';
 import type { UnlockedVault } from '../vault/vault.js';
 import { identityFilePaths } from '../vault/identity-source.js';
@@ -170,7 +170,10 @@ async function releaseInto(
     env = targetEnvironment(caller.env, inEnvironment, request.tier, environment, files.map((f) => f.name));
     const delivered = files.map((f) => ({ ...f, value: values.get(f.name) ?? new Uint8Array() }));
     if (mask !== undefined) {
-      plan = planMasking([...values].map(([name, value]) => ({ name, value })), mask);
+      const config = configValues(policy, names, release, new Set([...sealed].flatMap(([n, s]) => (s.config ? [n] : []))));
+      // an empty value has nothing to mask: no warning that it is too short either
+      const masked = [...values].filter(([name, value]) => !config.has(name) && value.length > 0);
+      plan = planMasking(masked.map(([name, value]) => ({ name, value })), mask);
       if (plan.tooShort.length > 0) {
         request.warn?.(`not masking ${plan.tooShort.join(', ')} in the output: shorter than ${MIN_MASKED_LENGTH} bytes, too short to tell from ordinary text`);
       }

@@ -5,6 +5,9 @@
 import { TIERS, type Tier } from './tiers.js';
 
 /** The header flags (docs/helper-protocol.md, "The request"). */
+/** The magic a request starts with; native/spawn_helper.c refuses any other (docs/helper-protocol.md). */
+export const HELPER_PROTOCOL = 'SVH3';
+
 export const HELPER_FLAGS = {
   /** fd 0 is the caller's terminal: the target gets a pty of its own as controlling terminal and stdin. */
   pty: 1,
@@ -68,7 +71,7 @@ const text = (s: string) => lengthPrefixed(encoder.encode(s));
 
 /** The request as one buffer; the caller wipes it once written, as it holds the secrets. */
 export function encodeHelperRequest(request: HelperRequest): Uint8Array {
-  const parts: Uint8Array[] = [encoder.encode('SVH3'), u32(TIERS.indexOf(request.tier)), u32(request.flags ?? 0)];
+  const parts: Uint8Array[] = [encoder.encode(HELPER_PROTOCOL), u32(TIERS.indexOf(request.tier)), u32(request.flags ?? 0)];
   parts.push(u32(request.timeoutMs ?? 0), u32(request.killAfterMs ?? 0));
   if (((request.flags ?? 0) & HELPER_FLAGS.netEgress) !== 0) {
     if (request.network === undefined) throw new Error('the netEgress flag needs a network section');

@@ -29,6 +29,8 @@ export const EXIT_CODES = {
   badSecret: 12,
   /** A path of the vault's layout is a symlink, FIFO, device or directory, or over its size cap. */
   unsafeFile: 13,
+  /** The person pressed Ctrl-C at a prompt: 128 + SIGINT, as a shell reports a command that SIGINT ended. */
+  interrupted: 130,
 } as const;
 
 export type FailureKind = keyof typeof EXIT_CODES;

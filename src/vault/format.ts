@@ -98,6 +98,11 @@ export const secretFileSchema = z.strictObject({
   created: time,
   updated: time,
   sealed: base64Any,
+  /**
+   * The writer marked the value as configuration (`put --config`): not authenticated, so it unmasks
+   * nothing by itself; a grant made while it was set says so too (Grant.config, docs/FORMAT.md).
+   */
+  config: z.optional(z.literal(true)),
 });
 export type SecretFile = z.infer<typeof secretFileSchema>;
 
@@ -125,6 +130,11 @@ export const grantSchema = z.strictObject({
   file: z.optional(z.strictObject({ path: z.optional(absolutePath) })),
   /** Mask the released values in the program's output whatever the caller says (`vault exec --no-mask` is refused). */
   mask: z.optional(z.enum(['stars', 'name'])),
+  /**
+   * The secret was configuration when the grant was made: delivered but never masked, while its
+   * secret file still says `config` (docs/FORMAT.md, "Configuration values").
+   */
+  config: z.optional(z.literal(true)),
 });
 export type Grant = z.infer<typeof grantSchema>;
 

@@ -72,6 +72,8 @@ export interface SecretInfo {
   size: number;
   created: string;
   updated: string;
+  /** Marked as configuration by its writer (`put --config`); unauthenticated, see SecretFile.config. */
+  config: boolean;
 }
 
 export interface OpenOptions {
@@ -280,10 +282,12 @@ export class Vault {
     return this.at('secrets', `${checkSecretName(name)}.json`);
   }
 
-  /** Seals `value` under `name`. Needs no unlock. Replacing an existing secret must be asked for. */
-  async put(name: string, value: Uint8Array, options: { replace: boolean }): Promise<'put' | 'replace'> {
+  /**
+   * Seals `value` (0 to MAX_VALUE_BYTES bytes) under `name`. Needs no unlock. Replacing an existing
+   * secret must be asked for; `config` marks it as configuration (docs/FORMAT.md, "Configuration values").
+   */
+  async put(name: string, value: Uint8Array, options: { replace: boolean; config?: boolean }): Promise<'put' | 'replace'> {
     const fileName = `${checkSecretName(name)}.json`;
-    if (value.length === 0) throw new VaultError('badSecret', `the value for ${name} is empty; nothing was stored`);
     if (value.length > MAX_VALUE_BYTES) {
       throw new VaultError('badSecret', `the value for ${name} is ${value.length} bytes, over the limit of ${MAX_VALUE_BYTES} (1 MiB); nothing was stored`);
     }
@@ -308,7 +312,10 @@ export class Vault {
       const now = new Date().toISOString();
       // --force also mends a damaged secret file: its old creation date is then unknown
       const created = previous === undefined ? now : (secretFileSchema.safeParse(jsonOrUndefined(previous)).data?.created ?? now);
-      secrets.writeAtomic(tmp, fileName, serialize({ format: 'sealvault-secret', version: FORMAT_VERSION, created, updated: now, sealed }));
+      secrets.writeAtomic(tmp, fileName, serialize({
+        format: 'sealvault-secret', version: FORMAT_VERSION, created, updated: now, sealed,
+        ...(options.config === true ? { config: true } : {}),
+      }));
       return previous === undefined ? ('put' as const) : ('replace' as const);
     }, true)!, (event) => [event, { name }]);
   }
@@ -347,7 +354,10 @@ export class Vault {
       const text = this.readSecretFile(name);
       if (text === undefined) throw new VaultError('notFound', `${file} vanished while it was being read; try again`);
       const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', text, file);
-      return { name, size: sealedValueSize(secret.sealed, name, file), created: secret.created, updated: secret.updated };
+      return {
+        name, size: sealedValueSize(secret.sealed, name, file), created: secret.created, updated: secret.updated,
+        config: secret.config === true,
+      };
     });
   }
 
@@ -573,12 +583,12 @@ export function undoInit(root: VaultDir, slotId: string | undefined): void {
 /**
  * The size of the value in a sealed message (docs/FORMAT.md, "secrets"): the sealed bytes less the
  * box's overhead and the name and zero byte sealed with the value. A sealed field too short to hold
- * any value, or holding more than MAX_VALUE_BYTES, is a damaged file, not a size of -57.
+ * even an empty value, or holding more than MAX_VALUE_BYTES, is a damaged file, not a size of -57.
  */
 function sealedValueSize(sealed: string, name: string, file: string): number {
   const size = Buffer.from(sealed, 'base64').length - SEAL_OVERHEAD - Buffer.byteLength(name) - 1;
-  if (size < 1 || size > MAX_VALUE_BYTES) {
-    const what = size < 1 ? 'too short to hold a value' : `longer than the largest value (${MAX_VALUE_BYTES} bytes)`;
+  if (size < 0 || size > MAX_VALUE_BYTES) {
+    const what = size < 0 ? 'too short to hold a value' : `longer than the largest value (${MAX_VALUE_BYTES} bytes)`;
     throw new VaultError('corrupt', `${file} is a damaged secret file: its sealed value is ${what}; restore it from version control or a backup`);
   }
   return size;
@@ -705,6 +715,8 @@ export interface RekeyResult {
 export interface SealedValue {
   file: string;
   sealed: Uint8Array;
+  /** Its secret file says `config` (unauthenticated: a grant must say so too to unmask it). */
+  config: boolean;
 }
 
 export class UnlockedVault {
@@ -852,9 +864,10 @@ export class UnlockedVault {
     const created = new Date().toISOString();
     const fields = grantFields(request);
     const files = [...(request.files ?? [])].map(([n, at]) => (at !== undefined ? `${n}=${at}` : n));
+    const config = this.configNames(names);
     const details = {
       secrets: names, path: binary.path, sha256: binary.sha256, min_tier: request.minTier, args, any_args: request.anyArgs, ...fields,
-      ...(files.length > 0 ? { files } : {}),
+      ...(files.length > 0 ? { files } : {}), ...(config.size > 0 ? { config: [...config] } : {}),
     };
     if (!fitsAuditLine(details)) {
       throw new VaultError('usage', `this grant's arguments, environment and paths are over ${SIZE_CAPS.auditLine} bytes, more than its audit entry may hold; pin less, or pin a file that holds it`);
@@ -870,7 +883,7 @@ export class UnlockedVault {
           ...kept,
           ...names.map((secret) => ({
             secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created, ...fields,
-            ...fileField(request, secret),
+            ...fileField(request, secret), ...(config.has(secret) ? { config: true as const } : {}),
           })),
         ],
       };
@@ -900,10 +913,14 @@ export class UnlockedVault {
     describe(renewal);
     const created = new Date().toISOString();
     const renewed = new Map<string, Grant>();
+    const config = this.configNames(renewal.secrets);
     for (const g of old) {
       const again: Grant = { ...g, sha256: now.sha256, created };
       delete again.interpreter;
       if (now.interpreter !== undefined) again.interpreter = now.interpreter;
+      // what the secret is now: `put --config` after the first grant takes effect here
+      delete again.config;
+      if (config.has(g.secret)) again.config = true;
       renewed.set(JSON.stringify([g.secret, g.args]), again);
     }
     // the earlier versions' grants are revoked: their bytes must not get the secrets back
@@ -947,9 +964,20 @@ export class UnlockedVault {
       if (text === undefined) throw new VaultError('notFound', `no secret named ${name}; \`vault list\` shows the names`);
       const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', text, file);
       sealedValueSize(secret.sealed, name, file);
-      sealed.set(name, { file, sealed: fromBase64(secret.sealed) });
+      sealed.set(name, { file, sealed: fromBase64(secret.sealed), config: secret.config === true });
     }
     return sealed;
+  }
+
+  /**
+   * Which of `names` their secret files mark as configuration now, read by a key holder making a
+   * grant (docs/FORMAT.md, "Configuration values"); a name without a readable file is not.
+   */
+  configNames(names: readonly string[]): Set<string> {
+    return new Set(names.filter((name) => {
+      const text = this.vault.readSecretFile(name);
+      return text !== undefined && secretFileSchema.safeParse(jsonOrUndefined(text)).data?.config === true;
+    }));
   }
 
   /** Opens what readSealed read; the caller wipes every value after hand-over. */
@@ -1153,7 +1181,7 @@ export class UnlockedVault {
               const sealed = toBase64(sealSecret(keys.publicKey, name, value));
               staging.put(staging.secrets, `${name}.json`, serialize({
                 format: secret.format, version: secret.version, created: secret.created,
-                updated: secret.updated, sealed,
+                updated: secret.updated, sealed, ...(secret.config === true ? { config: true } : {}),
               }));
             } finally {
               wipe(value);
