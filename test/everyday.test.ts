@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { parse } from 'dotenv';
 import { afterEach, describe, expect, it } from 'vitest';
 import { initWithToken, makeWorkspace, put, ROOT, type Workspace } from './helpers/cli.js';
+import { ptyRun } from './helpers/pty.js';
 import { IS_ROOT, RUNNERS, runnerAccount, systemUser } from './helpers/users.js';
 
 /** Every case of dotenv's syntax the issue names, and a few that trip hand-written parsers. */
@@ -146,6 +147,24 @@ describe('vault import refuses before it stores anything', () => {
     expect(shell.stderr).toMatch(/imported 1 value/);
     expect(ws.run(['import', '-'], { input: 'B_TWO=2' }).status).toBe(0);
     expect(runPrinter(ws, ['A_ONE', 'B_TWO'])).toEqual(new Map([['A_ONE', '1'], ['B_TWO', '2']]));
+  });
+});
+
+describe('a large import on a terminal', () => {
+  it('draws a progress bar on stderr (and none into a pipe)', () => {
+    const ws = workspace();
+    initWithToken(ws);
+    const lines = Array.from({ length: 250 }, (_, i) => `BULK_${String(i).padStart(4, '0')}=value-${i}-abcdefgh`);
+    fs.writeFileSync(path.join(ws.project, 'bulk.env'), `${lines.join('\n')}\n`);
+    const onPty = ptyRun(ws, ws.command(['import', 'bulk.env']), [], {}, 120);
+    expect(onPty.status, onPty.output).toBe(0);
+    expect(onPty.output).toMatch(/importing .*\d+\/250 values/);
+    expect(onPty.output).toMatch(/imported 250 value\(s\) from bulk\.env/);
+    // past a hundred values the report is a count, not a line each
+    expect(onPty.output).not.toMatch(/stored BULK_0001/);
+    fs.writeFileSync(path.join(ws.project, 'more.env'), 'MORE_1=a\n'.repeat(1) + lines.map((l) => `X${l}`).join('\n'));
+    const piped = ws.run(['import', 'more.env']);
+    expect(piped.stderr).not.toMatch(/importing/);
   });
 });
 
@@ -298,6 +317,16 @@ describe('project vaults', () => {
       expect(run.stdout).toBe('got project-value-1\n');
       expect(run.stderr).toMatch(/^using the project vault /);
     }
+  });
+
+  it("a project vault this user never saw (a checkout's) gets its fingerprint said on first use, once", () => {
+    const { ws, deep } = project();
+    const newcomer = { XDG_STATE_HOME: path.join(ws.root, 'newcomer-state') };
+    const first = ws.run(['put', 'FROM_NEWCOMER'], { input: 'v', cwd: deep, env: newcomer });
+    expect(first.status).toBe(0);
+    expect(first.stderr).toMatch(/first use of this vault: its key has fingerprint svfp1_[0-9a-f]+; a value put in it/);
+    const second = ws.run(['put', 'AGAIN'], { input: 'v', cwd: deep, env: newcomer });
+    expect(second.stderr).not.toMatch(/first use/);
   });
 
   it('a .sealvault file names the vault, relative to its own directory', () => {

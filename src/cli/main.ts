@@ -93,7 +93,18 @@ function vaultDir(): string {
   return location.dir;
 }
 
-const openVault = (options?: { checkPin?: boolean }): Vault => Vault.open(vaultDir(), options);
+/**
+ * Vault.open of this command's vault. A project vault seen for the first time came with a checkout,
+ * made by someone else: its fingerprint is said, since a put seals to whoever holds its key.
+ */
+function openVault(options?: { checkPin?: boolean }): Vault {
+  const vault = Vault.open(vaultDir(), options);
+  if (vault.firstSeen && location?.source === 'project') {
+    say(`first use of this vault: its key has fingerprint ${vault.fingerprint}; a value put in it can be read by ` +
+      'whoever holds that key: compare it with the vault\'s owner before you put a value you care about');
+  }
+  return vault;
+}
 
 /** Runs `work` with this command's vault unlocked (unlock-prompt.ts), and wipes the private key however it ends. */
 function withUnlocked<T>(

@@ -99,9 +99,10 @@ export interface PinCheck {
 
 /**
  * Refuses a vault whose public key differs from the one pinned for its id, or that appears at a
- * pinned path under another id; pins it when neither is known yet.
+ * pinned path under another id; pins it when neither is known yet. Returns true when this user had
+ * never seen the vault (trust on first use: the caller may say so).
  */
-export function checkPin(vault: PinCheck): void {
+export function checkPin(vault: PinCheck): boolean {
   const state = readState();
   const pin = state.vaults[vault.vaultId];
   const howToRepin =
@@ -135,6 +136,7 @@ export function checkPin(vault: PinCheck): void {
     );
   }
   if (pin === undefined || !pin.paths.includes(vault.realPath)) pinVault(vault);
+  return pin === undefined;
 }
 
 /** Pins `vault` at its path, replacing any earlier pin for that id or that path. */

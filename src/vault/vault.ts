@@ -89,6 +89,9 @@ export class Vault {
     readonly file: VaultFile,
   ) {}
 
+  /** This user had never seen the vault before this open: its key was pinned now (pins.ts checkPin). */
+  firstSeen = false;
+
   readonly vaultId = (): Uint8Array => fromBase64(this.file.vault_id);
   readonly publicKey = (): Uint8Array => fromBase64(this.file.public_key);
   get fingerprint(): string {
@@ -206,7 +209,7 @@ export class Vault {
       throw new VaultError('notFound', `${dir} holds no vault (no vault.json); create one with \`vault init\` or point --vault at an existing one`);
     }
     const vault = new Vault(dir, root, parseVaultFile(vaultFileSchema, 'sealvault-vault', text, path.join(dir, 'vault.json')));
-    if (options.checkPin !== false) checkPin(vault.pinFacts());
+    if (options.checkPin !== false) vault.firstSeen = checkPin(vault.pinFacts());
     return vault;
   }
 
