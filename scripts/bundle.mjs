@@ -15,6 +15,8 @@ const common = {
   external: ['keytar'],
   legalComments: 'none',
   logLevel: 'warning',
+  // the shell code of `vault completion` (src/cli/completion/), imported as strings
+  loader: { '.bash': 'text', '.zsh': 'text', '.fish': 'text', '.sh': 'text' },
 };
 
 const esm = {

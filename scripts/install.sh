@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 # util-linux (script, setpriv, unshare): terminal tests and tests as an unprivileged user;
 # passwd (useradd): tests as an unprivileged user; keyutils (keyctl): the keyring test;
 # slirp4netns, nftables: lockdown's egress allow-lists (a grant's --net HOST:PORT);
-# iproute2 (ip): the network tests' own namespace.
+# iproute2 (ip): the network tests' own namespace;
+# zsh, fish: the completion tests load `vault completion zsh|fish` in the shells themselves.
 packages=(build-essential python3 libsecret-1-dev libseccomp-dev libsodium-dev libsecret-tools gnome-keyring dbus dbus-x11 util-linux passwd git keyutils
-  slirp4netns nftables iproute2)
+  slirp4netns nftables iproute2 zsh fish)
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 20 ]; then

@@ -3,7 +3,7 @@
  * Output contract: data a script may capture goes to stdout (a token alone on its line, --json);
  * everything meant for people goes to stderr.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { Argument, Command, CommanderError, Option } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { grantTarget, hashScript, type ProgramTarget, scriptTarget, staleGrants } from '../vault/binary.js';
@@ -26,6 +26,7 @@ import { topological } from '../vault/audit-dag.js';
 import { readRunLog, runLogFile } from '../vault/run-log.js';
 import { type AgentStartFlags, controlCommand, startAgent } from './agent.js';
 import { isTestBuild } from './build-flags.js';
+import type { Shell } from './completion.js';
 import { type ExecFlags, maskStyle } from './exec-args.js';
 import { runExec } from './exec-command.js';
 import { describeFailure, exitWhenWritten, fail, installFailureHandlers, say } from './messages.js';
@@ -787,6 +788,18 @@ program
   .action(async () => {
     const { runDemo } = await import('./demo.js');
     await runDemo();
+  });
+
+program
+  .command('completion')
+  .description('print a completion script for your shell (source it: see `vault completion --help`)')
+  .addArgument(new Argument('<shell>', 'bash, zsh or fish').choices(['bash', 'zsh', 'fish']))
+  .addHelpText('after', '\nbash: source <(vault completion bash)   zsh: source <(vault completion zsh)   ' +
+    'fish: vault completion fish | source')
+  .action(async (shell: Shell) => {
+    const { completionScript, INSTALL_HINTS } = await import('./completion.js');
+    print(completionScript(program, shell));
+    if (process.stdout.isTTY) say(`above: the ${shell} completion script; ${INSTALL_HINTS[shell]}`);
   });
 
 // `vault` alone, `vault --version [--json]`: commander runs this when no subcommand was named
