@@ -45,14 +45,15 @@ function bashComplete(line: string): { replies: string[]; stderr: string } {
     'spec=$(complete -p vault) || exit 98',
     '[[ $spec =~ -F\\ ([^ ]+) ]] || exit 99',
     '"${BASH_REMATCH[1]}" vault "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD - 1]}"',
-    'printf \'%s\\n\' "${COMPREPLY[@]}"',
+    // NUL after each reply: one reply holding a newline must not pass for two
+    'printf \'%s\\0\' "${COMPREPLY[@]}"',
   ].join('\n');
   const argv = ['--norc', '--noprofile', '-c', driver, 'bash', scripts.get('bash')!, line, ...compWords(line)];
   const run = spawnSync(shell('bash'), argv, {
     env: shellEnv(), cwd: ws.project, encoding: 'utf8', timeout: 30_000,
   });
   expect(run.status, `bash, completing "${line}": ${run.stderr}`).toBe(0);
-  return { replies: run.stdout.split('\n').filter((l) => l !== ''), stderr: run.stderr };
+  return { replies: run.stdout.split('\0').filter((l) => l !== ''), stderr: run.stderr };
 }
 
 const complete = (line: string) => bashComplete(line).replies.sort();

@@ -24,7 +24,7 @@ __vault_option() {
 __vault_values() {
   local kind=$1 cur=$2
   case $kind in
-    choices=*) local IFS=','; COMPREPLY=($(compgen -W "${kind#choices=}" -- "$cur")) ;;
+    choices=*) local IFS=','; mapfile -t COMPREPLY < <(compgen -W "${kind#choices=}" -- "$cur") ;;
     file) compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -f -- "$cur") ;;
     dir) compopt -o filenames 2>/dev/null; mapfile -t COMPREPLY < <(compgen -d -- "$cur") ;;
     program)
@@ -88,9 +88,9 @@ _vault() {
   elif ((!free)) && [[ $cur == -* ]]; then
     local entry long=()
     for entry in $opts; do [[ $entry == --* ]] && long+=("${entry%%:*}"); done
-    COMPREPLY=($(compgen -W "${long[*]}" -- "$cur"))
+    mapfile -t COMPREPLY < <(compgen -W "${long[*]}" -- "$cur")
   elif ((nargs == 0)) && [[ -n $subs ]]; then
-    COMPREPLY=($(compgen -W "$subs" -- "$cur"))
+    mapfile -t COMPREPLY < <(compgen -W "$subs" -- "$cur")
   else
     local -a kinds=($args)
     local kind=-
