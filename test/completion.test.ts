@@ -112,10 +112,11 @@ describe('vault completion bash, computed by bash', () => {
     // readline split `--tier=lo` at '=' and replaces only what follows it
     expect(complete('vault exec --tier=lo')).toEqual(['lockdown']);
     expect(complete('vault allow API_KEY --to ./x --min-tier h')).toEqual(['hardened']);
-    expect(complete('vault put --')).toEqual(['--force', '--from-file', '--help', '--trim']);
+    // --vault and --identity: the global flags are taken after the subcommand too
+    expect(complete('vault put --')).toEqual(['--config', '--force', '--from-file', '--help', '--identity', '--trim', '--vault']);
     // --net takes a value: `db:5432` is not an argument, and the options are still offered after it
     expect(complete('vault exec --net db:5432 --in')).toEqual(['--info']);
-    expect(complete('vault --')).toEqual(['--help', '--identity', '--vault']);
+    expect(complete('vault --')).toEqual(['--help', '--identity', '--vault', '--version']);
   });
 
   it('offers no hidden command or option, though commander knows them', () => {
@@ -125,7 +126,9 @@ describe('vault completion bash, computed by bash', () => {
     expect(hiddenOption.stderr).toMatch(/--insecure-test-kdf exists only in the test build/);
     expect(ws.run(['git', 'merge-driver', '--help']).status).toBe(0);
     expect(complete('vault git ')).toEqual(['help', 'setup']);
-    expect(complete('vault key add --')).toEqual(['--help', '--keychain', '--label', '--passphrase', '--token']);
+    expect(complete('vault key add --')).toEqual([
+      '--help', '--identity', '--keychain', '--label', '--passphrase', '--token', '--vault',
+    ]);
     expect(complete('vault agent start --')).not.toContain('--notify-fd');
     for (const name of ['bash', 'zsh', 'fish']) {
       const text = fs.readFileSync(scripts.get(name)!, 'utf8');

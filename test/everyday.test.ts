@@ -404,5 +404,7 @@ describe('vault --version', () => {
     // `vault` alone still shows the help as a usage error, and an unknown command is named
     expect(ws.run([]).status).toBe(2);
     expect(ws.run(['bogus']).stderr).toBe("vault: unknown command 'bogus' (see `vault --help`)\n");
+    // the program's own action must not take away commander's `help` command
+    expect(ws.run(['help', 'put']).stdout).toMatch(/^Usage: vault put \[options\] <NAME>/);
   });
 });

@@ -803,7 +803,7 @@ program
   });
 
 // `vault` alone, `vault --version [--json]`: commander runs this when no subcommand was named
-program.allowExcessArguments(true).action(async (flags: { version?: boolean; json?: boolean }, command: Command) => {
+program.helpCommand(true).allowExcessArguments(true).action(async (flags: { version?: boolean; json?: boolean }, command: Command) => {
   const unknown = command.args[0];
   if (unknown !== undefined) program.error(`error: unknown command '${unknown}'`, { code: 'commander.unknownCommand' });
   if (flags.version !== true) program.help({ error: true });
