@@ -18,6 +18,8 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/kcmp.h>
 #include <unistd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -474,6 +476,42 @@ Napi::Value DupAbove(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, copy);
 }
 
+// sameOpenFile(a, b): whether fds a and b of this process are one open file description (kcmp(2),
+// KCMP_FILE), as `2>&1` or dup(2) makes them; null where the kernel will not say: kcmp is built
+// only with CONFIG_KCMP, and container seccomp profiles (Docker's default) refuse it with EPERM.
+// Comparing one's own fds needs no ptrace permission (kcmp(2): same thread group).
+Napi::Value SameOpenFile(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!Args(info, "sameOpenFile(a, b)", {napi_number, napi_number})) return env.Undefined();
+  long self = getpid();
+  long a = info[0].As<Napi::Number>().Int32Value();
+  long b = info[1].As<Napi::Number>().Int32Value();
+  long order = syscall(SYS_kcmp, self, self, KCMP_FILE, a, b);
+  if (order >= 0) return Napi::Boolean::New(env, order == 0);
+  if (errno == ENOSYS || errno == EPERM || errno == EACCES) return env.Null();
+  SystemError(env, "kcmp", errno, "KCMP_FILE").ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// openFileState(fd): the file status flags (fcntl(2) F_GETFL: O_APPEND, the access mode, ...) and
+// the offset (lseek(2) SEEK_CUR; -1 where the file has none, as a pipe) of fd's open file
+// description: what two descriptions of one file differ in when kcmp cannot tell them apart.
+Napi::Value OpenFileState(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!Args(info, "openFileState(fd)", {napi_number})) return env.Undefined();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) {
+    SystemError(env, "fcntl", errno, "F_GETFL").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  off_t offset = lseek(fd, 0, SEEK_CUR);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("flags", Napi::Number::New(env, flags));
+  result.Set("offset", Napi::Number::New(env, offset < 0 ? -1 : static_cast<double>(offset)));
+  return result;
+}
+
 // detach(keep): a session of its own (setsid(2): the terminal's hangup no longer reaches it) and
 // /dev/null over fds 0, 1 and 2 (dup2(2)), for the agent once it no longer needs the terminal that
 // started it: a daemon must not hold a terminal open, nor write into a closed pipe.
@@ -525,6 +563,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recvRequest", Napi::Function::New(env, RecvRequest));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("dupAbove", Napi::Function::New(env, DupAbove));
+  exports.Set("sameOpenFile", Napi::Function::New(env, SameOpenFile));
+  exports.Set("openFileState", Napi::Function::New(env, OpenFileState));
   exports.Set("detach", Napi::Function::New(env, Detach));
   exports.Set("openAt", Napi::Function::New(env, OpenAt));
   exports.Set("mkdirAt", Napi::Function::New(env, MkdirAt));

@@ -65,7 +65,8 @@ enum tier { TIER_NONE, TIER_HARDENED, TIER_LOCKDOWN };
 #define FLAG_CALLER_RESTORES_TERMINAL 32u  /* vault still writes masked output: it restores the modes */
 #define FLAG_NET_HOST 64u      /* lockdown keeps the host's network namespace */
 #define FLAG_NET_EGRESS 128u   /* lockdown's own network, with the request's nftables ruleset and a user-mode stack */
-#define KNOWN_FLAGS 255u
+#define FLAG_RELAY_ONE 256u    /* stdout and stderr are one relayed pipe, copied to fd 1 (the caller's 1 and 2 are one place) */
+#define KNOWN_FLAGS 511u
 
 /* The kinds of a lockdown mount entry. */
 enum mount_kind {
@@ -567,6 +568,10 @@ static void read_request_header(struct request *req)
     die("read_request", "stdout cannot be both the pty and a relayed pipe");
   if ((req->flags & FLAG_PTY_STDERR) && (req->flags & FLAG_RELAY_STDERR))
     die("read_request", "stderr cannot be both the pty and a relayed pipe");
+  if ((req->flags & FLAG_RELAY_ONE) &&
+      ((req->flags & FLAG_RELAY_STDOUT) == 0 || (req->flags & (FLAG_RELAY_STDERR | FLAG_PTY_STDERR)) != 0))
+    die("read_request", "one relayed pipe for stdout and stderr needs stdout relayed, and stderr neither relayed "
+        "nor the pty");
   if ((req->flags & (FLAG_NET_HOST | FLAG_NET_EGRESS)) != 0 && req->tier != TIER_LOCKDOWN)
     die("read_request", "a network mode was asked for in tier %s: only lockdown has a network of its own", tier_names[req->tier]);
   if ((req->flags & FLAG_NET_HOST) && (req->flags & FLAG_NET_EGRESS))
@@ -996,6 +1001,9 @@ static void setup_stdio(const struct request *req, struct sandbox_io *io)
     open_relay(io, 1);
   if (req->flags & FLAG_RELAY_STDERR)
     open_relay(io, 2);
+  /* as `2>&1` would: one pipe, so what the target wrote reaches fd 1 in the order it wrote it */
+  if (req->flags & FLAG_RELAY_ONE)
+    io->target[2] = io->target[1];
 }
 
 /* In a child: the target's streams become its 0, 1 and 2, and nothing of the relays stays open
@@ -1016,7 +1024,7 @@ static void attach_target_stdio(const struct sandbox_io *io)
   }
   for (int fd = 0; fd <= 2; fd++) {
     if (io->target[fd] > 2)
-      (void)close(io->target[fd]);  /* the slave may be listed twice */
+      (void)close(io->target[fd]);  /* the slave, or the one relayed pipe, may be listed twice */
     if (io->relay[fd] >= 0)
       close_or_die("attach_stdio", io->relay[fd]);
   }

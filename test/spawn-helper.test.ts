@@ -767,6 +767,11 @@ for (const who of launchers) {
           expect(reopened.code, reopened.stderr).toBe(0);
           expect(reopened.stdout).toBe('done\n');
           expect(reopened.stderr).toBe('to-stderr\nx\n');
+          // one pipe for both (relayOne): stderr's lines come out on fd 1, in the order written
+          const one = HELPER_FLAGS.relayStdout | HELPER_FLAGS.relayOne;
+          const joined = await run(launcher, { tier, executable: fixtures['reopen.sh']!, argv: ['reopen'], flags: one });
+          expect(joined.code, joined.stderr).toBe(0);
+          expect([joined.stdout, joined.stderr]).toEqual(['to-stderr\nx\ndone\n', '']);
 
           const endless = start(launcher, { tier, executable: fixtures['endless.sh']!, argv: ['endless'], flags: relay });
           await endless.output(/^line$/m);
@@ -800,12 +805,13 @@ describe('requests the helper refuses, and programs it cannot run', () => {
   const header = (tier: number, flags = 0) => Buffer.concat([Buffer.from('SVH3'), u32(tier), u32(flags), u32(0), u32(0)]);
   /** argv ["true"], no env or files; `rest` goes on with the hidden paths */
   const body = (...rest: Buffer[]) => Buffer.concat([u32(1), str('true'), u32(0), u32(0), ...rest]);
+  const ONE_PIPE = HELPER_FLAGS.relayOne | HELPER_FLAGS.relayStdout;
 
   it.each([
     ['a wrong magic', Buffer.from('SVH2\0\0\0\0'), /SVH3/],
     ['an empty request', Buffer.alloc(0), /SVH3/],
     ['an unknown tier', header(3), /unknown tier 3/],
-    ['unknown flags', header(0, 256), /unknown flags 0x100/],
+    ['unknown flags', header(0, 512), /unknown flags 0x200/],
     ['a network mode outside lockdown', header(1, HELPER_FLAGS.netHost), /a network mode was asked for in tier hardened/],
     ['both network modes', header(2, HELPER_FLAGS.netHost | HELPER_FLAGS.netEgress), /both the host's and an egress allow-list/],
     ['an egress request without its network section', header(2, HELPER_FLAGS.netEgress), /ends early/],
@@ -815,6 +821,9 @@ describe('requests the helper refuses, and programs it cannot run', () => {
     ['a file path with ".."', Buffer.concat([header(2), u32(1), str('true'), u32(0), u32(1), str('DB'), str('/run/../db'), str('v')]), /"\.\." component/],
     ['a stream on a pty without a pty', header(0, HELPER_FLAGS.ptyStdout), /without a pty/],
     ['stdout both the pty and a relay', header(0, HELPER_FLAGS.pty | HELPER_FLAGS.ptyStdout | HELPER_FLAGS.relayStdout), /both the pty and a relayed pipe/],
+    ['one relayed pipe without stdout relayed', header(0, HELPER_FLAGS.relayOne), /one relayed pipe for stdout and stderr needs/],
+    ['one relayed pipe and stderr relayed too', header(0, ONE_PIPE | HELPER_FLAGS.relayStderr), /one relayed pipe/],
+    ['one relayed pipe and stderr on the pty', header(0, ONE_PIPE | HELPER_FLAGS.pty | HELPER_FLAGS.ptyStderr), /one relayed pipe/],
     ['a header that ends early', Buffer.concat([Buffer.from('SVH3'), u32(1), u32(0)]), /ends early/],
     ['a request that ends early', Buffer.concat([header(1), u32(2), str('a')]), /ends early/],
     ['a NUL in an argument', Buffer.concat([header(0), u32(1), str('tr\0ue'), u32(0), u32(0), u32(0), u32(0), str('')]), /NUL/],

@@ -22,6 +22,8 @@ export const HELPER_FLAGS = {
   netHost: 64,
   /** lockdown's own network namespace with the request's nftables ruleset, and a user-mode stack vault attaches (fd 7). */
   netEgress: 128,
+  /** The target's stdout and stderr are one relayed pipe, copied to fd 1: with relayStdout, without relayStderr or ptyStderr. */
+  relayOne: 256,
 } as const;
 
 /** What a lockdown mount entry does (docs/helper-protocol.md, "Mount entries"). */

@@ -6,7 +6,9 @@
  * relays between it and the caller's terminal (raw mode, window size); otherwise the target gets
  * vault's stdin, stdout and stderr as they are. With masking, the target writes into real pipes
  * that the helper copies to vault, which masks them on the way out; the helper returns when the
- * target exits, whatever its background children still hold open.
+ * target exits, whatever its background children still hold open. When the caller's stdout and
+ * stderr are one place (`> log 2>&1`, one CI pipe), the target gets one pipe as both, as `2>&1`
+ * would give it, so that the masked log keeps the order of its writes (oneDestination).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -128,6 +130,55 @@ export function helperPath(): string {
  */
 const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
+const O_APPEND = fs.constants.O_APPEND;
+
+/** What decides whether two output fds are one place: fstat(2), fcntl(2) F_GETFL, lseek(2) SEEK_CUR. */
+export interface OutputFile {
+  dev: bigint;
+  ino: bigint;
+  regular: boolean;
+  flags: number;
+  /** -1 where the file has no offset (a pipe, a terminal). */
+  offset: number;
+}
+
+/**
+ * Whether output written to `a` and to `b` lands in one sequence of bytes, so that one pipe for
+ * both loses nothing but the order that two would scramble. `sameDescription`: kcmp(2) KCMP_FILE's
+ * answer, null where the kernel will not give one. One place: one open file description (`2>&1`,
+ * dup(2)); or one file (st_dev and st_ino) that is not a regular file (a pipe, FIFO, socket or
+ * device has no offset of a description's own: every description writes into the same stream); or
+ * one regular file both descriptions append to (O_APPEND: each write goes at its end). Two
+ * descriptions of a regular file that write at their own offsets (`> f 2> f`) are two places, kept
+ * apart as the caller made them. Without kcmp (container seccomp profiles refuse it), the same
+ * regular file with equal status flags and equal offsets is taken for one description: `> f 2>&1`
+ * must keep its order there too, and `> f 2> f`, which it cannot tell from that, then gets the
+ * whole output in order instead of two streams overwriting each other.
+ */
+export function onePlace(a: OutputFile, b: OutputFile, sameDescription: boolean | null): boolean {
+  if (a.dev !== b.dev || a.ino !== b.ino) return false;
+  if (sameDescription === true || !a.regular) return true;
+  if ((a.flags & b.flags & O_APPEND) !== 0) return true;
+  return sameDescription === null && a.flags === b.flags && a.offset === b.offset;
+}
+
+/**
+ * onePlace for the caller's fds `a` and `b`, as the kernel describes them now. False when either
+ * cannot be examined (closed, fstat fails): the two streams of before.
+ */
+export function oneDestination(a: number, b: number): boolean {
+  if (a === b) return true;
+  const describe = (fd: number): OutputFile => {
+    const stat = fs.fstatSync(fd, { bigint: true });
+    return { dev: stat.dev, ino: stat.ino, regular: stat.isFile(), ...native().openFileState(fd) };
+  };
+  try {
+    return onePlace(describe(a), describe(b), native().sameOpenFile(a, b));
+  } catch {
+    return false;
+  }
+}
+
 /** Which of the helper's streams are what, for the header flags. */
 function streamFlags(stdio: 'inherit' | 'pipe' | 'mask', streams: Streams): number {
   const pty = stdio !== 'pipe' && tty.isatty(streams.stdin);
@@ -138,6 +189,11 @@ function streamFlags(stdio: 'inherit' | 'pipe' | 'mask', streams: Streams): numb
     if (tty.isatty(streams.stderr)) flags |= HELPER_FLAGS.ptyStderr;
   }
   if (stdio === 'mask') {
+    const neitherOnPty = (flags & (HELPER_FLAGS.ptyStdout | HELPER_FLAGS.ptyStderr)) === 0;
+    // with one pipe for both, the helper's own fd 2 still goes to a masker, carrying only its messages
+    if (neitherOnPty && oneDestination(streams.stdout, streams.stderr)) {
+      return flags | HELPER_FLAGS.relayStdout | HELPER_FLAGS.relayOne;
+    }
     if ((flags & HELPER_FLAGS.ptyStdout) === 0) flags |= HELPER_FLAGS.relayStdout;
     if ((flags & HELPER_FLAGS.ptyStderr) === 0) flags |= HELPER_FLAGS.relayStderr;
   }

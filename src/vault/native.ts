@@ -25,6 +25,10 @@ export interface NativeAddon {
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   /** A close-on-exec copy of `fd` numbered `lowest` or more (fcntl(2) F_DUPFD_CLOEXEC). */
   dupAbove(fd: number, lowest: number): number;
+  /** Whether fds a and b are one open file description (kcmp(2) KCMP_FILE); null where the kernel will not say. */
+  sameOpenFile(a: number, b: number): boolean | null;
+  /** fcntl(2) F_GETFL of fd, and its offset (lseek(2) SEEK_CUR), -1 where it has none (a pipe, a terminal). */
+  openFileState(fd: number): { flags: number; offset: number };
   /** sendmsg(2): all of `data` with `fds` attached to its first byte (SCM_RIGHTS); waits up to timeoutMs while the socket is full. */
   sendWithFds(fd: number, data: Buffer, fds: number[], timeoutMs: number): void;
   /** One frame (4-byte big-endian length, then that many bytes) and the fds that came with it, on a worker thread. */
