@@ -2,11 +2,13 @@
 // dist/vault.mjs, the release, and dist/test/vault.mjs, the same code with the test-only flag set.
 // Beside each, exec.cjs: a direct `vault exec` as one CommonJS file, and exec.cjs.v8cache, its V8
 // code cache (src/cli/code-cache.ts), made here with the node that will run it; and age.cjs, the
-// age library that exec.cjs requires only to open a recipient slot.
+// age library that exec.cjs requires only to open a recipient slot. dist/code-cache.mjs is the
+// cache's writer, for scripts/machine-files.mjs, which writes the cache and dist/node-path here and
+// again on an install from a tarball (docs/install.md).
 import { build } from 'esbuild';
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { BUILDS, CODE_CACHE_WRITER, writeMachineFiles } from './machine-files.mjs';
 
 const common = {
   bundle: true,
@@ -57,25 +59,16 @@ const cjs = {
   outExtension: { '.js': '.cjs' },
 };
 
-// writeCodeCache from the sources, bundled to a temporary file for this script alone, inside the
-// package (build/, node-gyp's) so that it finds the native addon as the product does
-mkdirSync('build', { recursive: true });
-const scratch = mkdtempSync(path.join('build', 'bundle-'));
-let writeCodeCache;
-try {
-  const module = path.join(scratch, 'code-cache.mjs');
-  await build({ ...common, entryPoints: ['src/cli/code-cache.ts'], format: 'esm', outfile: module });
-  ({ writeCodeCache } = await import(pathToFileURL(path.resolve(module)).href));
-} finally {
-  rmSync(scratch, { recursive: true, force: true });
-}
+// writeCodeCache from the sources, inside the package (dist/) so that it finds the native addon as the
+// product does
+await build({ ...common, entryPoints: ['src/cli/code-cache.ts'], format: 'esm', outfile: CODE_CACHE_WRITER });
 
-for (const [outdir, testBuild] of [['dist', false], ['dist/test', true]]) {
-  const define = { SEALVAULT_TEST_BUILD: String(testBuild) };
+for (const outdir of BUILDS) {
+  // chunks are named by their hash: those of an earlier build would stay, and be packed
+  rmSync(path.join(outdir, 'chunks'), { recursive: true, force: true });
+  const define = { SEALVAULT_TEST_BUILD: String(outdir !== 'dist') };
   await build({ ...esm, outdir, define });
   await build({ ...cjs, outdir, define: { ...cjs.define, ...define } });
   await build({ ...common, entryPoints: { age: 'age-encryption' }, format: 'cjs', outdir, outExtension: { '.js': '.cjs' } });
-  writeCodeCache(path.resolve(outdir, 'exec.cjs'));
 }
-// the node that build/Release/vault_launcher starts, by its absolute path: never one found on PATH
-writeFileSync('dist/node-path', `${realpathSync(process.execPath)}\n`);
+await writeMachineFiles(path.resolve('.'));

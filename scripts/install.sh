@@ -35,7 +35,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-# npm ci runs our own install script (node-gyp) and prepare (the bundle); package.json's
+# npm ci runs our own preinstall (scripts/npm-install.mjs: node-gyp) and prepare (the bundle); package.json's
 # allowScripts lets keytar build from source under npm 11.
 npm ci --no-audit --no-fund
 
