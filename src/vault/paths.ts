@@ -76,19 +76,40 @@ function findProjectVault(cwd: string): VaultLocation | undefined {
       if (markerStat?.isDirectory() === true && pointerStat !== undefined) {
         throw new VaultError('usage', `${dir} has both a .vault directory and a .sealvault file; remove one, or give --vault DIR`);
       }
-      const owner = (found === marker ? markerStat : pointerStat)!.uid;
-      if (uid !== undefined && owner !== uid) {
-        throw new VaultError(
-          'refused',
-          `${found} belongs to uid ${owner}, not to you (uid ${uid}): a vault found by looking upward must be your own; ` +
-            'give --vault DIR to use it anyway, or remove it',
-        );
-      }
-      const vaultDir = found === marker ? marker : readPointer(pointer, dir);
-      return { dir: vaultDir, source: 'project', foundAt: found };
+      checkOwner(found, found === marker ? markerStat! : pointerStat!, uid);
+      const named = found === marker ? marker : readPointer(pointer, dir);
+      return { dir: ownVaultDirectory(named, found, uid), source: 'project', foundAt: found };
     }
     if (path.dirname(dir) === dir) return undefined;
   }
+}
+
+/** Refuses (11) what another user owns: a vault found by looking upward must be the user's own. */
+function checkOwner(what: string, stat: fs.Stats, uid: number | undefined): void {
+  if (uid === undefined || stat.uid === uid) return;
+  throw new VaultError(
+    'refused',
+    `${what} belongs to uid ${stat.uid}, not to you (uid ${uid}): a vault found by looking upward must be your own; ` +
+      'give --vault DIR to use it anyway, or remove it',
+  );
+}
+
+/**
+ * The real path of the vault directory a `.vault` link or a `.sealvault` line leads to, checked to
+ * be the user's own. The real path, not the link: another user who planted a `.vault` link in /tmp
+ * could point it elsewhere between this check and the command's use of the path. A vault directory
+ * not there yet (`vault init` makes it) is returned as named, for the command to say so.
+ */
+function ownVaultDirectory(named: string, found: string, uid: number | undefined): string {
+  let real: string;
+  try {
+    real = fs.realpathSync(named);
+  } catch {
+    return named;
+  }
+  const stat = statOrUndefined(real, true);
+  if (stat !== undefined) checkOwner(named === found ? real : `${real} (named by ${found})`, stat, uid);
+  return real;
 }
 
 /** lstat (stat when `follow`: a `.vault` may be a link to the vault), or undefined when there is nothing. */
