@@ -85,6 +85,19 @@ function refusal(name: string): 'invalid' | 'reserved' | undefined {
 
 const listed = (names: string[]) => names.join(', ');
 
+/**
+ * The number (from 1) of the first line of `input` that sets `name` as dotenv reads one (optional
+ * `export `, the name, then `=` or `:`), or `?` when none does: to point at a name without printing it.
+ */
+function lineOf(input: Buffer, name: string): string {
+  const lines = input.toString('utf8').split(/\r?\n|\r/);
+  const at = lines.findIndex((line) => {
+    const rest = line.trimStart().replace(/^export\s+/, '');
+    return rest.startsWith(name) && /^\s*[=:]/.test(rest.slice(name.length));
+  });
+  return at === -1 ? '?' : String(at + 1);
+}
+
 /** A plan of what to store, every value as bytes (the caller wipes them), checked as the module says. */
 function planImport(vault: Vault, input: Buffer, source: string, flags: ImportFlags): Map<string, Uint8Array> {
   const parsed = parse(input);
@@ -94,10 +107,13 @@ function planImport(vault: Vault, input: Buffer, source: string, flags: ImportFl
   if (names.length === 0) throw new VaultError('usage', `${source} holds no NAME=VALUE line; nothing was stored`);
   const invalid = names.filter((n) => refusal(n) === 'invalid');
   if (invalid.length > 0) {
+    // by line, not by name: what dotenv took for a name may be a line of a value (an unquoted
+    // multi-line PEM key's last line, `MIIE…Q==`, reads as NAME=VALUE), and errors show no value
     throw new VaultError(
       'badSecret',
-      `${invalid.length} name(s) cannot be secret names (A-Z, 0-9 and _, not starting with a digit): ` +
-        `${listed(invalid)}; rename them in the input; nothing was stored`,
+      `${invalid.length} name(s) cannot be secret names (A-Z, 0-9 and _, not starting with a digit), on line(s) ` +
+        `${invalid.map((n) => lineOf(input, n)).join(', ')} of ${source === '-' ? 'stdin' : source}; rename them ` +
+        '(or quote a multi-line value); nothing was stored',
     );
   }
   const reserved = names.filter((n) => refusal(n) === 'reserved');
