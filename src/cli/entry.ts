@@ -100,12 +100,23 @@ async function loadExecBundle(): Promise<typeof import('./exec-bundle.js')> {
   return requireWithCodeCache(bundle) as typeof import('./exec-bundle.js');
 }
 
-/** One line when the working directory was removed: every relative name would fail later, with a trace. */
+/**
+ * One line when the working directory cannot be known (getcwd(3)): removed (ENOENT), or deeper than
+ * PATH_MAX (ENAMETOOLONG, or ERANGE from libuv); every relative name would fail later, with a trace.
+ */
 function lostDirectory(): string | undefined {
   try {
     process.cwd();
     return undefined;
-  } catch {
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENAMETOOLONG' || code === 'ERANGE') {
+      return 'the working directory\'s path is longer than PATH_MAX (4096 bytes); ' +
+        'cd into a shallower directory and run it again';
+    }
+    if (code !== 'ENOENT') {
+      return `the working directory cannot be read (getcwd: ${code}); cd into another one and run it again`;
+    }
     return 'the working directory no longer exists (removed?); cd into a directory that does and run it again';
   }
 }
