@@ -2,7 +2,7 @@
  * Red-team review of the everyday features (issue 15, commit db54e5a): what a writer of the vault
  * without the key, a caller, or another local user could do with configuration values, project
  * vault discovery and `vault import`. Each case is an attack that worked before its fix; the last
- * configuration case is still open (see its comment). As root and as an unprivileged user where
+ * configuration cases hold since the kind is sealed with the value. As root and as an unprivileged user where
  * the sandbox runs; cases that need a second user's files run as root.
  */
 import { spawnSync } from 'node:child_process';
@@ -41,20 +41,18 @@ function markConfig(ws: Workspace, name: string): void {
 
 for (const runner of RUNNERS) {
   describe(`configuration marks a writer set, as ${runner}`, () => {
-    it('vault allow says which values it grants unmasked: a writer marked a secret before the grant', () => {
+    // before the kind was sealed with the value, a grant took the file's mark: CI printed the secret
+    it('a secret a writer marked before the grant stays masked', () => {
       const ws = workspace(runnerAccount(runner));
       initWithToken(ws);
       put(ws, 'STRIPE_KEY', 'sk-live-0a1b2c3d4e5f');
       markConfig(ws, 'STRIPE_KEY'); // a teammate's commit, a CI job: no key needed
       const script = echoScript(ws, 'deploy.sh', ['STRIPE_KEY']);
-      const allowed = ws.run(['allow', 'STRIPE_KEY', '--to', script]);
-      expect(allowed.status).toBe(0);
-      // the grant takes the file's word (by design); the key holder must at least be told, here
-      expect(allowed.stderr).toMatch(/never masked in its output, as configuration .*any writer .*: STRIPE_KEY;/);
-      expect(ws.run(['exec', '--', script], { env: { CI: 'true' } }).stdout).toBe('sk-live-0a1b2c3d4e5f\n');
+      expect(ws.run(['allow', 'STRIPE_KEY', '--to', script]).status).toBe(0);
+      expect(ws.run(['exec', '--', script], { env: { CI: 'true' } }).stdout).toBe('***\n');
     });
 
-    it('vault allow --renew says so too: a writer marked a granted secret while the program changed', () => {
+    it('a granted secret a writer marked while the program changed stays masked after allow --renew', () => {
       const ws = workspace(runnerAccount(runner));
       initWithToken(ws);
       put(ws, 'STRIPE_KEY', 'sk-live-0a1b2c3d4e5f');
@@ -63,24 +61,21 @@ for (const runner of RUNNERS) {
       expect(ws.run(['exec', '--', script], { env: { CI: 'true' } }).stdout).toBe('***\n');
       markConfig(ws, 'STRIPE_KEY');
       fs.appendFileSync(script, '# version 2\n');
-      const renewed = ws.run(['allow', '--renew', script]);
-      expect(renewed.status).toBe(0);
-      expect(renewed.stderr).toMatch(/never masked in its output, as configuration .*: STRIPE_KEY;/);
+      expect(ws.run(['allow', '--renew', script]).status).toBe(0);
+      expect(ws.run(['exec', '--', script], { env: { CI: 'true' } }).stdout).toBe('***\n');
     });
   });
 }
 
-describe('configuration marks: still open', () => {
-  // OPEN (fails): a grant's `config` outlives the value it was made for. `vault rm` then `vault put`
-  // (or `put --force` without --config) of a real secret under a name once granted as configuration
-  // is masked only while its file lacks the mark; a writer adds the mark back and CI prints it. The
-  // mark should be bound to the value (sealed with it, or the grant pinning the sealed bytes' hash).
+describe('configuration marks and a name that changes kind', () => {
+  // was open: a grant's `config` outlived the value it was made for; the kind now lives in the value
   it('a secret put under a name once granted as configuration stays masked when a writer marks its file', () => {
     const ws = workspace();
     initWithToken(ws);
     put(ws, 'API_URL', 'https://api.example.com', ['--config']);
     const script = echoScript(ws, 'show.sh', ['API_URL']);
     expect(ws.run(['allow', 'API_URL', '--to', script]).status).toBe(0);
+    expect(ws.run(['exec', '--', script], { env: { CI: 'true' } }).stdout).toBe('https://api.example.com\n');
     expect(ws.run(['rm', 'API_URL']).status).toBe(0);
     put(ws, 'API_URL', 'now-a-real-secret-4242');
     expect(ws.run(['exec', '--', script], { env: { CI: 'true' } }).stdout).toBe('***\n');

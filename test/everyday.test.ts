@@ -211,7 +211,6 @@ for (const runner of RUNNERS) {
       expect(run.stderr).toContain('***');
       expect(run.stderr).not.toContain('sk-live');
       expect(ws.run(['list']).stdout).toMatch(/APP_MODE\s+config/);
-      expect(ws.run(['policy']).stdout).toMatch(/APP_MODE .*no \(config\)/);
     });
   });
 }
@@ -229,29 +228,55 @@ describe('configuration values against a writer without the key', () => {
     return { ws, run: () => ws.run(['exec', '--', script], { env: { CI: 'true' } }).stdout };
   }
   const secretFile = (ws: Workspace, name: string) => path.join(ws.vaultDir, 'secrets', `${name}.json`);
+  const editFile = (ws: Workspace, name: string, change: (json: Record<string, unknown>) => void) => {
+    const json = JSON.parse(fs.readFileSync(secretFile(ws, name), 'utf8')) as Record<string, unknown>;
+    change(json);
+    fs.writeFileSync(secretFile(ws, name), JSON.stringify(json));
+  };
 
-  it('marking a granted secret as configuration in its file does not unmask it', () => {
+  it("marking a secret's file as configuration unmasks nothing, and verify names the lie", () => {
     const { ws, run } = setUp();
     expect(run()).toBe('*** production\n');
-    const file = secretFile(ws, 'SECRET_TOKEN');
-    fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), config: true }));
-    expect(ws.run(['list']).stdout).toMatch(/SECRET_TOKEN\s+config/); // the file says so, the grant does not
+    editFile(ws, 'SECRET_TOKEN', (json) => (json.config = true));
+    expect(ws.run(['list']).stdout).toMatch(/SECRET_TOKEN\s+config/); // the file says so, the sealed kind does not
+    expect(run()).toBe('*** production\n');
+    // before a grant too: `allow` made after the mark grants a secret, masked
+    fs.writeFileSync(path.join(ws.project, 'other.sh'), '#!/bin/sh\necho "$SECRET_TOKEN"\n', { mode: 0o755 });
+    expect(ws.run(['allow', 'SECRET_TOKEN', '--to', path.join(ws.project, 'other.sh')]).status).toBe(0);
+    expect(ws.run(['exec', '--', path.join(ws.project, 'other.sh')], { env: { CI: 'true' } }).stdout).toBe('***\n');
+    const verify = ws.run(['verify']);
+    expect(verify.status).toBe(9);
+    expect(verify.stderr).toMatch(/SECRET_TOKEN\.json says it is a configuration value but its value was sealed as a secret/);
+  });
+
+  it("taking the mark off a configuration value's file leaves it unmasked: the kind is sealed with the value", () => {
+    const { ws, run } = setUp();
+    editFile(ws, 'APP_MODE', (json) => delete json.config);
     expect(run()).toBe('*** production\n');
   });
 
-  it('a configuration value replaced by a value without the mark is masked under the old grant', () => {
+  it('a configuration value replaced by a secret is masked at once; put --config takes effect at once', () => {
     const { ws, run } = setUp();
     put(ws, 'APP_MODE', 'now-a-secret-value', ['--force']);
     expect(run()).toBe('*** ***\n');
+    // a name once configuration and now a secret stays masked whatever a writer writes in its file
+    editFile(ws, 'APP_MODE', (json) => (json.config = true));
+    expect(run()).toBe('*** ***\n');
+    put(ws, 'SECRET_TOKEN', 'sk-public-now', ['--force', '--config']);
+    expect(run()).toBe('sk-public-now ***\n');
   });
 
-  it('put --config after the grant: still masked until the grant is made again (--renew), as put says', () => {
+  it("a writer cannot move a configuration value's sealed kind onto a secret (the name is sealed with it)", () => {
     const { ws, run } = setUp();
-    const replaced = put(ws, 'SECRET_TOKEN', 'sk-public-now', ['--force', '--config']);
-    expect(replaced.stderr).toMatch(/still mask it: grant it again \(`vault allow --renew PATH`\)/);
-    expect(run()).toBe('*** production\n');
-    expect(ws.run(['allow', '--renew', path.join(ws.project, 'show.sh')]).status).toBe(0);
-    expect(run()).toBe('sk-public-now production\n');
+    const config = JSON.parse(fs.readFileSync(secretFile(ws, 'APP_MODE'), 'utf8')) as { sealed: string };
+    editFile(ws, 'SECRET_TOKEN', (json) => {
+      json.sealed = config.sealed;
+      json.config = true;
+    });
+    const result = ws.run(['exec', '--', path.join(ws.project, 'show.sh')], { env: { CI: 'true' } });
+    expect(result.status).toBe(125);
+    expect(result.stderr).toMatch(/sealed under another name/);
+    expect(run()).not.toContain('sk-secret');
   });
 });
 

@@ -235,9 +235,6 @@ program
       if (piped && flags.trim !== true && value.at(-1) === 0x0a) {
         say(`kept the value's final newline (it is part of the ${value.length} bytes); \`--trim\` drops trailing newlines`);
       }
-      if (flags.config === true && done === 'replace') {
-        say(`grants made before ${name} was configuration still mask it: grant it again (\`vault allow --renew PATH\`)`);
-      }
     } finally {
       wipe(value);
     }

@@ -56,7 +56,7 @@ export function renderGrants(grants: Grant[], exists: (secret: string) => boolea
       // what lockdown gives it: a grant without --net gets loopback only there
       g.net === undefined ? (g.min_tier === 'lockdown' ? 'none' : '-') : typeof g.net === 'string' ? g.net : g.net.join(','),
       g.file === undefined ? 'env' : `file${g.file.path !== undefined ? `:${g.file.path}` : ''}`,
-      g.config === true ? 'no (config)' : (g.mask ?? '-'),
+      g.mask ?? '-',
       g.sha256.slice(0, 16),
       g.path,
       g.interpreter === undefined ? '-' : `${g.interpreter.path}${g.interpreter.arg !== undefined ? ` ${g.interpreter.arg}` : ''}`,

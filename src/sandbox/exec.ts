@@ -12,7 +12,7 @@ import { randomBytes, wipe } from '../vault/crypto.js';
 import { VaultError } from '../vault/errors.js';
 import { stateDirectory } from '../vault/paths.js';
 import {
-  configValues, grantedEnvironment, grantedPaths, grantedTier, type Policy, runFiles, runMask, runNetwork, secretsToRelease,
+  grantedEnvironment, grantedPaths, grantedTier, type Policy, runFiles, runMask, runNetwork, secretsToRelease,
 } from '../vault/policy.js';
 import type { UnlockedVault } from '../vault/vault.js';
 import { identityFilePaths } from '../vault/identity-source.js';
@@ -160,7 +160,7 @@ async function releaseInto(
     throw Object.assign(new VaultError(error instanceof VaultError ? error.kind : 'internal', `the release could not be audited, so nothing was released and nothing ran: ${reason}`), { cause: error });
   }
 
-  const values = vault.openSealed(sealed);
+  const { values, config } = vault.openSealed(sealed);
   if (caller.wipeKeyBeforeRun) vault.close();
   let env: Uint8Array[] = [];
   let plan: MaskPlan | undefined;
@@ -170,7 +170,6 @@ async function releaseInto(
     env = targetEnvironment(caller.env, inEnvironment, request.tier, environment, files.map((f) => f.name));
     const delivered = files.map((f) => ({ ...f, value: values.get(f.name) ?? new Uint8Array() }));
     if (mask !== undefined) {
-      const config = configValues(policy, names, release, new Set([...sealed].flatMap(([n, s]) => (s.config ? [n] : []))));
       // an empty value has nothing to mask: no warning that it is too short either
       const masked = [...values].filter(([name, value]) => !config.has(name) && value.length > 0);
       plan = planMasking(masked.map(([name, value]) => ({ name, value })), mask);

@@ -39,11 +39,19 @@ export function publicKeyMatches(secretKey: Uint8Array, publicKey: Uint8Array): 
   return sodium().memcmp(derived, publicKey);
 }
 
-/** `crypto_box_seal(NAME ‖ 0x00 ‖ value)`: the name is bound to the ciphertext. */
-export function sealSecret(publicKey: Uint8Array, name: string, value: Uint8Array): Uint8Array {
+/**
+ * The byte between NAME and the value of a sealed message (docs/FORMAT.md, "Secrets"): 0x00 for a
+ * secret, 0x01 for a configuration value, which `vault exec` never masks. Sealed with the value, the
+ * kind is chosen by whoever chose the value: a writer without the key cannot unmask a secret.
+ */
+const KIND_BYTE = { secret: 0x00, config: 0x01 } as const;
+
+/** `crypto_box_seal(NAME ‖ KIND ‖ value)`: the name and the kind are bound to the ciphertext. */
+export function sealSecret(publicKey: Uint8Array, name: string, value: Uint8Array, config = false): Uint8Array {
   const nameBytes = encoder.encode(name);
   const message = new Uint8Array(nameBytes.length + 1 + value.length);
   message.set(nameBytes, 0);
+  message[nameBytes.length] = config ? KIND_BYTE.config : KIND_BYTE.secret;
   message.set(value, nameBytes.length + 1);
   try {
     return sodium().boxSeal(message, publicKey);
@@ -52,8 +60,18 @@ export function sealSecret(publicKey: Uint8Array, name: string, value: Uint8Arra
   }
 }
 
-/** Opens a sealed value and checks that it was sealed under `name`; the caller wipes the result. */
-export function openSecret(keys: KeyPair, name: string, sealed: Uint8Array, file: string): Uint8Array {
+/** An opened value and its sealed kind (sealSecret). */
+export interface OpenedSecret {
+  value: Uint8Array;
+  /** Sealed as a configuration value (kind byte 0x01). */
+  config: boolean;
+}
+
+/**
+ * Opens a sealed value, checks its name and reads its kind. Errors: tampered (9) when the box does
+ * not open, the name is another, or the kind byte is neither 0x00 nor 0x01. The caller wipes `value`.
+ */
+export function openSecretAndKind(keys: KeyPair, name: string, sealed: Uint8Array, file: string): OpenedSecret {
   const message = sodium().boxSealOpen(sealed, keys.publicKey, keys.secretKey);
   if (message === null) {
     throw new VaultError(
@@ -63,14 +81,16 @@ export function openSecret(keys: KeyPair, name: string, sealed: Uint8Array, file
     );
   }
   const nameBytes = encoder.encode(name);
-  const boundName = message.length > nameBytes.length && message[nameBytes.length] === 0 && sodium().memcmp(message.subarray(0, nameBytes.length), nameBytes);
+  const kind = message[nameBytes.length];
+  const boundName = message.length > nameBytes.length && (kind === KIND_BYTE.secret || kind === KIND_BYTE.config) &&
+    sodium().memcmp(message.subarray(0, nameBytes.length), nameBytes);
   if (!boundName) {
     wipe(message);
     throw new VaultError('tampered', `${file} holds a value sealed under another name: someone moved a ciphertext; put ${name} again`);
   }
   const value = message.slice(nameBytes.length + 1);
   wipe(message);
-  return value;
+  return { value, config: kind === KIND_BYTE.config };
 }
 
 export function slotAad(vaultId: Uint8Array, slotId: string, kind: string): Uint8Array {

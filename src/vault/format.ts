@@ -99,8 +99,8 @@ export const secretFileSchema = z.strictObject({
   updated: time,
   sealed: base64Any,
   /**
-   * The writer marked the value as configuration (`put --config`): not authenticated, so it unmasks
-   * nothing by itself; a grant made while it was set says so too (Grant.config, docs/FORMAT.md).
+   * A configuration value, for `vault list` (which has no key): a hint only. What unmasks is the kind
+   * sealed with the value (crypto.ts sealSecret; docs/FORMAT.md, "Configuration values").
    */
   config: z.optional(z.literal(true)),
 });
@@ -130,11 +130,6 @@ export const grantSchema = z.strictObject({
   file: z.optional(z.strictObject({ path: z.optional(absolutePath) })),
   /** Mask the released values in the program's output whatever the caller says (`vault exec --no-mask` is refused). */
   mask: z.optional(z.enum(['stars', 'name'])),
-  /**
-   * The secret was configuration when the grant was made: delivered but never masked, while its
-   * secret file still says `config` (docs/FORMAT.md, "Configuration values").
-   */
-  config: z.optional(z.literal(true)),
 });
 export type Grant = z.infer<typeof grantSchema>;
 

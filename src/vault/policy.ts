@@ -79,7 +79,7 @@ export function grantRevocation(g: Grant): Revocation {
  * The bytes the MAC covers: fixed key order, grant fields in the order of docs/FORMAT.md. Fields
  * added after version 1 (ro, rw, interpreter, env, pass_env) come after created and only when a
  * grant has them, so that a policy written before they existed keeps its MAC; env in name order;
- * then net, file and mask (added when grants came to carry their run), the same way, and config last.
+ * then net, file and mask (added when grants came to carry their run), the same way.
  */
 function canonicalPolicy(vaultId: string, policy: Policy): string {
   const grants = policy.grants.map((g) => ({
@@ -94,7 +94,6 @@ function canonicalPolicy(vaultId: string, policy: Policy): string {
     ...(g.net !== undefined ? { net: g.net } : {}),
     ...(g.file !== undefined ? { file: g.file.path !== undefined ? { path: g.file.path } : {} } : {}),
     ...(g.mask !== undefined ? { mask: g.mask } : {}),
-    ...(g.config !== undefined ? { config: g.config } : {}),
   }));
   const revoked = (policy.revoked ?? []).map((r) => (
     'slot' in r ? { slot: r.slot, removed: r.removed } : { secret: r.secret, sha256: r.sha256, created: r.created }
@@ -254,18 +253,6 @@ export function runMask(
     throw new VaultError('refused', `--no-mask: the grant of ${masked.secret} to ${masked.path} masks the program's output; an exec flag may only narrow a grant`);
   }
   return asked ?? masked.mask;
-}
-
-/**
- * The released secrets left out of masking: those whose grant for this run says `config` and whose
- * secret file still does (`sealedConfig`); docs/FORMAT.md, "Configuration values". A writer without
- * the key can take the mark off a value (it is then masked) but cannot put it on a grant.
- */
-export function configValues(
-  policy: Policy, names: readonly string[], request: ReleaseRequest, sealedConfig: ReadonlySet<string>,
-): Set<string> {
-  return new Set(matchedGrants(policy, names, request).filter((g) => g.config === true && sealedConfig.has(g.secret))
-    .map((g) => g.secret));
 }
 
 /** A secret delivered as a file: where the grant puts it in lockdown (absent: /tmp/.vault-secrets/NAME). */

@@ -111,12 +111,24 @@ export function removeTree(root: VaultDir, name: string): void {
       }
       native().unlinkAt(dir.fd, sub, AT_REMOVEDIR);
     }
-    dir.sweep();
+    // the manifest goes last: a journal killed while it is removed still has it, or holds nothing
+    for (const entry of dir.names()) if (entry !== MANIFEST) quietlyUnlink(dir, entry);
+    quietlyUnlink(dir, MANIFEST);
   } finally {
     dir.close();
   }
   native().unlinkAt(root.fd, name, AT_REMOVEDIR);
   fs.fsyncSync(root.fd);
+}
+
+/** unlinkat of a file that may already be gone (a second run of removeTree). */
+function quietlyUnlink(dir: VaultDir, entry: string): void {
+  try {
+    native().unlinkAt(dir.fd, entry, 0);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'EISDIR') throw error;
+  }
 }
 
 /**
@@ -151,6 +163,22 @@ export function applyRekey(
   const dir = root.child(REKEY_COMMITTED);
   if (dir === undefined) return undefined;
   let manifest: RekeyManifest;
+  // removeTree takes the manifest last: without it and without anything else, the journal was
+  // applied and killed while it was being removed
+  const finished = !dir.has(MANIFEST) && dir.names().every((entry) => {
+    if (entry !== 'secrets' && entry !== 'slots') return false;
+    const sub = dir.child(entry);
+    try {
+      return sub === undefined || sub.names().length === 0;
+    } finally {
+      sub?.close();
+    }
+  });
+  if (finished) {
+    dir.close();
+    removeTree(root, REKEY_COMMITTED);
+    return undefined;
+  }
   try {
     const parsed = manifestSchema.safeParse(jsonOrUndefined(dir.read(MANIFEST, 'policy') ?? ''));
     if (!parsed.success) {

@@ -18,7 +18,7 @@ import { mergePolicies, parseConflict } from './policy-merge.js';
 import { grantTarget, type ProgramTarget, readShebang, scriptTarget } from './binary.js';
 import { resolveCommand } from './command-path.js';
 import {
-  fingerprint, fromBase64, generateKeyPair, type KeyPair, openSecret, randomBytes, SEAL_OVERHEAD, sealSecret, sha256OfFd, toBase64, wipe,
+  fingerprint, fromBase64, generateKeyPair, type KeyPair, openSecretAndKind, randomBytes, SEAL_OVERHEAD, sealSecret, sha256OfFd, toBase64, wipe,
 } from './crypto.js';
 import { expectRekey, followRekey, isPendingKey } from './pins.js';
 import { VaultError } from './errors.js';
@@ -72,7 +72,7 @@ export interface SecretInfo {
   size: number;
   created: string;
   updated: string;
-  /** Marked as configuration by its writer (`put --config`); unauthenticated, see SecretFile.config. */
+  /** Its file says it is a configuration value (a hint for people: the sealed kind is what counts). */
   config: boolean;
 }
 
@@ -294,7 +294,7 @@ export class Vault {
     if (value.length > MAX_VALUE_BYTES) {
       throw new VaultError('badSecret', `the value for ${name} is ${value.length} bytes, over the limit of ${MAX_VALUE_BYTES} (1 MiB); nothing was stored`);
     }
-    const sealed = toBase64(sealSecret(this.publicKey(), name, value));
+    const sealed = toBase64(sealSecret(this.publicKey(), name, value, options.config === true));
     return this.change((tmp) => this.within('secrets', (secrets) => {
       let previous: Buffer | undefined;
       try {
@@ -718,8 +718,8 @@ export interface RekeyResult {
 export interface SealedValue {
   file: string;
   sealed: Uint8Array;
-  /** Its secret file says `config` (unauthenticated: a grant must say so too to unmask it). */
-  config: boolean;
+  /** Its file says `config`: a hint for `vault list`, checked against the sealed kind by `vault verify`. */
+  marked: boolean;
 }
 
 export class UnlockedVault {
@@ -867,10 +867,9 @@ export class UnlockedVault {
     const created = new Date().toISOString();
     const fields = grantFields(request);
     const files = [...(request.files ?? [])].map(([n, at]) => (at !== undefined ? `${n}=${at}` : n));
-    const config = this.configNames(names);
     const details = {
       secrets: names, path: binary.path, sha256: binary.sha256, min_tier: request.minTier, args, any_args: request.anyArgs, ...fields,
-      ...(files.length > 0 ? { files } : {}), ...(config.size > 0 ? { config: [...config] } : {}),
+      ...(files.length > 0 ? { files } : {}),
     };
     if (!fitsAuditLine(details)) {
       throw new VaultError('usage', `this grant's arguments, environment and paths are over ${SIZE_CAPS.auditLine} bytes, more than its audit entry may hold; pin less, or pin a file that holds it`);
@@ -886,7 +885,7 @@ export class UnlockedVault {
           ...kept,
           ...names.map((secret) => ({
             secret, sha256: binary.sha256, path: binary.path, min_tier: request.minTier, args, created, ...fields,
-            ...fileField(request, secret), ...(config.has(secret) ? { config: true as const } : {}),
+            ...fileField(request, secret),
           })),
         ],
       };
@@ -916,14 +915,10 @@ export class UnlockedVault {
     describe(renewal);
     const created = new Date().toISOString();
     const renewed = new Map<string, Grant>();
-    const config = this.configNames(renewal.secrets);
     for (const g of old) {
       const again: Grant = { ...g, sha256: now.sha256, created };
       delete again.interpreter;
       if (now.interpreter !== undefined) again.interpreter = now.interpreter;
-      // what the secret is now: `put --config` after the first grant takes effect here
-      delete again.config;
-      if (config.has(g.secret)) again.config = true;
       renewed.set(JSON.stringify([g.secret, g.args]), again);
     }
     // the earlier versions' grants are revoked: their bytes must not get the secrets back
@@ -967,28 +962,25 @@ export class UnlockedVault {
       if (text === undefined) throw new VaultError('notFound', `no secret named ${name}; \`vault list\` shows the names`);
       const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', text, file);
       sealedValueSize(secret.sealed, name, file);
-      sealed.set(name, { file, sealed: fromBase64(secret.sealed), config: secret.config === true });
+      sealed.set(name, { file, sealed: fromBase64(secret.sealed), marked: secret.config === true });
     }
     return sealed;
   }
 
   /**
-   * Which of `names` their secret files mark as configuration now, read by a key holder making a
-   * grant (docs/FORMAT.md, "Configuration values"); a name without a readable file is not.
+   * Opens what readSealed read: the values, and the names sealed as configuration (never masked).
+   * The caller wipes every value after hand-over.
    */
-  configNames(names: readonly string[]): Set<string> {
-    return new Set(names.filter((name) => {
-      const text = this.vault.readSecretFile(name);
-      return text !== undefined && secretFileSchema.safeParse(jsonOrUndefined(text)).data?.config === true;
-    }));
-  }
-
-  /** Opens what readSealed read; the caller wipes every value after hand-over. */
-  openSealed(sealed: Map<string, SealedValue>): Map<string, Uint8Array> {
+  openSealed(sealed: Map<string, SealedValue>): { values: Map<string, Uint8Array>; config: Set<string> } {
     const values = new Map<string, Uint8Array>();
+    const config = new Set<string>();
     try {
-      for (const [name, { file, sealed: bytes }] of sealed) values.set(name, openSecret(this.keys, name, bytes, file));
-      return values;
+      for (const [name, { file, sealed: bytes }] of sealed) {
+        const opened = openSecretAndKind(this.keys, name, bytes, file);
+        values.set(name, opened.value);
+        if (opened.config) config.add(name);
+      }
+      return { values, config };
     } catch (error) {
       for (const value of values.values()) wipe(value);
       throw error;
@@ -997,7 +989,7 @@ export class UnlockedVault {
 
   /** Opens the named secrets; the caller wipes every value after use. */
   openSecrets(names: string[]): Map<string, Uint8Array> {
-    return this.openSealed(this.readSealed(names));
+    return this.openSealed(this.readSealed(names)).values;
   }
 
   /** Checks every secret, the policy and the audit chain; returns one line per problem. */
@@ -1013,7 +1005,22 @@ export class UnlockedVault {
       }
     };
     const names = attempt(() => this.vault.names()) ?? [];
-    for (const name of names) attempt(() => this.openSecrets([name]).forEach((value) => wipe(value)));
+    for (const name of names) {
+      attempt(() => {
+        const sealed = this.readSealed([name]);
+        const { values, config } = this.openSealed(sealed);
+        values.forEach((value) => wipe(value));
+        // the file's `config` is what `vault list` shows; the sealed kind is what a run does
+        if (sealed.get(name)?.marked !== config.has(name)) {
+          throw new VaultError(
+            'tampered',
+            `${this.vault.secretFile(name)} says it is ${config.has(name) ? 'a secret' : 'a configuration value'} but its ` +
+              `value was sealed as ${config.has(name) ? 'configuration' : 'a secret'}: someone edited the file; ` +
+              '`vault list` shows it wrongly (a run goes by the sealed kind); put it again',
+          );
+        }
+      });
+    }
     const policy = attempt(() => this.policy());
     const audit = attempt(() => this.vault.checkAudit());
     problems.push(...(audit?.problems ?? []));
@@ -1179,9 +1186,9 @@ export class UnlockedVault {
               );
             }
             const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', text, vault.secretFile(name));
-            const value = openSecret(this.keys, name, fromBase64(secret.sealed), vault.secretFile(name));
+            const { value, config } = openSecretAndKind(this.keys, name, fromBase64(secret.sealed), vault.secretFile(name));
             try {
-              const sealed = toBase64(sealSecret(keys.publicKey, name, value));
+              const sealed = toBase64(sealSecret(keys.publicKey, name, value, config));
               staging.put(staging.secrets, `${name}.json`, serialize({
                 format: secret.format, version: secret.version, created: secret.created,
                 updated: secret.updated, sealed, ...(secret.config === true ? { config: true } : {}),
