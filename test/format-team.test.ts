@@ -133,3 +133,38 @@ describe('sealvault 0.2 format, by the document', () => {
     expect(lines.map((l) => (JSON.parse(l) as Json).event)).toEqual(['release', 'exit']);
   });
 });
+
+describe('sealvault 0.3 values, by the document', () => {
+  it('configuration is NAME ‖ 0x01 ‖ value, a secret NAME ‖ 0x00 ‖ value, empty is a value; a rekey keeps K', async () => {
+    await sodium.ready;
+    const ws = makeWorkspace();
+    try {
+      const token = initWithToken(ws);
+      put(ws, 'REGION', 'eu-west-1', ['--config']);
+      put(ws, 'SECRET', 'not-configuration');
+      put(ws, 'NOTHING', '');
+      ok(ws.run(['rekey']), 'rekey');
+      const read = (...parts: string[]) => JSON.parse(fs.readFileSync(path.join(ws.vaultDir, ...parts), 'utf8')) as Json;
+      // "kind token": the slot that unlocked the rekey keeps its KEK, so the token still unwraps the new sk
+      const vault = read('vault.json');
+      const slots = fs.readdirSync(path.join(ws.vaultDir, 'slots')).map((f) => read('slots', f));
+      const slot = slots.find((s) => s.kind === 'token')!;
+      const kek = new Uint8Array(Buffer.from(token.slice('svt1_'.length), 'base64url'));
+      const aad = new Uint8Array(Buffer.concat([utf8('sealvault-slot/1'), new Uint8Array([0]), b64(vault.vault_id as string),
+        utf8(`${slot.id as string}\0token`)]));
+      const sk = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
+        null, b64(slot.wrapped_key as string), aad, b64(slot.nonce as string), kek,
+      );
+      const pk = b64(vault.public_key as string);
+      const open = (name: string) =>
+        Buffer.from(sodium.crypto_box_seal_open(b64(read('secrets', `${name}.json`).sealed as string), pk, sk));
+      expect(open('REGION')).toEqual(Buffer.concat([Buffer.from('REGION'), Buffer.from([1]), Buffer.from('eu-west-1')]));
+      expect(open('SECRET')).toEqual(Buffer.concat([Buffer.from('SECRET'), Buffer.from([0]), Buffer.from('not-configuration')]));
+      expect(open('NOTHING')).toEqual(Buffer.concat([Buffer.from('NOTHING'), Buffer.from([0])]));
+      expect(read('secrets', 'REGION.json').config).toBe(true);
+      expect(read('secrets', 'SECRET.json').config).toBeUndefined();
+    } finally {
+      ws.cleanup();
+    }
+  });
+});

@@ -39,7 +39,8 @@ function readInput(source: string): Buffer {
   try {
     fd = source === '-' ? 0 : fs.openSync(source, 'r');
   } catch (error) {
-    throw new VaultError('notFound', `cannot open ${source} (${(error as NodeJS.ErrnoException).code}); nothing was stored`);
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new VaultError('notFound', `cannot open ${source} (${code}); nothing was stored`);
   }
   const chunks: Buffer[] = [];
   let total = 0;
@@ -56,12 +57,16 @@ function readInput(source: string): Buffer {
           continue;
         }
         if (code === 'EOF') break;
-        if (code === 'EISDIR') throw new VaultError('usage', `${source} is a directory; give a .env file or - for stdin`);
+        if (code === 'EISDIR') {
+          throw new VaultError('usage', `${source} is a directory; give a .env file or - for stdin`);
+        }
         throw error;
       }
       if (read === 0) break;
       total += read;
-      if (total > MAX_INPUT_BYTES) throw new VaultError('usage', `${source} is over ${MAX_INPUT_BYTES >> 20} MiB; nothing was stored`);
+      if (total > MAX_INPUT_BYTES) {
+        throw new VaultError('usage', `${source} is over ${MAX_INPUT_BYTES >> 20} MiB; nothing was stored`);
+      }
       chunks.push(Buffer.from(chunk.subarray(0, read)));
     }
     chunk.fill(0);
@@ -127,7 +132,9 @@ function planImport(vault: Vault, input: Buffer, source: string, flags: ImportFl
   }
   const unknown = (flags.configNames ?? []).filter((n) => !names.includes(n));
   if (unknown.length > 0) {
-    throw new VaultError('usage', `--config-names names what ${source} does not hold: ${listed(unknown)}; nothing was stored`);
+    throw new VaultError(
+      'usage', `--config-names names what ${source} does not hold: ${listed(unknown)}; nothing was stored`,
+    );
   }
   if (flags.force !== true) {
     const existing = names.filter((n) => vault.has(n));
@@ -143,7 +150,9 @@ function planImport(vault: Vault, input: Buffer, source: string, flags: ImportFl
   const big = [...values].filter(([, v]) => v.length > MAX_VALUE_BYTES).map(([n]) => n);
   if (big.length > 0) {
     for (const value of values.values()) wipe(value);
-    throw new VaultError('badSecret', `over the limit of ${MAX_VALUE_BYTES} bytes (1 MiB): ${listed(big)}; nothing was stored`);
+    throw new VaultError(
+      'badSecret', `over the limit of ${MAX_VALUE_BYTES} bytes (1 MiB): ${listed(big)}; nothing was stored`,
+    );
   }
   return values;
 }
@@ -163,7 +172,9 @@ export async function importEnvFile(vault: Vault, source: string, flags: ImportF
   }
   const config = new Set(flags.configNames ?? []);
   const bar = process.stderr.isTTY && values.size >= PROGRESS_FROM
-    ? new SingleBar({ format: 'vault: importing {bar} {value}/{total} values', stream: process.stderr, hideCursor: true })
+    ? new SingleBar({
+      format: 'vault: importing {bar} {value}/{total} values', stream: process.stderr, hideCursor: true,
+    })
     : undefined;
   bar?.start(values.size, 0);
   const done: { name: string; replaced: boolean; size: number }[] = [];
@@ -188,7 +199,8 @@ export async function importEnvFile(vault: Vault, source: string, flags: ImportF
   bar?.stop();
   if (done.length <= LINES_UP_TO) {
     for (const d of done) {
-      say(`${d.replaced ? 'replaced' : 'stored'} ${config.has(d.name) ? 'configuration value ' : ''}${d.name} (${d.size} bytes)`);
+      const kind = config.has(d.name) ? 'configuration value ' : '';
+      say(`${d.replaced ? 'replaced' : 'stored'} ${kind}${d.name} (${d.size} bytes)`);
     }
   }
   const replaced = done.filter((d) => d.replaced).length;

@@ -52,7 +52,8 @@ const program = new Command('vault')
   .description('A write-only secret vault: secrets go in, and come out only into sandboxed programs granted them.')
   .option('--vault <dir>', VAULT_HELP)
   .option('--identity <file>', IDENTITY_HELP)
-  .option('-V, --version', "print vault's version (with --json: node's, libsodium's, the helper's, the kernel's features)")
+  .option('-V, --version', "print vault's version (with --json: node's, libsodium's, the helper's, the kernel's " +
+    'features)')
   .addOption(new Option('--json').hideHelp())
   .showHelpAfterError(false)
   .exitOverride()
@@ -233,7 +234,8 @@ program
       // `echo x | vault put` keeps echo's newline: say so, since it is invisible and changes the value
       const piped = flags.fromFile !== undefined || !process.stdin.isTTY;
       if (piped && flags.trim !== true && value.at(-1) === 0x0a) {
-        say(`kept the value's final newline (it is part of the ${value.length} bytes); \`--trim\` drops trailing newlines`);
+        say(`kept the value's final newline (it is part of the ${value.length} bytes); ` +
+          '`--trim` drops trailing newlines');
       }
     } finally {
       wipe(value);
@@ -800,7 +802,9 @@ program
   });
 
 // `vault` alone, `vault --version [--json]`: commander runs this when no subcommand was named
-program.helpCommand(true).allowExcessArguments(true).action(async (flags: { version?: boolean; json?: boolean }, command: Command) => {
+program.helpCommand(true).allowExcessArguments(true).action(async (
+  flags: { version?: boolean; json?: boolean }, command: Command,
+) => {
   const unknown = command.args[0];
   if (unknown !== undefined) program.error(`error: unknown command '${unknown}'`, { code: 'commander.unknownCommand' });
   if (flags.version !== true) program.help({ error: true });

@@ -17,7 +17,10 @@ function table(header: string[], cells: string[][]): string {
 export function renderSecrets(secrets: SecretInfo[]): string {
   if (secrets.length === 0) return '(no secrets; add one with `vault put NAME`)\n';
   // KIND config: delivered unmasked where a grant says so too (docs/FORMAT.md, "Configuration values")
-  return table(['NAME', 'KIND', 'BYTES', 'UPDATED'], secrets.map((s) => [s.name, s.config ? 'config' : 'secret', String(s.size), s.updated]));
+  return table(
+    ['NAME', 'KIND', 'BYTES', 'UPDATED'],
+    secrets.map((s) => [s.name, s.config ? 'config' : 'secret', String(s.size), s.updated]),
+  );
 }
 
 /** A slot as `vault key list` shows it; `known` is false for a kind from a newer sealvault, which unlock skips. */

@@ -46,7 +46,8 @@ export function askHidden(question: string): Promise<Uint8Array> {
         // raw mode turns off the terminal's signals (termios(3), ISIG): Ctrl-C arrives as a byte
         if (byte === 0x03 || byte === 0x04) {
           fs.writeSync(fd, '\n');
-          finish(byte === 0x03 ? new VaultError('interrupted', 'interrupted at the prompt (Ctrl-C); nothing was changed')
+          finish(byte === 0x03
+            ? new VaultError('interrupted', 'interrupted at the prompt (Ctrl-C); nothing was changed')
             : new VaultError('usage', 'no input at the prompt (Ctrl-D); nothing was changed'));
           return;
         }

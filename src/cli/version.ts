@@ -11,7 +11,8 @@ import { HELPER_PROTOCOL } from '../sandbox/helper-protocol.js';
 export function packageVersion(): string {
   const root = packageRoot();
   try {
-    const version = (JSON.parse(fs.readFileSync(path.join(root ?? '', 'package.json'), 'utf8')) as { version?: unknown }).version;
+    const manifest = JSON.parse(fs.readFileSync(path.join(root ?? '', 'package.json'), 'utf8')) as { version?: unknown };
+    const version = manifest.version;
     return typeof version === 'string' ? version : 'unknown';
   } catch {
     return 'unknown';

@@ -42,7 +42,9 @@ export function locateVault(flag: string | undefined, cwd: string = process.cwd(
   if (project !== undefined) return project;
   const fromEnv = process.env.VAULT_DIR;
   if (fromEnv !== undefined) {
-    if (fromEnv === '') throw new VaultError('usage', 'VAULT_DIR is set but empty: set it to the vault directory or unset it');
+    if (fromEnv === '') {
+      throw new VaultError('usage', 'VAULT_DIR is set but empty: set it to the vault directory or unset it');
+    }
     return { dir: path.resolve(fromEnv), source: 'environment' };
   }
   return { dir: path.join(xdgDirectory('XDG_DATA_HOME', '.local/share'), 'sealvault'), source: 'default' };
@@ -74,7 +76,9 @@ function findProjectVault(cwd: string): VaultLocation | undefined {
     const found = markerStat?.isDirectory() === true ? marker : pointerStat !== undefined ? pointer : undefined;
     if (found !== undefined) {
       if (markerStat?.isDirectory() === true && pointerStat !== undefined) {
-        throw new VaultError('usage', `${dir} has both a .vault directory and a .sealvault file; remove one, or give --vault DIR`);
+        throw new VaultError(
+          'usage', `${dir} has both a .vault directory and a .sealvault file; remove one, or give --vault DIR`,
+        );
       }
       checkOwner(found, found === marker ? markerStat! : pointerStat!, uid);
       const named = found === marker ? marker : readPointer(pointer, dir);
@@ -129,13 +133,16 @@ function readPointer(file: string, dir: string): string {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new VaultError('unsafeFile', `${file} cannot be read (${code === 'ELOOP' ? 'a symbolic link' : code}); make it a file naming the vault directory`);
+    const why = code === 'ELOOP' ? 'a symbolic link' : code;
+    throw new VaultError('unsafeFile', `${file} cannot be read (${why}); make it a file naming the vault directory`);
   }
   let text: string;
   try {
     const stat = fs.fstatSync(fd);
     if (!stat.isFile() || stat.size > POINTER_CAP) {
-      throw new VaultError('unsafeFile', `${file} must be a regular file of at most ${POINTER_CAP} bytes naming the vault directory`);
+      throw new VaultError(
+        'unsafeFile', `${file} must be a regular file of at most ${POINTER_CAP} bytes naming the vault directory`,
+      );
     }
     const buffer = Buffer.alloc(POINTER_CAP + 1);
     const length = fs.readSync(fd, buffer, 0, buffer.length, 0);
@@ -144,7 +151,9 @@ function readPointer(file: string, dir: string): string {
     fs.closeSync(fd);
   }
   const line = text.split('\n').map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#'));
-  if (line === undefined) throw new VaultError('usage', `${file} names no vault: write the vault directory on its first line`);
+  if (line === undefined) {
+    throw new VaultError('usage', `${file} names no vault: write the vault directory on its first line`);
+  }
   return path.resolve(dir, line);
 }
 
