@@ -157,15 +157,13 @@ export function pendingRekeyKey(root: VaultDir): string | null | undefined {
 /** The points of a rekey a test can stop it at (`onStep`): each is where a crash leaves a different state. */
 export type RekeyStep = 'staged-half' | 'staged' | 'committed' | 'moved-secrets' | 'moved' | 'recorded';
 
-export function applyRekey(
-  root: VaultDir, record: (details: Record<string, unknown>) => void, onStep?: (step: RekeyStep) => void,
-): RekeyManifest | undefined {
-  const dir = root.child(REKEY_COMMITTED);
-  if (dir === undefined) return undefined;
-  let manifest: RekeyManifest;
-  // removeTree takes the manifest last: without it and without anything else, the journal was
-  // applied and killed while it was being removed
-  const finished = !dir.has(MANIFEST) && dir.names().every((entry) => {
+/**
+ * Whether `.rekey/` (open as `dir`) is a journal that was applied and killed while it was removed:
+ * removeTree takes the manifest last, so it has no manifest and nothing but empty `secrets/` and
+ * `slots/`. Removing it applies nothing, so anyone may (Vault.open), whoever began the rekey.
+ */
+export function journalFinished(dir: VaultDir): boolean {
+  return !dir.has(MANIFEST) && dir.names().every((entry) => {
     if (entry !== 'secrets' && entry !== 'slots') return false;
     const sub = dir.child(entry);
     try {
@@ -174,7 +172,15 @@ export function applyRekey(
       sub?.close();
     }
   });
-  if (finished) {
+}
+
+export function applyRekey(
+  root: VaultDir, record: (details: Record<string, unknown>) => void, onStep?: (step: RekeyStep) => void,
+): RekeyManifest | undefined {
+  const dir = root.child(REKEY_COMMITTED);
+  if (dir === undefined) return undefined;
+  let manifest: RekeyManifest;
+  if (journalFinished(dir)) {
     dir.close();
     removeTree(root, REKEY_COMMITTED);
     return undefined;

@@ -51,7 +51,7 @@ import { isWithin } from '../sandbox/lockdown-root.js';
 import { LOCKDOWN_SYSTEM_PATHS } from '../sandbox/tiers.js';
 import { type UnlockOptions, unlockPrivateKey } from './unlock.js';
 import {
-  applyRekey, pendingRekeyKey, planSlots, REKEY_STAGING, type RekeyStep, removeTree, type SlotPlan, Staging,
+  applyRekey, journalFinished, pendingRekeyKey, planSlots, REKEY_COMMITTED, REKEY_STAGING, type RekeyStep, removeTree, type SlotPlan, Staging,
 } from './rekey.js';
 
 export const MAX_VALUE_BYTES = 1024 * 1024;
@@ -190,6 +190,7 @@ export class Vault {
   static open(dir: string, options: OpenOptions = {}): Vault {
     const root = VaultDir.open(dir);
     if (root === undefined) throw new VaultError('notFound', `no vault at ${dir}; create one with \`vault init\` or point --vault (or VAULT_DIR) at an existing one`);
+    clearFinishedJournal(root);
     const pending = pendingRekeyKey(root);
     if (pending !== undefined) {
       if (pending === null || !isPendingKey(pending)) {
@@ -527,6 +528,33 @@ function underLock<T>(root: VaultDir, change: (tmp: VaultDir) => T): T {
       tmp.close();
     }
   });
+}
+
+/**
+ * Removes a `.rekey/` that a teammate's rekey left applied but not yet removed (rekey.ts
+ * journalFinished), so that nobody is refused for it; a reader who may not write leaves it.
+ */
+function clearFinishedJournal(root: VaultDir): void {
+  const dir = root.child(REKEY_COMMITTED);
+  if (dir === undefined) return;
+  let finished: boolean;
+  try {
+    finished = journalFinished(dir);
+  } finally {
+    dir.close();
+  }
+  if (!finished) return;
+  try {
+    underLock(root, () => {
+      const again = root.child(REKEY_COMMITTED);
+      const still = again !== undefined && journalFinished(again);
+      again?.close();
+      if (still) removeTree(root, REKEY_COMMITTED);
+    });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw error;
+  }
 }
 
 /**
