@@ -35,6 +35,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
+# keytar builds from source where GitHub (its prebuilt binaries) is out of reach, and node-gyp would
+# then fetch node's headers from nodejs.org: give it the running node's own when they are there
+# (Debian's nodejs-dev puts them under /usr/include/node), as scripts/npm-install.mjs does for ours.
+if [ -z "${npm_config_nodedir:-}" ]; then
+  node_prefix=$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")
+  if [ -f "$node_prefix/include/node/node_version.h" ]; then export npm_config_nodedir="$node_prefix"; fi
+fi
+
 # npm ci runs our own preinstall (scripts/npm-install.mjs: node-gyp) and prepare (the bundle); package.json's
 # allowScripts lets keytar build from source under npm 11.
 npm ci --no-audit --no-fund

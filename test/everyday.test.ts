@@ -117,6 +117,11 @@ describe('vault import refuses before it stores anything', () => {
     const invalid = ws.run(['import', '-'], { input: 'GOOD=1\nlower_case=2\nWITH-DASH=3\n' });
     expect(invalid.status).toBe(12);
     expect(invalid.stderr).toMatch(/cannot be secret names .*on line\(s\) 2, 3 of stdin/);
+    // both kinds in one line: one edit of the file is enough (helper-32 had to run it twice)
+    const both = ws.run(['import', '-'], { input: 'db_user=u\nPATH=/x\n' });
+    expect(both.status).toBe(12);
+    expect(both.stderr).toMatch(/cannot be secret names .*line\(s\) 1 of stdin.*; 1 name\(s\) are reserved.*PATH/);
+    expect(both.stderr.trim().split('\n')).toHaveLength(1);
     const existing = ws.run(['import', '-'], { input: 'GOOD=1\nKEPT=new\n' });
     expect(existing.status).toBe(11);
     expect(existing.stderr).toMatch(/in the vault already: KEPT; --force replaces them/);
@@ -165,6 +170,23 @@ describe('a large import on a terminal', () => {
     fs.writeFileSync(path.join(ws.project, 'more.env'), 'MORE_1=a\n'.repeat(1) + lines.map((l) => `X${l}`).join('\n'));
     const piped = ws.run(['import', 'more.env']);
     expect(piped.stderr).not.toMatch(/importing/);
+  });
+});
+
+describe('a multi-line value on a terminal (helper-32)', () => {
+  it('is masked whole on a pty with CI set, where LF becomes CR LF: no short middle line shows', () => {
+    const ws = workspace();
+    initWithToken(ws);
+    put(ws, 'PRIVATE_KEY', '-----BEGIN KEY-----\nline2\n-----END KEY-----');
+    const script = path.join(ws.project, 'key.sh');
+    fs.writeFileSync(script, '#!/bin/sh\necho "PRIVATE_KEY=[$PRIVATE_KEY]"\n', { mode: 0o755 });
+    expect(ws.run(['allow', 'PRIVATE_KEY', '--to', script]).status).toBe(0);
+    const piped = ws.run(['exec', '--', script], { env: { CI: 'true' } });
+    expect(piped.stdout).toBe('PRIVATE_KEY=[***]\n');
+    const onPty = ptyRun(ws, ws.command(['exec', '--', script]), [], { CI: 'true' });
+    expect(onPty.status, onPty.output).toBe(0);
+    expect(onPty.output).toContain('PRIVATE_KEY=[***]');
+    expect(onPty.output).not.toContain('line2');
   });
 });
 

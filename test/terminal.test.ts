@@ -166,6 +166,13 @@ describe('vault on a terminal', () => {
       expect(errorLines(result.output)).toHaveLength(1);
     });
 
+    it("Ctrl-C at vault exec's passphrase prompt exits 130 too, not 125 (helper-32)", () => {
+      const result = runOnPty(ws, ['exec', '--', '/bin/true'], [{ expect: 'Vault passphrase: ', send: '\x03' }], { cli: TEST_CLI });
+      expect(result.pending).toEqual([]);
+      expect(errorLines(result.output)).toEqual(['vault: interrupted at the prompt (Ctrl-C); nothing was changed']);
+      expect(result.status).toBe(130);
+    });
+
     it('Ctrl-C at the passphrase prompt cancels with one line', () => {
       const result = runOnPty(ws, ['policy'], [{ expect: 'Vault passphrase: ', send: '\x03' }], { cli: TEST_CLI });
       expect(result.pending).toEqual([]);

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { VaultError } from '../vault/errors.js';
+import { shellQuote } from '../vault/policy.js';
 
 const DEMO_VALUE = 'demo-value-that-never-comes-back';
 
@@ -38,7 +39,9 @@ export async function runDemo(): Promise<void> {
   const out = (text: string) => process.stdout.write(`${text}\n`);
 
   const step = (note: string, args: string[], options: { input?: string; expectFailure?: boolean; allowFailure?: boolean; hideStdout?: boolean } = {}) => {
-    out(`\n# ${note}\n$ vault ${args.join(' ')}${options.input !== undefined ? '   (value piped on stdin)' : ''}`);
+    // quoted as a shell would need it, so that a line pasted from the tour does what the tour did
+    const typed = args.map(shellQuote).join(' ');
+    out(`\n# ${note}\n$ vault ${typed}${options.input !== undefined ? '   (value piped on stdin)' : ''}`);
     // from the throwaway directory: lockdown runs a program in its working directory, never in a home
     const run = spawnSync(process.execPath, [cli, ...args], { env, input: options.input ?? '', encoding: 'utf8', cwd: root });
     const shown = options.hideStdout ? run.stdout.replace(/svt1_[A-Za-z0-9_-]+/g, 'svt1_…(hidden in the demo)') : run.stdout;

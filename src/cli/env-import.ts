@@ -110,26 +110,27 @@ function planImport(vault: Vault, input: Buffer, source: string, flags: ImportFl
   if (skipped.length > 0) say(`skipped ${listed(skipped)}: dotenvx's public key, not a value of the application`);
   const names = Object.keys(parsed).filter((n) => !DOTENVX_OWN.test(n));
   if (names.length === 0) throw new VaultError('usage', `${source} holds no NAME=VALUE line; nothing was stored`);
+  // every bad name in one line, so that one edit of the file is enough
+  const problems: string[] = [];
   const invalid = names.filter((n) => refusal(n) === 'invalid');
   if (invalid.length > 0) {
     // by line, not by name: what dotenv took for a name may be a line of a value (an unquoted
     // multi-line PEM key's last line, `MIIE…Q==`, reads as NAME=VALUE), and errors show no value
-    throw new VaultError(
-      'badSecret',
+    problems.push(
       `${invalid.length} name(s) cannot be secret names (A-Z, 0-9 and _, not starting with a digit), on line(s) ` +
-        `${invalid.map((n) => lineOf(input, n)).join(', ')} of ${source === '-' ? 'stdin' : source}; rename them ` +
-        '(or quote a multi-line value); nothing was stored',
+        `${invalid.map((n) => lineOf(input, n)).join(', ')} of ${source === '-' ? 'stdin' : source}: rename them ` +
+        '(or quote a multi-line value)',
     );
   }
   const reserved = names.filter((n) => refusal(n) === 'reserved');
   if (reserved.length > 0) {
-    throw new VaultError(
-      'badSecret',
+    problems.push(
       `${reserved.length} name(s) are reserved, as they change how a program runs (SECURITY.md, "Reserved names"): ` +
-        `${listed(reserved)}; leave them out of the input (a grant sets such a variable: \`vault allow … --env ` +
-        'NAME=VALUE`); nothing was stored',
+        `${listed(reserved)}: leave them out of the input (a grant sets such a variable: \`vault allow … --env ` +
+        'NAME=VALUE`)',
     );
   }
+  if (problems.length > 0) throw new VaultError('badSecret', `${problems.join('; ')}; nothing was stored`);
   const unknown = (flags.configNames ?? []).filter((n) => !names.includes(n));
   if (unknown.length > 0) {
     throw new VaultError(

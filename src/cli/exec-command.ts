@@ -63,6 +63,7 @@ export async function runExec(
     return result.exitCode;
   } catch (error) {
     fail(error);
-    return 125;
+    // Ctrl-C at the passphrase prompt: 130, as at every prompt, not a failure of vault's
+    return error instanceof VaultError && error.kind === 'interrupted' ? 130 : 125;
   }
 }

@@ -161,6 +161,18 @@ function jsonForm(value: Uint8Array): Uint8Array | undefined {
   return out;
 }
 
+/** `value` with each LF as CR LF, as a pty's output processing writes it. */
+function onTerminal(value: Uint8Array): Uint8Array {
+  const count = value.reduce((n, byte) => n + (byte === LINE_FEED ? 1 : 0), 0);
+  const out = new Uint8Array(value.length + count);
+  let at = 0;
+  for (const byte of value) {
+    if (byte === LINE_FEED) out[at++] = CARRIAGE_RETURN;
+    out[at++] = byte;
+  }
+  return out;
+}
+
 function withoutLineEnd(line: Uint8Array): Uint8Array {
   return line.at(-1) === CARRIAGE_RETURN ? line.subarray(0, -1) : line;
 }
@@ -207,6 +219,13 @@ function patternsOf(value: Uint8Array): Uint8Array[] {
   if (value.at(-1) === LINE_FEED) {
     const trimmed = withoutLineEnd(value.subarray(0, -1));
     if (trimmed.length >= MIN_MASKED_LENGTH) patterns.push(...encodedForms(trimmed));
+  }
+  // a terminal (the target's pty, termios(3) ONLCR) turns each LF into CR LF: the whole value as it
+  // arrives from there, else a line shorter than MIN_MASKED_LENGTH would show between two masks
+  if (value.includes(LINE_FEED) && !value.includes(CARRIAGE_RETURN)) {
+    const crlf = onTerminal(value);
+    patterns.push(crlf);
+    if (crlf.at(-1) === LINE_FEED) patterns.push(crlf.subarray(0, -2));
   }
   if (value.includes(LINE_FEED)) {
     let start = 0;
