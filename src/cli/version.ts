@@ -11,7 +11,8 @@ import { HELPER_PROTOCOL } from '../sandbox/helper-protocol.js';
 export function packageVersion(): string {
   const root = packageRoot();
   try {
-    const manifest = JSON.parse(fs.readFileSync(path.join(root ?? '', 'package.json'), 'utf8')) as { version?: unknown };
+    const text = fs.readFileSync(path.join(root ?? '', 'package.json'), 'utf8');
+    const manifest = JSON.parse(text) as { version?: unknown };
     const version = manifest.version;
     return typeof version === 'string' ? version : 'unknown';
   } catch {

@@ -84,7 +84,8 @@ export function checkSecretName(name: string): string {
     throw new VaultError(
       'badSecret',
       `secret name ${shown} is refused: ${why}, as such a variable could change how the child program runs ` +
-        '(SECURITY.md, "Reserved names"); pick another name, or let a grant set it (`vault allow … --env NAME=VALUE`)',
+        '(SECURITY.md, "Reserved names"); pick another name, or let a grant set it ' +
+        '(`vault allow … --env NAME=VALUE`)',
     );
   }
   return name;

@@ -290,7 +290,9 @@ export class Vault {
    * Seals `value` (0 to MAX_VALUE_BYTES bytes) under `name`. Needs no unlock. Replacing an existing
    * secret must be asked for; `config` marks it as configuration (docs/FORMAT.md, "Configuration values").
    */
-  async put(name: string, value: Uint8Array, options: { replace: boolean; config?: boolean }): Promise<'put' | 'replace'> {
+  async put(
+    name: string, value: Uint8Array, options: { replace: boolean; config?: boolean },
+  ): Promise<'put' | 'replace'> {
     const fileName = `${checkSecretName(name)}.json`;
     if (value.length > MAX_VALUE_BYTES) {
       throw new VaultError('badSecret', `the value for ${name} is ${value.length} bytes, over the limit of ${MAX_VALUE_BYTES} (1 MiB); nothing was stored`);
@@ -1042,8 +1044,8 @@ export class UnlockedVault {
         if (sealed.get(name)?.marked !== config.has(name)) {
           throw new VaultError(
             'tampered',
-            `${this.vault.secretFile(name)} says it is ${config.has(name) ? 'a secret' : 'a configuration value'} but its ` +
-              `value was sealed as ${config.has(name) ? 'configuration' : 'a secret'}: someone edited the file; ` +
+            `${this.vault.secretFile(name)} says it is ${config.has(name) ? 'a secret' : 'a configuration value'} ` +
+              `but its value was sealed as ${config.has(name) ? 'configuration' : 'a secret'}: someone edited the file; ` +
               '`vault list` shows it wrongly (a run goes by the sealed kind); put it again',
           );
         }
@@ -1214,7 +1216,8 @@ export class UnlockedVault {
               );
             }
             const secret = parseVaultFile(secretFileSchema, 'sealvault-secret', text, vault.secretFile(name));
-            const { value, config } = openSecretAndKind(this.keys, name, fromBase64(secret.sealed), vault.secretFile(name));
+            const file = vault.secretFile(name);
+            const { value, config } = openSecretAndKind(this.keys, name, fromBase64(secret.sealed), file);
             try {
               const sealed = toBase64(sealSecret(keys.publicKey, name, value, config));
               staging.put(staging.secrets, `${name}.json`, serialize({
