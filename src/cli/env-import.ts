@@ -11,7 +11,7 @@ import { parse } from 'dotenv';
 import * as fs from 'node:fs';
 import { wipe } from '../vault/crypto.js';
 import { VaultError } from '../vault/errors.js';
-import { NAME_PATTERN, RESERVED_NAMES, RESERVED_PREFIXES } from '../vault/names.js';
+import { secretNameProblem } from '../vault/names.js';
 import { MAX_VALUE_BYTES, type Vault } from '../vault/vault.js';
 import { say } from './messages.js';
 
@@ -81,13 +81,6 @@ function readInput(source: string): Buffer {
   return all;
 }
 
-/** Why `name` cannot be a secret's, or undefined (names.ts checkSecretName's rules, as a list). */
-function refusal(name: string): 'invalid' | 'reserved' | undefined {
-  if (!NAME_PATTERN.test(name)) return 'invalid';
-  if (RESERVED_NAMES.includes(name) || RESERVED_PREFIXES.some((p) => name.startsWith(p))) return 'reserved';
-  return undefined;
-}
-
 const listed = (names: string[]) => names.join(', ');
 
 /**
@@ -112,7 +105,7 @@ function planImport(vault: Vault, input: Buffer, source: string, flags: ImportFl
   if (names.length === 0) throw new VaultError('usage', `${source} holds no NAME=VALUE line; nothing was stored`);
   // every bad name in one line, so that one edit of the file is enough
   const problems: string[] = [];
-  const invalid = names.filter((n) => refusal(n) === 'invalid');
+  const invalid = names.filter((n) => secretNameProblem(n) === 'invalid');
   if (invalid.length > 0) {
     // by line, not by name: what dotenv took for a name may be a line of a value (an unquoted
     // multi-line PEM key's last line, `MIIE…Q==`, reads as NAME=VALUE), and errors show no value
@@ -122,7 +115,7 @@ function planImport(vault: Vault, input: Buffer, source: string, flags: ImportFl
         '(or quote a multi-line value)',
     );
   }
-  const reserved = names.filter((n) => refusal(n) === 'reserved');
+  const reserved = names.filter((n) => typeof secretNameProblem(n) === 'object');
   if (reserved.length > 0) {
     problems.push(
       `${reserved.length} name(s) are reserved, as they change how a program runs (SECURITY.md, "Reserved names"): ` +

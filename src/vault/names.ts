@@ -70,17 +70,31 @@ export function prefixReachesCode(prefix: string): boolean {
   );
 }
 
+/**
+ * Why `name` cannot be a secret's: 'invalid' (not NAME_PATTERN), or the reserved prefix or name that
+ * refuses it (SECURITY.md, "Reserved names"); undefined when it can. checkSecretName throws on it.
+ */
+export function secretNameProblem(name: string): 'invalid' | { reservedBy: string } | undefined {
+  if (!NAME_PATTERN.test(name)) return 'invalid';
+  const prefix = RESERVED_PREFIXES.find((p) => name.startsWith(p));
+  if (prefix !== undefined) return { reservedBy: `${prefix}*` };
+  return RESERVED_NAMES.includes(name) ? { reservedBy: name } : undefined;
+}
+
 export function checkSecretName(name: string): string {
   const shown = JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name);
-  if (!NAME_PATTERN.test(name)) {
+  const problem = secretNameProblem(name);
+  if (problem === 'invalid') {
     throw new VaultError(
       'badSecret',
       `secret name ${shown} is not valid: use 1-128 characters A-Z, 0-9 and _, not starting with a digit`,
     );
   }
-  const prefix = RESERVED_PREFIXES.find((p) => name.startsWith(p));
-  if (prefix !== undefined || RESERVED_NAMES.includes(name)) {
-    const why = prefix !== undefined ? `names starting with ${prefix} are reserved` : 'the name is reserved';
+  if (problem !== undefined) {
+    const { reservedBy } = problem;
+    const why = reservedBy.endsWith('*')
+      ? `names starting with ${reservedBy.slice(0, -1)} are reserved`
+      : 'the name is reserved';
     throw new VaultError(
       'badSecret',
       `secret name ${shown} is refused: ${why}, as such a variable could change how the child program runs ` +

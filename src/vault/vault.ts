@@ -190,8 +190,8 @@ export class Vault {
   static open(dir: string, options: OpenOptions = {}): Vault {
     const root = VaultDir.open(dir);
     if (root === undefined) throw new VaultError('notFound', `no vault at ${dir}; create one with \`vault init\` or point --vault (or VAULT_DIR) at an existing one`);
-    clearFinishedJournal(root);
-    const pending = pendingRekeyKey(root);
+    let pending = pendingRekeyKey(root);
+    if (pending !== undefined && clearFinishedJournal(root)) pending = undefined;
     if (pending !== undefined) {
       if (pending === null || !isPendingKey(pending)) {
         root.close();
@@ -534,18 +534,19 @@ function underLock<T>(root: VaultDir, change: (tmp: VaultDir) => T): T {
 
 /**
  * Removes a `.rekey/` that a teammate's rekey left applied but not yet removed (rekey.ts
- * journalFinished), so that nobody is refused for it; a reader who may not write leaves it.
+ * journalFinished), so that nobody is refused for it; a reader who may not write leaves it (and
+ * reads on: it applies nothing). Returns whether `.rekey/` was such a journal.
  */
-function clearFinishedJournal(root: VaultDir): void {
+function clearFinishedJournal(root: VaultDir): boolean {
   const dir = root.child(REKEY_COMMITTED);
-  if (dir === undefined) return;
+  if (dir === undefined) return true;
   let finished: boolean;
   try {
     finished = journalFinished(dir);
   } finally {
     dir.close();
   }
-  if (!finished) return;
+  if (!finished) return false;
   try {
     underLock(root, () => {
       const again = root.child(REKEY_COMMITTED);
@@ -557,6 +558,7 @@ function clearFinishedJournal(root: VaultDir): void {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw error;
   }
+  return true;
 }
 
 /**
